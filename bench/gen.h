@@ -3,7 +3,7 @@
  * shared by benchmarks and tests so that every figure is measured on the same
  * kind of input: ~330-byte records with a handful of services, models and
  * cohorts, lognormal latencies, token counts, costs, eval scores and a
- * 3-dimensional embedding. Values carry the precision real SDKs print
+ * 3-dimensional embedding, printed compactly as SDK encoders do. Values carry the precision real SDKs print
  * (latency to 0.1 ms, cost to 1e-6 USD, scores to 0.01), which is what makes
  * the text compressible in the spool.
  *
@@ -58,7 +58,6 @@ static inline size_t gen_record(struct gen *g, char *buf, size_t cap)
     static const char *providers[] = {"openai", "anthropic", "self-hosted", "openai"};
     static const char *regions[] = {"eu", "us", "apac"};
     static const char *tiers[] = {"gold", "silver", "free"};
-    static const char *workflows[] = {"rag", "chat", "extract"};
     int m = (int)(gen_u64(g) % 4);
     double latency = exp(6.5 + 0.5 * gen_normal(g));
     int error = gen_u64(g) % 50 == 0;
@@ -67,19 +66,18 @@ static inline size_t gen_record(struct gen *g, char *buf, size_t cap)
     g->ts += (int64_t)(gen_u64(g) % 3);
     g->n++;
     int n = snprintf(buf, cap,
-        "{\"ts\": %lld, \"service\": \"%s\", \"model\": \"%s\", \"provider\": \"%s\", "
-        "\"version\": \"prompt-v%d\", \"latency_ms\": %.1f, \"ttft_ms\": %.1f, "
-        "\"status\": \"%s\", \"error_type\": %s, \"input_tokens\": %u, \"output_tokens\": %u, "
-        "\"cost_usd\": %.6f, \"metrics\": {\"relevance\": %.2f, \"hallucination\": %d, "
-        "\"retrieval_precision\": %.1f, \"feedback\": %d}, \"labels\": {\"region\": \"%s\", "
-        "\"tier\": \"%s\", \"workflow_type\": \"%s\"}, \"embedding\": [%.2f, %.2f, %.2f], "
-        "\"request_id\": \"r-%llu\"}",
+        "{\"ts\":%lld,\"service\":\"%s\",\"model\":\"%s\",\"provider\":\"%s\","
+        "\"version\":\"prompt-v%d\",\"latency_ms\":%.1f,\"ttft_ms\":%.1f,"
+        "\"status\":\"%s\"%s,\"input_tokens\":%u,\"output_tokens\":%u,"
+        "\"cost_usd\":%.6f,\"metrics\":{\"relevance\":%.2f,\"hallucination\":%d,"
+        "\"feedback\":%d},\"labels\":{\"region\":\"%s\",\"tier\":\"%s\"},"
+        "\"embedding\":[%.2f,%.2f,%.2f],\"request_id\":\"r-%llu\"}",
         (long long)g->ts, services[gen_u64(g) % 4], models[m], providers[m],
         10 + (int)(gen_u64(g) % 3), latency, latency * (0.1 + 0.1 * gen_unit(g)),
-        error ? "error" : "ok", error ? "\"timeout\"" : "null", in_tok, out_tok,
+        error ? "error" : "ok", error ? ",\"error_type\":\"timeout\"" : "", in_tok, out_tok,
         (in_tok * 2.5 + out_tok * 10) * 1e-6, 0.6 + 0.4 * gen_unit(g),
-        gen_u64(g) % 20 == 0, (double)(gen_u64(g) % 11) / 10, (int)(gen_u64(g) % 3) - 1,
-        regions[gen_u64(g) % 3], tiers[gen_u64(g) % 3], workflows[gen_u64(g) % 3],
+        gen_u64(g) % 20 == 0, (int)(gen_u64(g) % 3) - 1,
+        regions[gen_u64(g) % 3], tiers[gen_u64(g) % 3],
         gen_normal(g) * 0.3, gen_normal(g) * 0.3, gen_normal(g) * 0.3,
         (unsigned long long)g->n);
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
