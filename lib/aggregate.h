@@ -1,0 +1,116 @@
+/*
+ * aggregate.h - everything vitals keeps about one series over one span of
+ * time: counts, errors by type, DDSketches of latency, TTFT, tokens, cost and
+ * every named metric, the embedding sum vector, data-quality counters, and a
+ * few exemplar request ids.
+ *
+ * The agent fills one aggregate per series per window from records; the
+ * scorer merges aggregates from every pod into rollups and merges rollups
+ * over a score's window. Merging is exact (sketches merge bucket for bucket,
+ * counters add), so merge(a, b) is the aggregate of the union of the records
+ * of a and b, up to the exemplar choice and float summation order.
+ *
+ * Bounds (so that one series cannot eat the process): at most
+ * VT_AGG_MAX_ERROR_TYPES distinct error types (the rest count as "other"), at
+ * most VT_AGG_MAX_METRICS named metrics (further names counted in
+ * `metrics_dropped`), the embedding dimension fixed by the first embedding
+ * seen (mismatching ones counted in `embedding_mismatch`), at most
+ * VT_AGG_MAX_EXEMPLARS exemplars (the slowest calls and the latest failures).
+ *
+ * Memory: an aggregate owns its sketches' stores, its metric names and its
+ * embedding vector; vt_aggregate_free() releases them. vt_aggregate_reset()
+ * empties it but keeps allocations for reuse in the next window.
+ * Not thread-safe.
+ */
+#ifndef VT_AGGREGATE_H
+#define VT_AGGREGATE_H
+
+#include <stdint.h>
+
+#include "record.h"
+#include "sketch.h"
+#include "vitals/v1/vitals.pb-c.h"
+
+#define VT_AGG_MAX_ERROR_TYPES 16
+#define VT_AGG_MAX_ERROR_TYPE_LEN 64
+#define VT_AGG_MAX_METRICS 64
+#define VT_AGG_MAX_METRIC_NAME 128
+#define VT_AGG_MAX_EMBEDDING 4096
+#define VT_AGG_MAX_EXEMPLARS 4
+#define VT_AGG_EXEMPLAR_ID_LEN 64
+
+struct vt_agg_count {
+    char name[VT_AGG_MAX_ERROR_TYPE_LEN + 1];
+    uint64_t count;
+};
+
+struct vt_agg_metric {
+    char name[VT_AGG_MAX_METRIC_NAME + 1];
+    vt_sketch sketch;
+};
+
+enum vt_exemplar_kind { VT_EXEMPLAR_SLOWEST = 0, VT_EXEMPLAR_FAILED = 1 };
+
+struct vt_exemplar {
+    char request_id[VT_AGG_EXEMPLAR_ID_LEN + 1];
+    enum vt_exemplar_kind kind;
+    double latency_ms;
+    int64_t ts_ms;
+};
+
+struct vt_aggregate {
+    uint64_t count;                 /* records */
+    uint64_t errors;                /* records with status "error" */
+    struct vt_agg_count errors_by_type[VT_AGG_MAX_ERROR_TYPES];
+    uint32_t n_error_types;         /* "" (no error_type given) and "other" included */
+    vt_sketch latency_ms, ttft_ms, input_tokens, output_tokens, cost_usd;
+    struct vt_agg_metric *metrics;  /* n_metrics used, sorted by name */
+    uint32_t n_metrics, cap_metrics;
+    uint64_t metrics_dropped;       /* metric values beyond VT_AGG_MAX_METRICS names */
+    double *embedding_sum;          /* embedding_dim doubles, NULL before the first */
+    uint32_t embedding_dim;
+    uint64_t embedding_count;
+    uint64_t embedding_mismatch;    /* embeddings of another dimension, not summed */
+    uint64_t invalid_by_reason[VT_REJECT__COUNT]; /* rejected records (data quality) */
+    uint64_t missing_by_field[VT_FIELD_LAST + 1]; /* accepted records lacking an optional field */
+    struct vt_exemplar exemplars[VT_AGG_MAX_EXEMPLARS];
+    uint32_t n_exemplars;
+};
+
+/* Set up an empty aggregate (sketches at the default scale). Allocates nothing. */
+void vt_aggregate_init(struct vt_aggregate *a);
+void vt_aggregate_free(struct vt_aggregate *a);
+void vt_aggregate_reset(struct vt_aggregate *a);
+
+/* Fold one accepted record in. Returns 0 or -ENOMEM (the record is then
+ * counted but a sketch may miss it). */
+int vt_aggregate_add(struct vt_aggregate *a, const struct vt_record *rec);
+
+/* Count one rejected record against this aggregate's data-quality counters. */
+void vt_aggregate_add_invalid(struct vt_aggregate *a, enum vt_record_reject reason);
+
+/* dst += src. Returns 0 or -ENOMEM. */
+int vt_aggregate_merge(struct vt_aggregate *dst, const struct vt_aggregate *src);
+
+/* The sketch of a named value: "latency_ms", "ttft_ms", "input_tokens",
+ * "output_tokens", "cost_usd", or a metric name. NULL if none. */
+const vt_sketch *vt_aggregate_sketch(const struct vt_aggregate *a, const char *name);
+
+/* Missing count of a field by its JSON name ("latency_ms"); 0 if unknown. */
+uint64_t vt_aggregate_missing(const struct vt_aggregate *a, const char *field);
+uint64_t vt_aggregate_invalid_total(const struct vt_aggregate *a);
+
+/* --- wire form ------------------------------------------------------------
+ * to_proto fills msg (overwritten) from a; everything it allocates is
+ * released by vt_aggregate_proto_release(msg) (msg itself is not freed). The
+ * series key, window start and window length are the caller's to set
+ * (msg->series is left NULL). Returns 0 or -ENOMEM. */
+int vt_aggregate_to_proto(const struct vt_aggregate *a, Vitals__V1__WindowAggregate *msg);
+void vt_aggregate_proto_release(Vitals__V1__WindowAggregate *msg);
+
+/* dst += the aggregate in msg, validating it (sketches as
+ * vt_sketch_merge_proto, bounded names and counts, embedding dimension).
+ * Returns 0, -EBADMSG (dst unchanged) or -ENOMEM. */
+int vt_aggregate_merge_proto(struct vt_aggregate *dst, const Vitals__V1__WindowAggregate *msg);
+
+#endif
