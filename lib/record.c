@@ -1,53 +1,1340 @@
 /*
- * record.c - NDJSON record decoder (stub; the scanner lands next).
+ * record.c - the NDJSON record decoder and its canonical encoder.
+ *
+ * Why hand-written: every record the agent ingests passes through here, and
+ * the target is >= 1M records/s on one core. A general JSON library builds a
+ * tree and allocates per node; this scanner walks the line once, writes the
+ * fields straight into a caller-provided struct vt_record and keeps strings
+ * as (ptr, len) into the line, so the only memory it touches is the line,
+ * the record and arrays allocated once in the decoder.
+ *
+ * Safety properties, kept by construction and checked by the fuzz target:
+ *   - every read is guarded by `p < end`: nothing past line[len-1] is read;
+ *   - no recursion: the known fields have fixed shapes (object of scalars,
+ *     array of numbers), and unknown values are skipped by an explicit
+ *     depth-limited loop (a bit stack of object/array);
+ *   - unescaped strings go to a scratch buffer of max_record_bytes, which
+ *     cannot overflow because an escape sequence is never shorter than what
+ *     it decodes to.
+ * The first problem found decides the reject reason; the scan stops there.
  */
 #include "record.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <locale.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define TS_MAX_MS INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
+#define MAX_RECORD_BYTES_CAP (16u << 20)
+#define FIELD_SYNC 17 /* pseudo field id of the "sync" control key */
+
 struct vt_record_decoder {
     struct vt_record_limits limits;
+    char *default_service;
+    size_t default_service_len;
+    struct vt_label *labels;
+    struct vt_metric *metrics;
+    double *embedding;
+    char *scratch;      /* unescaped strings; max_record_bytes */
+    size_t scratch_used;
+    char *numbuf;       /* NUL-terminated copy of a long number for strtod */
+    locale_t c_locale;  /* strtod must not depend on the process locale */
 };
 
-const char *vt_record_field_name(int field) { (void)field; return NULL; }
-const char *vt_record_reject_name(int reason) { (void)reason; return "unknown"; }
+/* ---- names ---------------------------------------------------------------- */
+
+static const char *const field_names[] = {
+    [VT_FIELD_TS] = "ts",
+    [VT_FIELD_SERVICE] = "service",
+    [VT_FIELD_MODEL] = "model",
+    [VT_FIELD_PROVIDER] = "provider",
+    [VT_FIELD_VERSION] = "version",
+    [VT_FIELD_LATENCY_MS] = "latency_ms",
+    [VT_FIELD_TTFT_MS] = "ttft_ms",
+    [VT_FIELD_STATUS] = "status",
+    [VT_FIELD_ERROR_TYPE] = "error_type",
+    [VT_FIELD_INPUT_TOKENS] = "input_tokens",
+    [VT_FIELD_OUTPUT_TOKENS] = "output_tokens",
+    [VT_FIELD_COST_USD] = "cost_usd",
+    [VT_FIELD_METRICS] = "metrics",
+    [VT_FIELD_LABELS] = "labels",
+    [VT_FIELD_EMBEDDING] = "embedding",
+    [VT_FIELD_REQUEST_ID] = "request_id",
+    [FIELD_SYNC] = "sync",
+};
+
+const char *vt_record_field_name(int field)
+{
+    return field >= VT_FIELD_FIRST && field <= VT_FIELD_LAST ? field_names[field] : NULL;
+}
+
+static const char *const reject_names[VT_REJECT__COUNT] = {
+    [VT_REJECT_NONE] = "none",
+    [VT_REJECT_PARSE_ERROR] = "parse_error",
+    [VT_REJECT_TOO_LARGE] = "too_large",
+    [VT_REJECT_BAD_TYPE] = "bad_type",
+    [VT_REJECT_NON_FINITE] = "non_finite",
+    [VT_REJECT_TOO_MANY_LABELS] = "too_many_labels",
+    [VT_REJECT_FIELD_TOO_LONG] = "field_too_long",
+    [VT_REJECT_BAD_TIMESTAMP] = "bad_timestamp",
+    [VT_REJECT_MISSING_SERVICE] = "missing_service",
+    [VT_REJECT_TOO_MANY_METRICS] = "too_many_metrics",
+    [VT_REJECT_EMBEDDING_TOO_LONG] = "embedding_too_long",
+    [VT_REJECT_BAD_STATUS] = "bad_status",
+    [VT_REJECT_BAD_UTF8] = "bad_utf8",
+    [VT_REJECT_DUPLICATE_KEY] = "duplicate_key",
+    [VT_REJECT_OUT_OF_RANGE] = "out_of_range",
+};
+
+const char *vt_record_reject_name(int reason)
+{
+    return reason >= 0 && reason < VT_REJECT__COUNT ? reject_names[reason] : "unknown";
+}
+
+/* ---- decoder lifecycle ---------------------------------------------------- */
 
 void vt_record_limits_default(struct vt_record_limits *l)
 {
-    *l = (struct vt_record_limits){65536, 32, 64, 256, 64, 128, 4096, 256, 32};
+    l->max_record_bytes = 65536;
+    l->max_labels = 32;
+    l->max_label_key = 64;
+    l->max_label_value = 256;
+    l->max_metrics = 64;
+    l->max_metric_name = 128;
+    l->max_embedding = 4096;
+    l->max_string = 256;
+    l->max_depth = 32;
 }
 
 struct vt_record_decoder *vt_record_decoder_new(const struct vt_record_limits *limits,
                                                 const char *default_service)
 {
-    (void)default_service;
+    struct vt_record_limits l;
+    if (limits)
+        l = *limits;
+    else
+        vt_record_limits_default(&l);
+    size_t ds_len = default_service ? strlen(default_service) : 0;
+    if (l.max_record_bytes < 1 || l.max_record_bytes > MAX_RECORD_BYTES_CAP || l.max_labels < 1 ||
+        l.max_label_key < 1 || l.max_label_value < 1 || l.max_metrics < 1 ||
+        l.max_metric_name < 1 || l.max_embedding < 1 || l.max_string < 1 || l.max_depth < 1 ||
+        l.max_depth > 64 || ds_len > l.max_string) {
+        errno = EINVAL;
+        return NULL;
+    }
     struct vt_record_decoder *d = calloc(1, sizeof *d);
-    if (!d) return NULL;
-    if (limits) d->limits = *limits; else vt_record_limits_default(&d->limits);
+    if (!d)
+        goto nomem;
+    d->limits = l;
+    d->labels = calloc(l.max_labels, sizeof *d->labels);
+    d->metrics = calloc(l.max_metrics, sizeof *d->metrics);
+    d->embedding = calloc(l.max_embedding, sizeof *d->embedding);
+    d->scratch = malloc(l.max_record_bytes);
+    d->numbuf = malloc((size_t)l.max_record_bytes + 1);
+    d->default_service = malloc(ds_len + 1);
+    d->c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    if (!d->labels || !d->metrics || !d->embedding || !d->scratch || !d->numbuf ||
+        !d->default_service || d->c_locale == (locale_t)0)
+        goto nomem;
+    memcpy(d->default_service, default_service ? default_service : "", ds_len + 1);
+    d->default_service_len = ds_len;
     return d;
+nomem:
+    vt_record_decoder_free(d);
+    errno = ENOMEM;
+    return NULL;
 }
 
-void vt_record_decoder_free(struct vt_record_decoder *dec) { free(dec); }
-
-const struct vt_record_limits *vt_record_decoder_limits(const struct vt_record_decoder *dec)
+void vt_record_decoder_free(struct vt_record_decoder *d)
 {
-    return &dec->limits;
+    if (!d)
+        return;
+    if (d->c_locale != (locale_t)0)
+        freelocale(d->c_locale);
+    free(d->labels);
+    free(d->metrics);
+    free(d->embedding);
+    free(d->scratch);
+    free(d->numbuf);
+    free(d->default_service);
+    free(d);
+}
+
+const struct vt_record_limits *vt_record_decoder_limits(const struct vt_record_decoder *d)
+{
+    return &d->limits;
+}
+
+/* ---- scanner -------------------------------------------------------------- */
+
+struct scan {
+    const char *p;
+    const char *end;
+    const char *base;
+    struct vt_record_decoder *dec;
+    enum vt_record_reject err;
+    const char *err_at;
+};
+
+/* Record the first problem and return -1, so callers can `return fail(...)`. */
+static int fail(struct scan *s, enum vt_record_reject why, const char *at)
+{
+    if (s->err == VT_REJECT_NONE) {
+        s->err = why;
+        s->err_at = at;
+    }
+    return -1;
+}
+
+static inline void skip_ws(struct scan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
+        s->p++;
+}
+
+/* Consume `c` after optional whitespace. */
+static inline int expect(struct scan *s, char c)
+{
+    skip_ws(s);
+    if (s->p < s->end && *s->p == c) {
+        s->p++;
+        return 0;
+    }
+    return fail(s, VT_REJECT_PARSE_ERROR, s->p);
+}
+
+/* 1 for bytes that may appear in a string unescaped and need no UTF-8 check. */
+static const unsigned char plain_char[256] = {
+#define R16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
+    R16(0), R16(0),               /* 0x00-0x1f: control characters */
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20-0x2f, '"' = 0 */
+    R16(1), R16(1),
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* 0x50-0x5f, '\\' = 0 */
+    R16(1), R16(1),
+    R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), /* 0x80-0xff */
+#undef R16
+};
+
+/* Length of the valid UTF-8 sequence at p (first byte >= 0x80), or 0. */
+static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
+{
+    unsigned c = p[0];
+    size_t n;
+    unsigned lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2;
+    else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        if (c == 0xe0)
+            lo = 0xa0; /* no overlongs */
+        else if (c == 0xed)
+            hi = 0x9f; /* no UTF-16 surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        if (c == 0xf0)
+            lo = 0x90;
+        else if (c == 0xf4)
+            hi = 0x8f; /* <= U+10FFFF */
+    } else
+        return 0;
+    if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
+static int hex4(const char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned c = (unsigned char)p[i], d;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+            d = (c | 0x20) - 'a' + 10;
+        else
+            return -1;
+        v = v << 4 | d;
+    }
+    *out = v;
+    return 0;
+}
+
+static size_t put_utf8(char *o, unsigned cp)
+{
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (char)(0xc0 | cp >> 6);
+        o[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xe0 | cp >> 12);
+        o[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+        o[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    o[0] = (char)(0xf0 | cp >> 18);
+    o[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+    o[2] = (char)(0x80 | (cp >> 6 & 0x3f));
+    o[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+/* The slow path of scan_string: escapes or non-ASCII bytes from `p` on.
+ * `start` is the first content byte. Escaped strings are copied to scratch. */
+static int scan_string_slow(struct scan *s, const char *start, const char *p, struct vt_str *out)
+{
+    struct vt_record_decoder *d = s->dec;
+    char *o = NULL; /* write position in scratch once an escape was seen */
+    const char *end = s->end;
+    while (p < end) {
+        unsigned char c = (unsigned char)*p;
+        if (plain_char[c]) {
+            if (o)
+                *o++ = (char)c;
+            p++;
+        } else if (c == '"') {
+            if (o) {
+                out->ptr = d->scratch + d->scratch_used;
+                out->len = (size_t)(o - out->ptr);
+                d->scratch_used += out->len;
+            } else {
+                out->ptr = start;
+                out->len = (size_t)(p - start);
+            }
+            s->p = p + 1;
+            return 0;
+        } else if (c >= 0x80) {
+            size_t n = utf8_seq((const unsigned char *)p, (const unsigned char *)end);
+            if (n == 0)
+                return fail(s, VT_REJECT_BAD_UTF8, p);
+            if (o) {
+                memcpy(o, p, n);
+                o += n;
+            }
+            p += n;
+        } else if (c == '\\') {
+            if (!o) {
+                /* First escape: move what came before into scratch. The
+                 * output never outgrows the input, so scratch suffices. */
+                o = d->scratch + d->scratch_used;
+                memcpy(o, start, (size_t)(p - start));
+                o += p - start;
+            }
+            if (end - p < 2)
+                return fail(s, VT_REJECT_PARSE_ERROR, p);
+            char e = p[1];
+            p += 2;
+            switch (e) {
+            case '"': *o++ = '"'; break;
+            case '\\': *o++ = '\\'; break;
+            case '/': *o++ = '/'; break;
+            case 'b': *o++ = '\b'; break;
+            case 'f': *o++ = '\f'; break;
+            case 'n': *o++ = '\n'; break;
+            case 'r': *o++ = '\r'; break;
+            case 't': *o++ = '\t'; break;
+            case 'u': {
+                unsigned cp, lo;
+                if (end - p < 4 || hex4(p, &cp) != 0)
+                    return fail(s, VT_REJECT_PARSE_ERROR, p - 2);
+                p += 4;
+                if (cp >= 0xd800 && cp <= 0xdbff) {
+                    if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, &lo) != 0 ||
+                        lo < 0xdc00 || lo > 0xdfff)
+                        return fail(s, VT_REJECT_BAD_UTF8, p - 6);
+                    p += 6;
+                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                } else if ((cp >= 0xdc00 && cp <= 0xdfff) || cp == 0) {
+                    return fail(s, VT_REJECT_BAD_UTF8, p - 6);
+                }
+                o += put_utf8(o, cp);
+                break;
+            }
+            default:
+                return fail(s, VT_REJECT_PARSE_ERROR, p - 2);
+            }
+            assert(o <= d->scratch + d->limits.max_record_bytes);
+        } else {
+            return fail(s, VT_REJECT_PARSE_ERROR, p); /* raw control character */
+        }
+    }
+    return fail(s, VT_REJECT_PARSE_ERROR, p); /* unterminated */
+}
+
+/* A JSON string at s->p (which must be '"'). */
+static inline int scan_string(struct scan *s, struct vt_str *out)
+{
+    assert(s->p < s->end && *s->p == '"');
+    const char *start = s->p + 1, *p = start, *end = s->end;
+    while (p < end && plain_char[(unsigned char)*p])
+        p++;
+    if (p < end && *p == '"') {
+        out->ptr = start;
+        out->len = (size_t)(p - start);
+        s->p = p + 1;
+        return 0;
+    }
+    return scan_string_slow(s, start, p, out);
+}
+
+/* A scanned JSON number. */
+struct num {
+    double d;
+    uint64_t u;     /* magnitude, if is_int && u_ok */
+    bool neg;
+    bool is_int;    /* no fraction, no exponent */
+    bool u_ok;      /* integer magnitude fits uint64 */
+    const char *text;
+    size_t len;
+};
+
+static const double pow10_exact[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                       1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                       1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+static inline bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool match_lit(const struct scan *s, const char *lit, size_t n)
+{
+    return (size_t)(s->end - s->p) >= n && memcmp(s->p, lit, n) == 0;
+}
+
+/* An RFC 8259 number at s->p. NaN / Infinity / -Infinity (Python's json
+ * writes them) and overflow to infinity reject as non_finite.
+ * Conversion: when the significand has at most 19 digits and fits 2^53 and
+ * the decimal exponent is within +-22, one IEEE multiply or divide of two
+ * exact values is correctly rounded (Clinger's fast path); everything else
+ * goes to strtod_l on a bounded, NUL-terminated copy. */
+static int scan_number(struct scan *s, struct num *n)
+{
+    const char *p = s->p, *end = s->end, *start = p;
+    uint64_t m = 0;
+    int digits = 0;     /* significant digits accumulated into m */
+    bool dropped = false;
+    int exp10 = 0;
+    n->neg = false;
+    if (p < end && *p == '-') {
+        n->neg = true;
+        p++;
+    }
+    if (p < end && (*p == 'I' || *p == 'N')) {
+        s->p = p;
+        if (match_lit(s, "Infinity", 8) || (!n->neg && match_lit(s, "NaN", 3)))
+            return fail(s, VT_REJECT_NON_FINITE, start);
+        return fail(s, VT_REJECT_PARSE_ERROR, start);
+    }
+    if (p >= end || !is_digit(*p))
+        return fail(s, VT_REJECT_PARSE_ERROR, p);
+    n->u_ok = true;
+    uint64_t u = 0;
+    if (*p == '0') {
+        p++;
+        if (p < end && is_digit(*p))
+            return fail(s, VT_REJECT_PARSE_ERROR, p); /* leading zero */
+    } else {
+        while (p < end && is_digit(*p)) {
+            unsigned dg = (unsigned)(*p - '0');
+            if (u > (UINT64_MAX - dg) / 10)
+                n->u_ok = false;
+            else
+                u = u * 10 + dg;
+            if (digits < 19) {
+                m = m * 10 + dg;
+                digits++;
+            } else {
+                exp10++;
+                dropped = true;
+            }
+            p++;
+        }
+    }
+    n->is_int = true;
+    if (p < end && *p == '.') {
+        n->is_int = false;
+        p++;
+        if (p >= end || !is_digit(*p))
+            return fail(s, VT_REJECT_PARSE_ERROR, p);
+        while (p < end && is_digit(*p)) {
+            if (m == 0 && *p == '0') {
+                exp10--; /* leading zeros of 0.000123 are not significant */
+            } else if (digits < 19) {
+                m = m * 10 + (unsigned)(*p - '0');
+                digits++;
+                exp10--;
+            } else if (*p != '0') {
+                dropped = true; /* more precision than m holds: strtod decides */
+            }
+            p++;
+        }
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        n->is_int = false;
+        p++;
+        bool eneg = false;
+        if (p < end && (*p == '+' || *p == '-'))
+            eneg = *p++ == '-';
+        if (p >= end || !is_digit(*p))
+            return fail(s, VT_REJECT_PARSE_ERROR, p);
+        int e = 0;
+        while (p < end && is_digit(*p)) {
+            if (e < 100000) /* clamp: beyond this the result is 0 or inf anyway */
+                e = e * 10 + (*p - '0');
+            p++;
+        }
+        exp10 += eneg ? -e : e;
+    }
+    n->u = u;
+    n->text = start;
+    n->len = (size_t)(p - start);
+    s->p = p;
+    double d;
+    if (m == 0 && !dropped) {
+        d = 0.0;
+    } else if (!dropped && m <= (UINT64_C(1) << 53) && exp10 >= -22 && exp10 <= 22) {
+        d = (double)m;
+        d = exp10 < 0 ? d / pow10_exact[-exp10] : d * pow10_exact[exp10];
+    } else {
+        char stackbuf[64];
+        char *buf = n->len < sizeof stackbuf ? stackbuf : s->dec->numbuf;
+        assert(n->len <= s->dec->limits.max_record_bytes);
+        memcpy(buf, start, n->len);
+        buf[n->len] = '\0';
+        d = strtod_l(buf, NULL, s->dec->c_locale);
+        if (isinf(d))
+            return fail(s, VT_REJECT_NON_FINITE, start);
+        n->d = d;
+        return 0;
+    }
+    n->d = n->neg ? -d : d;
+    return 0;
+}
+
+/* What a value starts with, without consuming it. */
+enum vkind { V_BAD, V_STRING, V_NUMBER, V_OBJECT, V_ARRAY, V_TRUE, V_FALSE, V_NULL };
+
+static enum vkind peek_value(struct scan *s)
+{
+    skip_ws(s);
+    if (s->p >= s->end)
+        return V_BAD;
+    switch (*s->p) {
+    case '"': return V_STRING;
+    case '{': return V_OBJECT;
+    case '[': return V_ARRAY;
+    case 't': return match_lit(s, "true", 4) ? V_TRUE : V_BAD;
+    case 'f': return match_lit(s, "false", 5) ? V_FALSE : V_BAD;
+    case 'n': return match_lit(s, "null", 4) ? V_NULL : V_BAD;
+    case '-': case 'I': case 'N':
+    case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9': return V_NUMBER;
+    default: return V_BAD;
+    }
+}
+
+/* Skip any JSON value (validating it) without recursion: a bit stack says
+ * whether each open level is an object (1) or an array (0). */
+static int skip_value(struct scan *s)
+{
+    uint64_t stack = 0;
+    unsigned depth = 0;
+    const unsigned max_depth = s->dec->limits.max_depth;
+    for (;;) {
+        /* a value */
+        struct vt_str str;
+        struct num num;
+        switch (peek_value(s)) {
+        case V_STRING:
+            if (scan_string(s, &str) != 0)
+                return -1;
+            break;
+        case V_NUMBER:
+            if (scan_number(s, &num) != 0)
+                return -1;
+            break;
+        case V_TRUE: case V_NULL: s->p += 4; break;
+        case V_FALSE: s->p += 5; break;
+        case V_OBJECT: case V_ARRAY: {
+            bool obj = *s->p == '{';
+            if (depth >= max_depth)
+                return fail(s, VT_REJECT_PARSE_ERROR, s->p);
+            stack = stack << 1 | obj;
+            depth++;
+            s->p++;
+            skip_ws(s);
+            if (s->p < s->end && *s->p == (obj ? '}' : ']')) {
+                s->p++;
+                stack >>= 1;
+                depth--;
+                break;
+            }
+            if (obj) {
+                if (s->p >= s->end || *s->p != '"')
+                    return fail(s, VT_REJECT_PARSE_ERROR, s->p);
+                if (scan_string(s, &str) != 0 || expect(s, ':') != 0)
+                    return -1;
+            }
+            continue; /* the first element */
+        }
+        default:
+            return fail(s, VT_REJECT_PARSE_ERROR, s->p);
+        }
+        /* after a value: close levels until a ',' continues one */
+        for (;;) {
+            if (depth == 0)
+                return 0;
+            bool obj = stack & 1;
+            skip_ws(s);
+            if (s->p >= s->end)
+                return fail(s, VT_REJECT_PARSE_ERROR, s->p);
+            if (*s->p == ',') {
+                s->p++;
+                if (obj) {
+                    skip_ws(s);
+                    if (s->p >= s->end || *s->p != '"')
+                        return fail(s, VT_REJECT_PARSE_ERROR, s->p);
+                    if (scan_string(s, &str) != 0 || expect(s, ':') != 0)
+                        return -1;
+                }
+                break;
+            }
+            if (*s->p != (obj ? '}' : ']'))
+                return fail(s, VT_REJECT_PARSE_ERROR, s->p);
+            s->p++;
+            stack >>= 1;
+            depth--;
+        }
+    }
+}
+
+/* Iterate the members of an object: call with s->p after '{' (first = true),
+ * then after each member's value. Returns 1 with the key in *key and s->p at
+ * the value, 0 at the closing '}', -1 on error. */
+static int next_member(struct scan *s, bool first, struct vt_str *key)
+{
+    skip_ws(s);
+    if (s->p >= s->end)
+        return fail(s, VT_REJECT_PARSE_ERROR, s->p);
+    if (*s->p == '}') {
+        s->p++;
+        return 0;
+    }
+    if (!first) {
+        if (*s->p != ',')
+            return fail(s, VT_REJECT_PARSE_ERROR, s->p);
+        s->p++;
+        skip_ws(s);
+    }
+    if (s->p >= s->end || *s->p != '"')
+        return fail(s, VT_REJECT_PARSE_ERROR, s->p);
+    if (scan_string(s, key) != 0 || expect(s, ':') != 0)
+        return -1;
+    skip_ws(s);
+    return 1;
+}
+
+/* Bytewise order of two strings (shorter prefix first). */
+static int str_cmp(struct vt_str a, struct vt_str b)
+{
+    size_t n = a.len < b.len ? a.len : b.len;
+    int c = n ? memcmp(a.ptr, b.ptr, n) : 0;
+    return c ? c : (a.len > b.len) - (a.len < b.len);
+}
+
+static bool str_eq(struct vt_str a, const char *lit, size_t n)
+{
+    return a.len == n && memcmp(a.ptr, lit, n) == 0;
+}
+
+/* A string field bounded by `max`: null -> absent (returns 0, *given false). */
+static int field_string(struct scan *s, uint32_t max, struct vt_str *out, bool *given)
+{
+    const char *at = s->p;
+    switch (peek_value(s)) {
+    case V_NULL:
+        s->p += 4;
+        *given = false;
+        return 0;
+    case V_STRING:
+        if (scan_string(s, out) != 0)
+            return -1;
+        if (out->len > max)
+            return fail(s, VT_REJECT_FIELD_TOO_LONG, at);
+        *given = true;
+        return 0;
+    case V_BAD:
+        return fail(s, VT_REJECT_PARSE_ERROR, at);
+    default:
+        return fail(s, VT_REJECT_BAD_TYPE, at);
+    }
+}
+
+/* A number field: null -> absent. */
+static int field_number(struct scan *s, struct num *n, bool *given)
+{
+    const char *at = s->p;
+    switch (peek_value(s)) {
+    case V_NULL:
+        s->p += 4;
+        *given = false;
+        return 0;
+    case V_NUMBER:
+        *given = true;
+        return scan_number(s, n);
+    case V_BAD:
+        return fail(s, VT_REJECT_PARSE_ERROR, at);
+    default:
+        return fail(s, VT_REJECT_BAD_TYPE, at);
+    }
+}
+
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    /* Howard Hinnant's algorithm: days since 1970-01-01 in the proleptic
+     * Gregorian calendar. */
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static int digits_at(const char *p, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!is_digit(p[i]))
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/* RFC 3339 date-time -> epoch ms; -1 if malformed or out of range. */
+static int parse_rfc3339(struct vt_str t, int64_t *out)
+{
+    const char *p = t.ptr, *end = t.ptr + t.len;
+    int y, mo, d, h, mi, sec;
+    if (t.len < 20 || digits_at(p, 4, &y) || p[4] != '-' || digits_at(p + 5, 2, &mo) ||
+        p[7] != '-' || digits_at(p + 8, 2, &d) || (p[10] != 'T' && p[10] != 't' && p[10] != ' ') ||
+        digits_at(p + 11, 2, &h) || p[13] != ':' || digits_at(p + 14, 2, &mi) || p[16] != ':' ||
+        digits_at(p + 17, 2, &sec))
+        return -1;
+    static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap) ||
+        h > 23 || mi > 59 || sec > 60)
+        return -1;
+    p += 19;
+    int ms = 0;
+    if (p < end && *p == '.') {
+        p++;
+        if (p >= end || !is_digit(*p))
+            return -1;
+        int nd = 0;
+        for (; p < end && is_digit(*p); p++, nd++)
+            if (nd < 3) /* sub-millisecond digits are truncated */
+                ms = ms * 10 + (*p - '0');
+        if (nd == 1)
+            ms *= 100;
+        else if (nd == 2)
+            ms *= 10;
+    }
+    int off_min = 0;
+    if (p < end && (*p == 'Z' || *p == 'z')) {
+        p++;
+    } else if (p < end && (*p == '+' || *p == '-')) {
+        int oh, om;
+        if (end - p < 6 || digits_at(p + 1, 2, &oh) || p[3] != ':' || digits_at(p + 4, 2, &om) ||
+            oh > 23 || om > 59)
+            return -1;
+        off_min = (oh * 60 + om) * (*p == '-' ? -1 : 1);
+        p += 6;
+    } else {
+        return -1;
+    }
+    if (p != end)
+        return -1;
+    int64_t secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 +
+                   sec - (int64_t)off_min * 60;
+    int64_t v = secs * 1000 + ms;
+    if (v < 0 || v > TS_MAX_MS)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int field_ts(struct scan *s, struct vt_record *r, bool *given)
+{
+    const char *at = s->p;
+    switch (peek_value(s)) {
+    case V_NULL:
+        s->p += 4;
+        *given = false;
+        return 0;
+    case V_NUMBER: {
+        struct num n;
+        if (scan_number(s, &n) != 0)
+            return -1;
+        if (n.is_int && n.u_ok) {
+            if (n.u > (uint64_t)TS_MAX_MS || (n.neg && n.u != 0))
+                return fail(s, VT_REJECT_BAD_TIMESTAMP, at);
+            r->ts_ms = (int64_t)n.u;
+        } else {
+            if (!(n.d >= 0 && n.d < (double)TS_MAX_MS + 1))
+                return fail(s, VT_REJECT_BAD_TIMESTAMP, at);
+            r->ts_ms = (int64_t)floor(n.d);
+        }
+        *given = true;
+        return 0;
+    }
+    case V_STRING: {
+        struct vt_str t;
+        if (scan_string(s, &t) != 0)
+            return -1;
+        if (parse_rfc3339(t, &r->ts_ms) != 0)
+            return fail(s, VT_REJECT_BAD_TIMESTAMP, at);
+        *given = true;
+        return 0;
+    }
+    case V_BAD:
+        return fail(s, VT_REJECT_PARSE_ERROR, at);
+    default:
+        return fail(s, VT_REJECT_BAD_TYPE, at);
+    }
+}
+
+static int field_tokens(struct scan *s, uint64_t *out, bool *given)
+{
+    const char *at = s->p;
+    struct num n;
+    if (field_number(s, &n, given) != 0 || !*given)
+        return s->err ? -1 : 0;
+    if (n.is_int) {
+        if (!n.u_ok || (n.neg && n.u != 0))
+            return fail(s, VT_REJECT_OUT_OF_RANGE, at);
+        *out = n.u;
+        return 0;
+    }
+    /* 512.0 or 5.12e2: accepted when integral and representable */
+    if (!(n.d >= 0 && n.d < 18446744073709551616.0) || n.d != floor(n.d))
+        return fail(s, VT_REJECT_OUT_OF_RANGE, at);
+    *out = (uint64_t)n.d;
+    return 0;
+}
+
+static int field_metrics(struct scan *s, struct vt_record *r, bool *given)
+{
+    struct vt_record_decoder *d = s->dec;
+    const char *at = s->p;
+    switch (peek_value(s)) {
+    case V_NULL:
+        s->p += 4;
+        *given = false;
+        return 0;
+    case V_OBJECT:
+        break;
+    case V_BAD:
+        return fail(s, VT_REJECT_PARSE_ERROR, at);
+    default:
+        return fail(s, VT_REJECT_BAD_TYPE, at);
+    }
+    *given = true;
+    s->p++;
+    uint32_t n = 0;
+    struct vt_str key;
+    int rc;
+    for (bool first = true; (rc = next_member(s, first, &key)) == 1; first = false) {
+        const char *kat = s->p;
+        if (key.len > d->limits.max_metric_name)
+            return fail(s, VT_REJECT_FIELD_TOO_LONG, kat);
+        struct num v;
+        bool present;
+        if (field_number(s, &v, &present) != 0)
+            return -1;
+        if (!present)
+            continue;
+        if (n == d->limits.max_metrics)
+            return fail(s, VT_REJECT_TOO_MANY_METRICS, kat);
+        /* insertion sort by name: metrics per record are few */
+        uint32_t i = n++;
+        while (i > 0 && str_cmp(d->metrics[i - 1].name, key) > 0) {
+            d->metrics[i] = d->metrics[i - 1];
+            i--;
+        }
+        if (i > 0 && str_cmp(d->metrics[i - 1].name, key) == 0)
+            return fail(s, VT_REJECT_DUPLICATE_KEY, kat);
+        d->metrics[i].name = key;
+        d->metrics[i].value = v.d;
+    }
+    if (rc < 0)
+        return -1;
+    r->metrics = d->metrics;
+    r->n_metrics = n;
+    return 0;
+}
+
+static int field_labels(struct scan *s, struct vt_record *r, bool *given)
+{
+    struct vt_record_decoder *d = s->dec;
+    const char *at = s->p;
+    switch (peek_value(s)) {
+    case V_NULL:
+        s->p += 4;
+        *given = false;
+        return 0;
+    case V_OBJECT:
+        break;
+    case V_BAD:
+        return fail(s, VT_REJECT_PARSE_ERROR, at);
+    default:
+        return fail(s, VT_REJECT_BAD_TYPE, at);
+    }
+    *given = true;
+    s->p++;
+    uint32_t n = 0;
+    struct vt_str key, val;
+    int rc;
+    for (bool first = true; (rc = next_member(s, first, &key)) == 1; first = false) {
+        const char *vat = s->p;
+        if (key.len > d->limits.max_label_key)
+            return fail(s, VT_REJECT_FIELD_TOO_LONG, vat);
+        switch (peek_value(s)) {
+        case V_STRING:
+            if (scan_string(s, &val) != 0)
+                return -1;
+            break;
+        case V_NUMBER: {
+            struct num num;
+            if (scan_number(s, &num) != 0)
+                return -1;
+            val.ptr = num.text; /* the literal text, as written */
+            val.len = num.len;
+            break;
+        }
+        case V_TRUE: case V_FALSE:
+            val.ptr = s->p;
+            val.len = *s->p == 't' ? 4 : 5;
+            s->p += val.len;
+            break;
+        case V_NULL:
+            s->p += 4;
+            continue;
+        case V_BAD:
+            return fail(s, VT_REJECT_PARSE_ERROR, vat);
+        default:
+            return fail(s, VT_REJECT_BAD_TYPE, vat);
+        }
+        if (val.len > d->limits.max_label_value)
+            return fail(s, VT_REJECT_FIELD_TOO_LONG, vat);
+        if (n == d->limits.max_labels)
+            return fail(s, VT_REJECT_TOO_MANY_LABELS, vat);
+        uint32_t i = n++;
+        while (i > 0 && str_cmp(d->labels[i - 1].key, key) > 0) {
+            d->labels[i] = d->labels[i - 1];
+            i--;
+        }
+        if (i > 0 && str_cmp(d->labels[i - 1].key, key) == 0)
+            return fail(s, VT_REJECT_DUPLICATE_KEY, vat);
+        d->labels[i].key = key;
+        d->labels[i].value = val;
+    }
+    if (rc < 0)
+        return -1;
+    r->labels = d->labels;
+    r->n_labels = n;
+    return 0;
+}
+
+static int field_embedding(struct scan *s, struct vt_record *r, bool *given)
+{
+    struct vt_record_decoder *d = s->dec;
+    const char *at = s->p;
+    switch (peek_value(s)) {
+    case V_NULL:
+        s->p += 4;
+        *given = false;
+        return 0;
+    case V_ARRAY:
+        break;
+    case V_BAD:
+        return fail(s, VT_REJECT_PARSE_ERROR, at);
+    default:
+        return fail(s, VT_REJECT_BAD_TYPE, at);
+    }
+    *given = true;
+    s->p++;
+    uint32_t n = 0;
+    skip_ws(s);
+    if (s->p < s->end && *s->p == ']') {
+        s->p++;
+    } else {
+        for (;;) {
+            const char *eat = s->p;
+            enum vkind k = peek_value(s);
+            if (k == V_BAD)
+                return fail(s, VT_REJECT_PARSE_ERROR, s->p);
+            if (k != V_NUMBER)
+                return fail(s, VT_REJECT_BAD_TYPE, s->p);
+            if (n == d->limits.max_embedding)
+                return fail(s, VT_REJECT_EMBEDDING_TOO_LONG, eat);
+            struct num v;
+            if (scan_number(s, &v) != 0)
+                return -1;
+            d->embedding[n++] = v.d;
+            skip_ws(s);
+            if (s->p < s->end && *s->p == ',') {
+                s->p++;
+                continue;
+            }
+            if (expect(s, ']') != 0)
+                return -1;
+            break;
+        }
+    }
+    r->embedding = d->embedding;
+    r->n_embedding = n;
+    return 0;
+}
+
+/* Map a top-level key to a field id, FIELD_SYNC, or 0 (unknown). */
+static int lookup_key(struct vt_str k)
+{
+    if (k.len < 2 || k.len > 13)
+        return 0;
+    for (int f = VT_FIELD_FIRST; f <= FIELD_SYNC; f++) {
+        const char *name = field_names[f];
+        if (name[0] == k.ptr[0] && name[1] == k.ptr[1] && strlen(name) == k.len &&
+            memcmp(name, k.ptr, k.len) == 0)
+            return f;
+    }
+    return 0;
+}
+
+static int decode_object(struct scan *s, struct vt_record *r, int *sync_state)
+{
+    struct vt_record_decoder *d = s->dec;
+    const struct vt_record_limits *lim = &d->limits;
+    uint32_t seen = 0, members = 0;
+    struct num sync_num;
+    bool sync_number = false;
+    struct vt_str key;
+    int rc;
+
+    if (expect(s, '{') != 0)
+        return -1;
+    for (bool first = true; (rc = next_member(s, first, &key)) == 1; first = false) {
+        const char *at = s->p;
+        int f = lookup_key(key);
+        members++;
+        if (f != 0) {
+            if (seen & (UINT32_C(1) << f))
+                return fail(s, VT_REJECT_DUPLICATE_KEY, at);
+            seen |= UINT32_C(1) << f;
+        }
+        bool given = false;
+        struct num n;
+        int err = 0;
+        switch (f) {
+        case VT_FIELD_TS: err = field_ts(s, r, &given); break;
+        case VT_FIELD_SERVICE:
+            err = field_string(s, lim->max_string, &r->service, &given);
+            if (given && r->service.len == 0)
+                given = false; /* "" means "use the default" */
+            break;
+        case VT_FIELD_MODEL: err = field_string(s, lim->max_string, &r->model, &given); break;
+        case VT_FIELD_PROVIDER: err = field_string(s, lim->max_string, &r->provider, &given); break;
+        case VT_FIELD_VERSION: err = field_string(s, lim->max_string, &r->version, &given); break;
+        case VT_FIELD_ERROR_TYPE:
+            err = field_string(s, lim->max_string, &r->error_type, &given);
+            break;
+        case VT_FIELD_REQUEST_ID:
+            err = field_string(s, lim->max_string, &r->request_id, &given);
+            break;
+        case VT_FIELD_STATUS: {
+            struct vt_str st;
+            err = field_string(s, UINT32_MAX, &st, &given);
+            if (err == 0 && given) {
+                if (str_eq(st, "ok", 2))
+                    r->error = false;
+                else if (str_eq(st, "error", 5))
+                    r->error = true;
+                else
+                    return fail(s, VT_REJECT_BAD_STATUS, at);
+            }
+            break;
+        }
+        case VT_FIELD_LATENCY_MS:
+        case VT_FIELD_TTFT_MS:
+        case VT_FIELD_COST_USD:
+            err = field_number(s, &n, &given);
+            if (err == 0 && given) {
+                if (n.d < 0)
+                    return fail(s, VT_REJECT_OUT_OF_RANGE, at);
+                *(f == VT_FIELD_LATENCY_MS ? &r->latency_ms
+                  : f == VT_FIELD_TTFT_MS  ? &r->ttft_ms
+                                           : &r->cost_usd) = n.d;
+            }
+            break;
+        case VT_FIELD_INPUT_TOKENS: err = field_tokens(s, &r->input_tokens, &given); break;
+        case VT_FIELD_OUTPUT_TOKENS: err = field_tokens(s, &r->output_tokens, &given); break;
+        case VT_FIELD_METRICS: err = field_metrics(s, r, &given); break;
+        case VT_FIELD_LABELS: err = field_labels(s, r, &given); break;
+        case VT_FIELD_EMBEDDING: err = field_embedding(s, r, &given); break;
+        case FIELD_SYNC:
+            if (peek_value(s) == V_NUMBER) {
+                err = scan_number(s, &sync_num);
+                sync_number = err == 0;
+            } else {
+                err = skip_value(s);
+            }
+            break;
+        default:
+            r->unknown_fields++;
+            err = skip_value(s);
+            break;
+        }
+        if (err != 0)
+            return -1;
+        if (given)
+            r->present |= VT_FIELD_BIT(f);
+    }
+    if (rc < 0)
+        return -1;
+    skip_ws(s);
+    if (s->p != s->end)
+        return fail(s, VT_REJECT_PARSE_ERROR, s->p);
+
+    if (seen & (UINT32_C(1) << FIELD_SYNC)) {
+        if (members == 1) {
+            if (!sync_number || !sync_num.is_int || !sync_num.u_ok ||
+                (sync_num.neg && sync_num.u != 0))
+                return fail(s, VT_REJECT_BAD_TYPE, s->base);
+            r->sync = sync_num.u;
+            *sync_state = 1;
+            return 0;
+        }
+        r->unknown_fields++; /* "sync" beside record fields is just unknown */
+    }
+    return 0;
 }
 
 enum vt_record_kind vt_record_decode(struct vt_record_decoder *dec, const char *line, size_t len,
                                      int64_t now_ms, struct vt_record *rec)
 {
-    (void)dec; (void)line; (void)len;
+    assert(dec && rec && (line || len == 0));
     memset(rec, 0, sizeof *rec);
     rec->arrival_ms = now_ms;
-    rec->reject = VT_REJECT_PARSE_ERROR;
+    rec->ts_ms = now_ms;
+    dec->scratch_used = 0;
+
+    struct scan s = {line, line + len, line, dec, VT_REJECT_NONE, line};
+    skip_ws(&s);
+    if (s.p == s.end)
+        return VT_RECORD_EMPTY;
+    if (len > dec->limits.max_record_bytes) {
+        fail(&s, VT_REJECT_TOO_LARGE, line + dec->limits.max_record_bytes);
+        goto rejected;
+    }
+    int sync = 0;
+    if (decode_object(&s, rec, &sync) != 0)
+        goto rejected;
+    if (sync) {
+        struct vt_record r2 = {.arrival_ms = now_ms, .ts_ms = now_ms, .sync = rec->sync};
+        *rec = r2;
+        return VT_RECORD_SYNC;
+    }
+    if (!(rec->present & VT_FIELD_BIT(VT_FIELD_TS)))
+        rec->ts_ms = now_ms;
+    if (!(rec->present & VT_FIELD_BIT(VT_FIELD_SERVICE))) {
+        if (dec->default_service_len == 0) {
+            fail(&s, VT_REJECT_MISSING_SERVICE, line);
+            goto rejected;
+        }
+        rec->service.ptr = dec->default_service;
+        rec->service.len = dec->default_service_len;
+    }
+    assert(dec->scratch_used <= len);
+    assert(rec->service.len > 0);
+    return VT_RECORD_DATA;
+
+rejected:
+    assert(s.err != VT_REJECT_NONE);
+    rec->reject = s.err;
+    rec->reject_offset = (uint32_t)(s.err_at - line);
+    if (!(rec->present & VT_FIELD_BIT(VT_FIELD_SERVICE)) && dec->default_service_len) {
+        rec->service.ptr = dec->default_service;
+        rec->service.len = dec->default_service_len;
+    }
     return VT_RECORD_REJECTED;
 }
 
-int vt_record_format_json(const struct vt_record *rec, char *buf, size_t cap)
+/* ---- canonical encoder ---------------------------------------------------- */
+
+struct out {
+    char *p;
+    char *end; /* one past the last byte usable for text (a NUL follows) */
+    bool full;
+};
+
+static void put(struct out *o, const char *src, size_t n)
 {
-    (void)rec; (void)buf; (void)cap;
-    return -ENOSPC;
+    if ((size_t)(o->end - o->p) < n) {
+        o->full = true;
+        return;
+    }
+    memcpy(o->p, src, n);
+    o->p += n;
+}
+
+static void put_lit(struct out *o, const char *lit)
+{
+    put(o, lit, strlen(lit));
+}
+
+static void put_str(struct out *o, struct vt_str s)
+{
+    static const char hexd[] = "0123456789abcdef";
+    put(o, "\"", 1);
+    size_t run = 0;
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.ptr[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        put(o, s.ptr + run, i - run);
+        run = i + 1;
+        char esc[6] = {'\\', 0, '0', '0', 0, 0};
+        switch (c) {
+        case '"': esc[1] = '"'; put(o, esc, 2); break;
+        case '\\': esc[1] = '\\'; put(o, esc, 2); break;
+        case '\n': esc[1] = 'n'; put(o, esc, 2); break;
+        case '\r': esc[1] = 'r'; put(o, esc, 2); break;
+        case '\t': esc[1] = 't'; put(o, esc, 2); break;
+        case '\b': esc[1] = 'b'; put(o, esc, 2); break;
+        case '\f': esc[1] = 'f'; put(o, esc, 2); break;
+        default:
+            esc[1] = 'u';
+            esc[4] = hexd[c >> 4];
+            esc[5] = hexd[c & 15];
+            put(o, esc, 6);
+        }
+    }
+    put(o, s.ptr + run, s.len - run);
+    put(o, "\"", 1);
+}
+
+/* Shortest of %.15g / %.16g / %.17g that reads back to exactly v; integral
+ * values below 2^53 print as integers. Assumes the "C" LC_NUMERIC locale for
+ * snprintf, as every vitals program runs in (none calls setlocale). */
+static void put_double(struct out *o, double v)
+{
+    char buf[40];
+    int n;
+    assert(isfinite(v));
+    if (v == floor(v) && fabs(v) < 9007199254740992.0 && !(v == 0 && signbit(v))) {
+        n = snprintf(buf, sizeof buf, "%lld", (long long)v);
+    } else {
+        for (int prec = 15;; prec++) {
+            n = snprintf(buf, sizeof buf, "%.*g", prec, v);
+            if (prec == 17 || strtod(buf, NULL) == v)
+                break;
+        }
+    }
+    put(o, buf, (size_t)n);
+}
+
+static void put_u64(struct out *o, uint64_t v)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
+    put(o, buf, (size_t)n);
+}
+
+int vt_record_format_json(const struct vt_record *r, char *buf, size_t cap)
+{
+    if (cap == 0)
+        return -ENOSPC;
+    struct out o = {buf, buf + cap - 1, false};
+    const char *sep = "{";
+    uint32_t pr = r->present;
+#define KEY(f) (put_lit(&o, sep), sep = ",", put_lit(&o, "\"" #f "\":"))
+#define HAS(F) (pr & VT_FIELD_BIT(F))
+    if (HAS(VT_FIELD_TS)) {
+        KEY(ts);
+        char tb[24];
+        int n = snprintf(tb, sizeof tb, "%lld", (long long)r->ts_ms);
+        put(&o, tb, (size_t)n);
+    }
+    if (HAS(VT_FIELD_SERVICE)) KEY(service), put_str(&o, r->service);
+    if (HAS(VT_FIELD_MODEL)) KEY(model), put_str(&o, r->model);
+    if (HAS(VT_FIELD_PROVIDER)) KEY(provider), put_str(&o, r->provider);
+    if (HAS(VT_FIELD_VERSION)) KEY(version), put_str(&o, r->version);
+    if (HAS(VT_FIELD_LATENCY_MS)) KEY(latency_ms), put_double(&o, r->latency_ms);
+    if (HAS(VT_FIELD_TTFT_MS)) KEY(ttft_ms), put_double(&o, r->ttft_ms);
+    if (HAS(VT_FIELD_STATUS)) KEY(status), put_lit(&o, r->error ? "\"error\"" : "\"ok\"");
+    if (HAS(VT_FIELD_ERROR_TYPE)) KEY(error_type), put_str(&o, r->error_type);
+    if (HAS(VT_FIELD_INPUT_TOKENS)) KEY(input_tokens), put_u64(&o, r->input_tokens);
+    if (HAS(VT_FIELD_OUTPUT_TOKENS)) KEY(output_tokens), put_u64(&o, r->output_tokens);
+    if (HAS(VT_FIELD_COST_USD)) KEY(cost_usd), put_double(&o, r->cost_usd);
+    if (HAS(VT_FIELD_METRICS)) {
+        KEY(metrics);
+        put_lit(&o, "{");
+        for (uint32_t i = 0; i < r->n_metrics; i++) {
+            if (i)
+                put_lit(&o, ",");
+            put_str(&o, r->metrics[i].name);
+            put_lit(&o, ":");
+            put_double(&o, r->metrics[i].value);
+        }
+        put_lit(&o, "}");
+    }
+    if (HAS(VT_FIELD_LABELS)) {
+        KEY(labels);
+        put_lit(&o, "{");
+        for (uint32_t i = 0; i < r->n_labels; i++) {
+            if (i)
+                put_lit(&o, ",");
+            put_str(&o, r->labels[i].key);
+            put_lit(&o, ":");
+            put_str(&o, r->labels[i].value);
+        }
+        put_lit(&o, "}");
+    }
+    if (HAS(VT_FIELD_EMBEDDING)) {
+        KEY(embedding);
+        put_lit(&o, "[");
+        for (uint32_t i = 0; i < r->n_embedding; i++) {
+            if (i)
+                put_lit(&o, ",");
+            put_double(&o, r->embedding[i]);
+        }
+        put_lit(&o, "]");
+    }
+    if (HAS(VT_FIELD_REQUEST_ID)) KEY(request_id), put_str(&o, r->request_id);
+#undef KEY
+#undef HAS
+    if (*sep == '{')
+        put_lit(&o, "{");
+    put_lit(&o, "}");
+    if (o.full) {
+        buf[0] = '\0';
+        return -ENOSPC;
+    }
+    *o.p = '\0';
+    return (int)(o.p - buf);
 }

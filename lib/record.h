@@ -176,6 +176,7 @@ struct vt_record {
     uint32_t n_labels;
     const double *embedding;
     uint32_t n_embedding;
+    struct vt_str request_id;
     uint32_t present;       /* VT_FIELD_BIT(f) set iff field f was given (non-null).
                                SERVICE unset => the default service was used;
                                TS unset => ts_ms is the arrival time. */
