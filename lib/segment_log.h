@@ -178,9 +178,13 @@ int vt_seglog_sync(vt_seglog *log);
 
 /*
  * With FSYNC_INTERVAL: 1 if there are unsynced appends and the last sync is
- * at least fsync_interval_ms older than now_ms (the caller's clock, any
- * monotonic milliseconds), else 0. Under NONE and ALWAYS it returns 0. The
- * caller (e.g. a uv_timer or the append path) then calls vt_seglog_sync.
+ * at least fsync_interval_ms older than now_ms, else 0. now_ms is
+ * CLOCK_MONOTONIC in milliseconds (uv_now() and uv_hrtime()/1e6 qualify), or
+ * -1 to let the log read that clock. Under NONE and ALWAYS it returns 0.
+ * vt_seglog_append checks this itself after each write and syncs inline when
+ * due, so a steady stream is synced at least every interval; a caller's timer
+ * (e.g. a uv_timer queueing vt_seglog_sync on the thread that appends) covers
+ * the last appends before traffic stops.
  */
 int vt_seglog_sync_due(const vt_seglog *log, int64_t now_ms);
 

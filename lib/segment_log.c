@@ -1,0 +1,1127 @@
+/*
+ * segment_log.c - the segment log: append-only zstd frames in segment files,
+ * with crash recovery, readers, checkpoints, trimming and a disk budget.
+ *
+ * The contract (format, recovery rules, threads) is in segment_log.h. Notes
+ * on how it is kept:
+ *  - The segment table (segs[]) is the single source of truth for what is on
+ *    disk: first_seq (the file name), end_seq, bytes up to the end of the last
+ *    fully written frame, frames and records. The appender changes it under
+ *    log->mu; readers copy what they need under log->mu and then read file
+ *    bytes with pread, never past `bytes`, so they never see a torn frame.
+ *  - A frame is written with one pwrite at the segment's known end; on a
+ *    failed or short write the file is cut back, so the invariant "a segment
+ *    file is exactly its good frames (plus corrupt regions found at open)"
+ *    survives I/O errors.
+ *  - Recovery and readers share one frame decoder (frame_check), which trusts
+ *    no length before the header CRC has been checked and bounded.
+ */
+#include "segment_log.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <isa-l/crc.h>
+#include <zstd.h>
+
+#include "log.h"
+
+#define SEG_NAME_LEN 20 /* 16 hex digits + ".seg" */
+#define CKPT_MAGIC 0x4b435456u /* "VTCK" */
+#define CKPT_SIZE 20
+#define MAX_FRAME_LIMIT (1u << 30) /* crc32_iscsi takes an int length */
+#define READ_WINDOW (256u << 10)
+
+struct seg {
+    uint64_t first_seq; /* from the file name; every frame's first_seq >= it */
+    uint64_t end_seq;   /* end of the last good frame, first_seq if none */
+    uint64_t bytes;     /* file length = end of the last fully written frame */
+    uint64_t frames;
+    uint64_t records;
+};
+
+struct vt_seglog {
+    int dirfd;
+    int lockfd;
+    uint64_t segment_bytes;
+    uint64_t max_bytes;
+    uint32_t max_frame;
+    int level;
+    vt_seglog_fsync fsync;
+    uint32_t interval_ms;
+    vt_seglog_drop_cb on_drop;
+    void *on_drop_ud;
+
+    pthread_mutex_t mu; /* guards segs, nsegs, next_seq (readers look at them) */
+    struct seg *segs;
+    size_t nsegs, segcap;
+    uint64_t next_seq;
+
+    int active_fd; /* open on segs[nsegs - 1] for appending, or -1 */
+    int dirty;     /* appended since the last fsync of active_fd */
+    int dir_dirty; /* segment files created or deleted since the last dir fsync */
+    int64_t last_sync_ms;
+
+    ZSTD_CCtx *cctx;
+    uint8_t *wbuf;
+    size_t wcap;
+
+    vt_seglog_stats st; /* the cumulative counters; the rest is computed */
+};
+
+struct vt_seglog_reader {
+    vt_seglog *log;
+    uint64_t pos;       /* next sequence number wanted */
+    int fd;             /* current segment, or -1 */
+    int have_cur;
+    uint64_t cur_first; /* first_seq of the current (or last visited) segment */
+    uint64_t off;       /* offset of the next frame in the current segment */
+    uint64_t gone_size; /* size of the current segment if it left the table */
+    uint8_t *win;       /* bytes [win_off, win_off + win_len) of the segment */
+    uint64_t win_off;
+    size_t win_len, win_cap;
+    uint8_t *out;
+    size_t out_cap;
+    ZSTD_DCtx *dctx;
+};
+
+/* ---- little helpers --------------------------------------------------- */
+
+static uint32_t crc32c(const void *p, size_t n)
+{
+    assert(n <= INT_MAX);
+    return crc32_iscsi((unsigned char *)(uintptr_t)p, (int)n, 0xFFFFFFFFu) ^ 0xFFFFFFFFu;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void seg_name(char buf[SEG_NAME_LEN + 1], uint64_t first_seq)
+{
+    snprintf(buf, SEG_NAME_LEN + 1, "%016" PRIx64 ".seg", first_seq);
+}
+
+/* 1 and *seq if name is exactly 16 lower-case hex digits + ".seg". */
+static int seg_parse_name(const char *name, uint64_t *seq)
+{
+    uint64_t v = 0;
+    if (strlen(name) != SEG_NAME_LEN || strcmp(name + 16, ".seg") != 0)
+        return 0;
+    for (int i = 0; i < 16; i++) {
+        char c = name[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0)
+            return 0;
+        v = v << 4 | (uint64_t)d;
+    }
+    *seq = v;
+    return 1;
+}
+
+/* ---- frame codec ------------------------------------------------------ */
+
+/*
+ * Decode and check the header at p (at least VT_SEGLOG_HEADER_SIZE bytes).
+ * 1 if it is a well-formed header within bounds, else 0. Says nothing yet
+ * about the payload.
+ */
+static int header_check(const uint8_t *p, uint32_t max_frame, vt_seglog_frame_info *f)
+{
+    if (get32(p) != VT_SEGLOG_MAGIC || p[4] != VT_SEGLOG_VERSION || p[5] > VT_SEGLOG_CODEC_ZSTD
+        || p[6] != 0 || p[7] != 0)
+        return 0;
+    if (get32(p + 40) != crc32c(p, 40))
+        return 0;
+    f->codec = p[5];
+    f->stored_len = get32(p + 8);
+    f->raw_len = get32(p + 12);
+    f->records = get32(p + 16);
+    f->first_seq = get64(p + 24);
+    f->arrival_ms = (int64_t)get64(p + 32);
+    if (f->raw_len > max_frame || f->records == 0 || f->first_seq > UINT64_MAX - f->records)
+        return 0;
+    /* zstd is kept only when it is smaller than the payload */
+    if (f->codec == VT_SEGLOG_CODEC_RAW ? f->stored_len != f->raw_len
+                                        : f->stored_len >= f->raw_len)
+        return 0;
+    return 1;
+}
+
+static int payload_check(const uint8_t *p, const uint8_t *stored, const vt_seglog_frame_info *f)
+{
+    return get32(p + 20) == crc32c(stored, f->stored_len);
+}
+
+void vt_seglog_scan(const uint8_t *buf, size_t len, uint32_t max_frame_bytes, uint64_t min_seq,
+                    vt_seglog_scan_cb cb, void *ud, vt_seglog_scan_result *res)
+{
+    static const uint8_t magic[4] = {'V', 'T', 'F', 'R'};
+    uint32_t max_frame = max_frame_bytes ? max_frame_bytes : VT_SEGLOG_DEFAULT_MAX_FRAME_BYTES;
+    size_t off = 0;
+    int bad = 0; /* a bad region is pending: it counts once a good frame follows */
+
+    memset(res, 0, sizeof *res);
+    res->end_seq = min_seq;
+    while (len >= VT_SEGLOG_HEADER_SIZE && off <= len - VT_SEGLOG_HEADER_SIZE) {
+        vt_seglog_frame_info f;
+        const uint8_t *p = buf + off;
+        size_t room = len - off - VT_SEGLOG_HEADER_SIZE;
+        if (header_check(p, max_frame, &f) && f.stored_len <= room) {
+            /* The header CRC makes stored_len trustworthy: a bad payload is
+             * skipped by length, so bytes inside it are never taken for a frame. */
+            const uint8_t *stored = p + VT_SEGLOG_HEADER_SIZE;
+            size_t size = VT_SEGLOG_HEADER_SIZE + (size_t)f.stored_len;
+            if (payload_check(p, stored, &f) && f.first_seq >= res->end_seq) {
+                if (bad)
+                    res->corrupt_frames++;
+                bad = 0;
+                f.offset = off;
+                res->frames++;
+                res->records += f.records;
+                res->end_seq = f.first_seq + f.records;
+                off += size;
+                res->good_end = off;
+                if (cb && cb(ud, &f, stored))
+                    return;
+                continue;
+            }
+            if (bad)
+                res->corrupt_frames++; /* the region before this frame */
+            bad = 1;
+            off += size;
+            continue;
+        }
+        bad = 1;
+        const uint8_t *next = memmem(p + 1, len - off - 1, magic, sizeof magic);
+        if (!next)
+            break;
+        off = (size_t)(next - buf);
+    }
+}
+
+long vt_seglog_decode_payload(const vt_seglog_frame_info *f, const uint8_t *stored, void *out,
+                              size_t cap, void *zstd_dctx)
+{
+    if (f->raw_len > cap)
+        return -EMSGSIZE;
+    if (f->codec == VT_SEGLOG_CODEC_RAW) {
+        if (f->stored_len != f->raw_len)
+            return -EBADMSG;
+        if (f->raw_len)
+            memcpy(out, stored, f->raw_len);
+        return (long)f->raw_len;
+    }
+    ZSTD_DCtx *d = zstd_dctx ? zstd_dctx : ZSTD_createDCtx();
+    if (!d)
+        return -ENOMEM;
+    size_t n = ZSTD_decompressDCtx(d, out, f->raw_len, stored, f->stored_len);
+    if (!zstd_dctx)
+        ZSTD_freeDCtx(d);
+    if (ZSTD_isError(n) || n != f->raw_len)
+        return -EBADMSG;
+    return (long)n;
+}
+
+/* ---- options ---------------------------------------------------------- */
+
+int vt_seglog_fsync_parse(const char *name)
+{
+    if (!name)
+        return -EINVAL;
+    if (strcmp(name, "none") == 0)
+        return VT_SEGLOG_FSYNC_NONE;
+    if (strcmp(name, "interval") == 0)
+        return VT_SEGLOG_FSYNC_INTERVAL;
+    if (strcmp(name, "always") == 0)
+        return VT_SEGLOG_FSYNC_ALWAYS;
+    return -EINVAL;
+}
+
+const char *vt_seglog_fsync_name(vt_seglog_fsync policy)
+{
+    switch (policy) {
+    case VT_SEGLOG_FSYNC_NONE: return "none";
+    case VT_SEGLOG_FSYNC_INTERVAL: return "interval";
+    case VT_SEGLOG_FSYNC_ALWAYS: return "always";
+    }
+    return "?";
+}
+
+/* ---- segment table ---------------------------------------------------- */
+
+static int segs_push(vt_seglog *log, const struct seg *s)
+{
+    pthread_mutex_lock(&log->mu); /* readers may be looking at segs */
+    if (log->nsegs == log->segcap) {
+        size_t cap = log->segcap ? log->segcap * 2 : 16;
+        struct seg *n = realloc(log->segs, cap * sizeof *n);
+        if (!n) {
+            pthread_mutex_unlock(&log->mu);
+            return -ENOMEM;
+        }
+        log->segs = n;
+        log->segcap = cap;
+    }
+    assert(log->nsegs == 0 || log->segs[log->nsegs - 1].first_seq < s->first_seq);
+    log->segs[log->nsegs++] = *s;
+    pthread_mutex_unlock(&log->mu);
+    return 0;
+}
+
+/* Index of the segment whose first_seq is first_seq, or -1. Caller holds mu. */
+static long segs_find(const vt_seglog *log, uint64_t first_seq)
+{
+    size_t lo = 0, hi = log->nsegs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (log->segs[mid].first_seq < first_seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < log->nsegs && log->segs[lo].first_seq == first_seq ? (long)lo : -1;
+}
+
+static int sync_active(vt_seglog *log)
+{
+    if (log->active_fd >= 0 && log->dirty) {
+        if (fdatasync(log->active_fd) != 0)
+            return -errno;
+        log->st.syncs++;
+        log->dirty = 0;
+    }
+    if (log->dir_dirty) {
+        if (fsync(log->dirfd) != 0)
+            return -errno;
+        log->st.syncs++;
+        log->dir_dirty = 0;
+    }
+    log->last_sync_ms = mono_ms();
+    return 0;
+}
+
+/* Stop appending to the active segment: it becomes sealed. */
+static int seal_active(vt_seglog *log)
+{
+    int rc = 0;
+    if (log->active_fd < 0)
+        return 0;
+    if (log->fsync != VT_SEGLOG_FSYNC_NONE)
+        rc = sync_active(log);
+    close(log->active_fd);
+    log->active_fd = -1;
+    log->dirty = 0;
+    return rc;
+}
+
+/* Remove segs[0] from the table and the disk. Returns its entry in *gone. */
+static void drop_first(vt_seglog *log, struct seg *gone, uint64_t *to_seq)
+{
+    char name[SEG_NAME_LEN + 1];
+    assert(log->nsegs > 0);
+    if (log->nsegs == 1 && log->active_fd >= 0)
+        seal_active(log);
+    pthread_mutex_lock(&log->mu);
+    *gone = log->segs[0];
+    *to_seq = log->nsegs > 1 ? log->segs[1].first_seq : log->next_seq;
+    memmove(log->segs, log->segs + 1, (log->nsegs - 1) * sizeof *log->segs);
+    log->nsegs--;
+    pthread_mutex_unlock(&log->mu);
+    seg_name(name, gone->first_seq);
+    if (unlinkat(log->dirfd, name, 0) != 0 && errno != ENOENT)
+        vt_warn("seglog: cannot delete segment %s: %s", name, strerror(errno));
+    log->dir_dirty = 1;
+}
+
+static uint64_t total_bytes(const vt_seglog *log)
+{
+    uint64_t b = 0;
+    for (size_t i = 0; i < log->nsegs; i++)
+        b += log->segs[i].bytes;
+    return b;
+}
+
+/* ---- open / close ----------------------------------------------------- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int is_own_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || strcmp(name, "LOCK") == 0)
+        return 1;
+    return (n > 5 && strcmp(name + n - 5, ".ckpt") == 0)
+        || (n > 9 && strcmp(name + n - 9, ".ckpt.tmp") == 0);
+}
+
+/* List segment sequence numbers, sorted. *out is malloc'd. */
+static int list_segments(vt_seglog *log, uint64_t **out, size_t *count, uint64_t *ignored)
+{
+    int fd = openat(log->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    uint64_t *v = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        uint64_t seq;
+        if (!seg_parse_name(de->d_name, &seq)) {
+            if (!is_own_name(de->d_name))
+                (*ignored)++;
+            continue;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            uint64_t *nv = realloc(v, cap * sizeof *nv);
+            if (!nv) {
+                free(v);
+                closedir(d);
+                return -ENOMEM;
+            }
+            v = nv;
+        }
+        v[n++] = seq;
+    }
+    closedir(d);
+    if (n)
+        qsort(v, n, sizeof *v, cmp_u64);
+    *out = v;
+    *count = n;
+    return 0;
+}
+
+/*
+ * Scan one segment file, cut its torn tail and add it to the table. Returns
+ * the open fd (O_RDWR) when keep_fd, else closes it. -1 and ignored_files++
+ * if the file cannot be used at all.
+ */
+static int recover_segment(vt_seglog *log, uint64_t seq, uint64_t min_seq, int keep_fd,
+                           vt_seglog_recovery *rep)
+{
+    char name[SEG_NAME_LEN + 1];
+    struct stat sb;
+    seg_name(name, seq);
+    int fd = openat(log->dirfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        vt_warn("seglog: skipping unusable segment %s: %s", name,
+                fd < 0 ? strerror(errno) : "not a regular file");
+        if (fd >= 0)
+            close(fd);
+        rep->ignored_files++;
+        return -1;
+    }
+    vt_seglog_scan_result res;
+    uint64_t size = (uint64_t)sb.st_size;
+    if (size > 0) {
+        void *map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map == MAP_FAILED) {
+            vt_warn("seglog: cannot map segment %s: %s", name, strerror(errno));
+            close(fd);
+            rep->ignored_files++;
+            return -1;
+        }
+        vt_seglog_scan(map, (size_t)size, log->max_frame, min_seq, NULL, NULL, &res);
+        munmap(map, (size_t)size);
+    } else {
+        vt_seglog_scan(NULL, 0, log->max_frame, min_seq, NULL, NULL, &res);
+    }
+    if (res.good_end < size) {
+        vt_warn("seglog: segment %s: cutting %" PRIu64 " bytes of torn tail at offset %" PRIu64,
+                name, size - res.good_end, res.good_end);
+        if (ftruncate(fd, (off_t)res.good_end) != 0) {
+            vt_warn("seglog: cannot truncate %s: %s", name, strerror(errno));
+            keep_fd = 0; /* never append after bytes we could not cut */
+        }
+        rep->truncated_bytes += size - res.good_end;
+    }
+    if (res.corrupt_frames)
+        vt_warn("seglog: segment %s: skipped %" PRIu64 " corrupt frame(s)", name,
+                res.corrupt_frames);
+    struct seg s = {.first_seq = seq, .end_seq = res.end_seq, .bytes = res.good_end,
+                    .frames = res.frames, .records = res.records};
+    if (segs_push(log, &s) != 0) {
+        close(fd);
+        return -2;
+    }
+    rep->segments++;
+    rep->frames += res.frames;
+    rep->records += res.records;
+    rep->corrupt_frames += res.corrupt_frames;
+    if (!keep_fd) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int vt_seglog_open(vt_seglog **out, const vt_seglog_opts *opts, vt_seglog_recovery *report)
+{
+    vt_seglog_recovery rep_local;
+    vt_seglog_recovery *rep = report ? report : &rep_local;
+    int rc;
+
+    memset(rep, 0, sizeof *rep);
+    if (!out || !opts || !opts->dir || !*opts->dir)
+        return -EINVAL;
+    if (opts->fsync > VT_SEGLOG_FSYNC_ALWAYS)
+        return -EINVAL;
+    if (opts->compression_level > ZSTD_maxCLevel() || opts->compression_level < ZSTD_minCLevel())
+        return -EINVAL;
+    *out = NULL;
+
+    vt_seglog *log = calloc(1, sizeof *log);
+    if (!log)
+        return -ENOMEM;
+    log->dirfd = log->lockfd = log->active_fd = -1;
+    pthread_mutex_init(&log->mu, NULL);
+    log->segment_bytes = opts->segment_bytes ? opts->segment_bytes : VT_SEGLOG_DEFAULT_SEGMENT_BYTES;
+    log->max_bytes = opts->max_bytes;
+    /* Clamp segments to a quarter of the budget: dropping one segment must
+     * free a useful share of it, not all of it. */
+    if (log->max_bytes && log->segment_bytes > log->max_bytes / 4)
+        log->segment_bytes = log->max_bytes / 4 ? log->max_bytes / 4 : 1;
+    log->max_frame = opts->max_frame_bytes ? opts->max_frame_bytes : VT_SEGLOG_DEFAULT_MAX_FRAME_BYTES;
+    if (log->max_frame > MAX_FRAME_LIMIT)
+        log->max_frame = MAX_FRAME_LIMIT; /* crc32_iscsi's int length */
+    log->level = opts->compression_level ? opts->compression_level : VT_SEGLOG_DEFAULT_LEVEL;
+    log->fsync = opts->fsync;
+    log->interval_ms = opts->fsync_interval_ms ? opts->fsync_interval_ms : VT_SEGLOG_DEFAULT_INTERVAL_MS;
+    log->on_drop = opts->on_drop;
+    log->on_drop_ud = opts->on_drop_ud;
+    log->last_sync_ms = mono_ms();
+
+    if (mkdir(opts->dir, 0750) != 0 && errno != EEXIST) {
+        rc = -errno;
+        vt_error("seglog: cannot create %s: %s", opts->dir, strerror(errno));
+        goto fail;
+    }
+    log->dirfd = open(opts->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (log->dirfd < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    log->lockfd = openat(log->dirfd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (log->lockfd < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    if (flock(log->lockfd, LOCK_EX | LOCK_NB) != 0) {
+        rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        goto fail;
+    }
+    log->cctx = ZSTD_createCCtx();
+    if (!log->cctx) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    ZSTD_CCtx_setParameter(log->cctx, ZSTD_c_compressionLevel, log->level);
+    ZSTD_CCtx_setParameter(log->cctx, ZSTD_c_checksumFlag, 0); /* we have CRC32C */
+    ZSTD_CCtx_setParameter(log->cctx, ZSTD_c_contentSizeFlag, 1);
+
+    uint64_t *seqs = NULL;
+    size_t nseq = 0;
+    rc = list_segments(log, &seqs, &nseq, &rep->ignored_files);
+    if (rc < 0)
+        goto fail;
+    uint64_t end = 0;
+    for (size_t i = 0; i < nseq; i++) {
+        uint64_t min_seq = seqs[i] > end ? seqs[i] : end;
+        int fd = recover_segment(log, seqs[i], min_seq, i == nseq - 1, rep);
+        if (fd == -2) {
+            free(seqs);
+            rc = -ENOMEM;
+            goto fail;
+        }
+        if (log->nsegs && log->segs[log->nsegs - 1].first_seq == seqs[i])
+            end = log->segs[log->nsegs - 1].end_seq;
+        if (fd >= 0)
+            log->active_fd = fd;
+    }
+    free(seqs);
+    log->next_seq = end;
+    if (log->nsegs && log->active_fd < 0 && log->segs[log->nsegs - 1].end_seq == log->next_seq
+        && log->segs[log->nsegs - 1].first_seq == log->next_seq) {
+        /* The newest segment is unusable for appends and holds nothing; a new
+         * one would need its very name. Step past it. */
+        log->next_seq++;
+    }
+    log->st.corrupt_frames = rep->corrupt_frames;
+    log->st.truncated_bytes = rep->truncated_bytes;
+    rep->first_seq = log->nsegs ? log->segs[0].first_seq : log->next_seq;
+    rep->next_seq = log->next_seq;
+    if (rep->truncated_bytes || rep->corrupt_frames)
+        vt_warn("seglog: recovered %s: %" PRIu64 " segments, %" PRIu64 " frames, %" PRIu64
+                " corrupt frames, %" PRIu64 " torn bytes cut",
+                opts->dir, rep->segments, rep->frames, rep->corrupt_frames, rep->truncated_bytes);
+    *out = log;
+    return 0;
+
+fail:
+    vt_seglog_close(log);
+    return rc;
+}
+
+void vt_seglog_close(vt_seglog *log)
+{
+    if (!log)
+        return;
+    if (log->fsync != VT_SEGLOG_FSYNC_NONE)
+        sync_active(log);
+    if (log->active_fd >= 0)
+        close(log->active_fd);
+    if (log->lockfd >= 0)
+        close(log->lockfd); /* releases the flock */
+    if (log->dirfd >= 0)
+        close(log->dirfd);
+    ZSTD_freeCCtx(log->cctx);
+    pthread_mutex_destroy(&log->mu);
+    free(log->segs);
+    free(log->wbuf);
+    free(log);
+}
+
+/* ---- append ----------------------------------------------------------- */
+
+static int open_new_segment(vt_seglog *log)
+{
+    char name[SEG_NAME_LEN + 1];
+    assert(log->active_fd < 0);
+    seg_name(name, log->next_seq);
+    int fd = openat(log->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -errno;
+    struct seg s = {.first_seq = log->next_seq, .end_seq = log->next_seq};
+    int rc = segs_push(log, &s);
+    if (rc < 0) {
+        close(fd);
+        unlinkat(log->dirfd, name, 0);
+        return rc;
+    }
+    log->active_fd = fd;
+    log->dir_dirty = 1;
+    return 0;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
+{
+    while (n > 0) {
+        ssize_t w = pwrite(fd, p, n, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (w == 0)
+            return -EIO;
+        p += w;
+        n -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return 0;
+}
+
+int vt_seglog_append(vt_seglog *log, const void *payload, size_t len, uint32_t records,
+                     int64_t arrival_ms, uint64_t *first_seq)
+{
+    int rc;
+    if (!log || (len && !payload) || records == 0)
+        return -EINVAL;
+    if (len > log->max_frame)
+        return -EMSGSIZE;
+    if (log->next_seq > UINT64_MAX - records)
+        return -EOVERFLOW;
+
+    size_t need = VT_SEGLOG_HEADER_SIZE + ZSTD_compressBound(len);
+    if (need > log->wcap) {
+        uint8_t *n = realloc(log->wbuf, need);
+        if (!n)
+            return -ENOMEM;
+        log->wbuf = n;
+        log->wcap = need;
+    }
+    uint8_t *h = log->wbuf, *body = log->wbuf + VT_SEGLOG_HEADER_SIZE;
+    uint8_t codec = VT_SEGLOG_CODEC_RAW;
+    size_t stored = len;
+    if (len > 0) {
+        size_t z = ZSTD_compress2(log->cctx, body, need - VT_SEGLOG_HEADER_SIZE, payload, len);
+        if (!ZSTD_isError(z) && z < len) {
+            codec = VT_SEGLOG_CODEC_ZSTD;
+            stored = z;
+        } else {
+            memcpy(body, payload, len); /* incompressible: store as is */
+        }
+    }
+    uint64_t seq = log->next_seq;
+    put32(h, VT_SEGLOG_MAGIC);
+    h[4] = VT_SEGLOG_VERSION;
+    h[5] = codec;
+    h[6] = h[7] = 0;
+    put32(h + 8, (uint32_t)stored);
+    put32(h + 12, (uint32_t)len);
+    put32(h + 16, records);
+    put32(h + 20, crc32c(body, stored));
+    put64(h + 24, seq);
+    put64(h + 32, (uint64_t)arrival_ms);
+    put32(h + 40, crc32c(h, 40));
+    uint64_t fsize = VT_SEGLOG_HEADER_SIZE + stored;
+
+    /* The disk budget: drop the oldest segments, consumed or not. */
+    if (log->max_bytes) {
+        uint64_t total = total_bytes(log);
+        while (total + fsize > log->max_bytes && log->nsegs > 0
+               && !(log->nsegs == 1 && log->segs[0].bytes == 0)) {
+            struct seg gone;
+            uint64_t to;
+            drop_first(log, &gone, &to);
+            total -= gone.bytes;
+            log->st.dropped_records += gone.records;
+            log->st.dropped_segments++;
+            if (gone.records == 0)
+                continue; /* an empty or all-corrupt segment: nothing to report */
+            vt_warn("seglog: max_bytes reached: dropped segment %016" PRIx64 " with %" PRIu64
+                    " records [%" PRIu64 ", %" PRIu64 ")",
+                    gone.first_seq, gone.records, gone.first_seq, to);
+            if (log->on_drop)
+                log->on_drop(log->on_drop_ud, gone.first_seq, to, gone.records);
+        }
+    }
+    if (log->active_fd >= 0) {
+        const struct seg *a = &log->segs[log->nsegs - 1];
+        if (a->bytes > 0 && a->bytes + fsize > log->segment_bytes) {
+            rc = seal_active(log);
+            if (rc < 0)
+                vt_warn("seglog: fsync on rotation failed: %s", strerror(-rc));
+        }
+    }
+    if (log->active_fd < 0 && (rc = open_new_segment(log)) < 0) {
+        vt_error("seglog: cannot create segment: %s", strerror(-rc));
+        return rc;
+    }
+    struct seg *a = &log->segs[log->nsegs - 1];
+    rc = write_all(log->active_fd, log->wbuf, (size_t)fsize, a->bytes);
+    if (rc < 0) {
+        /* Cut a partial frame so the file stays "good frames only". */
+        if (ftruncate(log->active_fd, (off_t)a->bytes) != 0)
+            vt_error("seglog: cannot cut a failed write: %s", strerror(errno));
+        return rc;
+    }
+    pthread_mutex_lock(&log->mu);
+    a->bytes += fsize;
+    a->frames++;
+    a->records += records;
+    a->end_seq = seq + records;
+    log->next_seq = seq + records;
+    pthread_mutex_unlock(&log->mu);
+    log->dirty = 1;
+    log->st.appends++;
+    log->st.raw_bytes += len;
+    log->st.stored_bytes += fsize;
+    if (first_seq)
+        *first_seq = seq;
+
+    if (log->fsync == VT_SEGLOG_FSYNC_ALWAYS
+        || (log->fsync == VT_SEGLOG_FSYNC_INTERVAL && vt_seglog_sync_due(log, -1)))
+        return sync_active(log);
+    return 0;
+}
+
+int vt_seglog_sync(vt_seglog *log)
+{
+    if (!log)
+        return -EINVAL;
+    return sync_active(log);
+}
+
+int vt_seglog_sync_due(const vt_seglog *log, int64_t now_ms)
+{
+    if (!log || log->fsync != VT_SEGLOG_FSYNC_INTERVAL || !(log->dirty || log->dir_dirty))
+        return 0;
+    if (now_ms < 0)
+        now_ms = mono_ms();
+    return now_ms - log->last_sync_ms >= (int64_t)log->interval_ms;
+}
+
+int vt_seglog_trim(vt_seglog *log, uint64_t upto_seq)
+{
+    int n = 0;
+    if (!log)
+        return -EINVAL;
+    /* Only a prefix, never the newest segment: the table stays contiguous. */
+    while (log->nsegs > 1 && log->segs[0].end_seq <= upto_seq) {
+        struct seg gone;
+        uint64_t to;
+        drop_first(log, &gone, &to);
+        log->st.trimmed_segments++;
+        n++;
+    }
+    return n;
+}
+
+/* ---- checkpoints ------------------------------------------------------ */
+
+static int ckpt_name_ok(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+              || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int vt_seglog_checkpoint_save(vt_seglog *log, const char *name, uint64_t seq)
+{
+    char path[96], tmp[96];
+    uint8_t b[CKPT_SIZE];
+    if (!log || !ckpt_name_ok(name))
+        return -EINVAL;
+    snprintf(path, sizeof path, "%s.ckpt", name);
+    snprintf(tmp, sizeof tmp, "%s.ckpt.tmp", name);
+    put32(b, CKPT_MAGIC);
+    put32(b + 4, 1);
+    put64(b + 8, seq);
+    put32(b + 16, crc32c(b, 16));
+    int fd = openat(log->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -errno;
+    int rc = write_all(fd, b, sizeof b, 0);
+    if (rc == 0 && fsync(fd) != 0)
+        rc = -errno;
+    if (close(fd) != 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && renameat(log->dirfd, tmp, log->dirfd, path) != 0)
+        rc = -errno;
+    if (rc == 0 && fsync(log->dirfd) != 0)
+        rc = -errno;
+    if (rc < 0)
+        unlinkat(log->dirfd, tmp, 0);
+    return rc;
+}
+
+int vt_seglog_checkpoint_load(vt_seglog *log, const char *name, uint64_t *seq)
+{
+    char path[96];
+    uint8_t b[CKPT_SIZE + 1];
+    if (!log || !seq || !ckpt_name_ok(name))
+        return -EINVAL;
+    snprintf(path, sizeof path, "%s.ckpt", name);
+    int fd = openat(log->dirfd, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = pread(fd, b, sizeof b, 0);
+    int e = errno;
+    close(fd);
+    if (n < 0)
+        return -e;
+    if (n != CKPT_SIZE || get32(b) != CKPT_MAGIC || get32(b + 4) != 1
+        || get32(b + 16) != crc32c(b, 16))
+        return -EBADMSG;
+    *seq = get64(b + 8);
+    return 0;
+}
+
+/* ---- stats ------------------------------------------------------------ */
+
+void vt_seglog_stats_get(const vt_seglog *log, vt_seglog_stats *s)
+{
+    *s = log->st;
+    s->bytes = s->frames = s->records = 0;
+    for (size_t i = 0; i < log->nsegs; i++) {
+        s->bytes += log->segs[i].bytes;
+        s->frames += log->segs[i].frames;
+        s->records += log->segs[i].records;
+    }
+    s->segments = log->nsegs;
+    s->next_seq = log->next_seq;
+    s->first_seq = log->nsegs ? log->segs[0].first_seq : log->next_seq;
+}
+
+uint64_t vt_seglog_next_seq(const vt_seglog *log)
+{
+    return log->next_seq;
+}
+
+/* ---- readers ---------------------------------------------------------- */
+
+int vt_seglog_reader_open(vt_seglog *log, uint64_t from_seq, vt_seglog_reader **out)
+{
+    if (!log || !out)
+        return -EINVAL;
+    vt_seglog_reader *r = calloc(1, sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    r->log = log;
+    r->pos = from_seq;
+    r->fd = -1;
+    r->win_cap = READ_WINDOW;
+    r->win = malloc(r->win_cap);
+    r->dctx = ZSTD_createDCtx();
+    if (!r->win || !r->dctx) {
+        vt_seglog_reader_close(r);
+        return -ENOMEM;
+    }
+    *out = r;
+    return 0;
+}
+
+void vt_seglog_reader_close(vt_seglog_reader *r)
+{
+    if (!r)
+        return;
+    if (r->fd >= 0)
+        close(r->fd);
+    ZSTD_freeDCtx(r->dctx);
+    free(r->win);
+    free(r->out);
+    free(r);
+}
+
+uint64_t vt_seglog_reader_position(const vt_seglog_reader *r)
+{
+    return r->pos;
+}
+
+/*
+ * Make bytes [off, off + n) of the current segment available in r->win,
+ * reading ahead up to `limit`. Returns a pointer to them, or NULL with *err
+ * set (0 means the file is shorter than expected).
+ */
+static const uint8_t *reader_bytes(vt_seglog_reader *r, uint64_t off, size_t n, uint64_t limit,
+                                   int *err)
+{
+    *err = 0;
+    if (off >= r->win_off && off + n <= r->win_off + r->win_len)
+        return r->win + (off - r->win_off);
+    assert(off + n <= limit);
+    size_t want = n > READ_WINDOW ? n : READ_WINDOW;
+    if (want > limit - off)
+        want = (size_t)(limit - off);
+    if (want > r->win_cap) {
+        uint8_t *w = realloc(r->win, want);
+        if (!w) {
+            *err = -ENOMEM;
+            return NULL;
+        }
+        r->win = w;
+        r->win_cap = want;
+    }
+    size_t got = 0;
+    while (got < want) {
+        ssize_t k = pread(r->fd, r->win + got, want - got, (off_t)(off + got));
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            *err = -errno;
+            r->win_len = 0;
+            return NULL;
+        }
+        if (k == 0)
+            break;
+        got += (size_t)k;
+    }
+    r->win_off = off;
+    r->win_len = got;
+    return got >= n ? r->win : NULL;
+}
+
+static void reader_leave_segment(vt_seglog_reader *r)
+{
+    if (r->fd >= 0)
+        close(r->fd);
+    r->fd = -1;
+    r->win_len = 0;
+}
+
+int vt_seglog_reader_next(vt_seglog_reader *r, vt_seglog_frame *frame)
+{
+    static const uint8_t magic[4] = {'V', 'T', 'F', 'R'};
+    vt_seglog *log;
+    int err;
+
+    if (!r || !frame)
+        return -EINVAL;
+    log = r->log;
+    for (;;) {
+        uint64_t limit, low;
+        int is_last;
+        pthread_mutex_lock(&log->mu);
+        if (r->fd < 0) {
+            /* Pick the segment to read: the one holding pos, or the next one. */
+            size_t i = 0;
+            if (r->have_cur) {
+                while (i < log->nsegs && log->segs[i].first_seq <= r->cur_first)
+                    i++;
+            } else {
+                while (i + 1 < log->nsegs && log->segs[i + 1].first_seq <= r->pos)
+                    i++;
+            }
+            if (i >= log->nsegs) {
+                pthread_mutex_unlock(&log->mu);
+                return 0;
+            }
+            uint64_t first = log->segs[i].first_seq;
+            pthread_mutex_unlock(&log->mu);
+            char name[SEG_NAME_LEN + 1];
+            seg_name(name, first);
+            r->have_cur = 1;
+            r->cur_first = first;
+            r->off = 0;
+            r->win_len = 0;
+            r->gone_size = 0;
+            r->fd = openat(log->dirfd, name, O_RDONLY | O_CLOEXEC);
+            if (r->fd < 0 && errno != ENOENT)
+                return -errno; /* ENOENT: dropped meanwhile, go on to the next */
+            continue;
+        }
+        long idx = segs_find(log, r->cur_first);
+        if (idx >= 0) {
+            limit = log->segs[idx].bytes;
+            is_last = (size_t)idx == log->nsegs - 1;
+        } else {
+            is_last = 0;
+            limit = UINT64_MAX;
+        }
+        low = log->nsegs ? log->segs[0].first_seq : log->next_seq;
+        pthread_mutex_unlock(&log->mu);
+        if (limit == UINT64_MAX) {
+            /* Dropped or trimmed while we read it: it is sealed, so its size is final. */
+            if (!r->gone_size) {
+                struct stat sb;
+                r->gone_size = fstat(r->fd, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+            }
+            limit = r->gone_size;
+        }
+
+        if (r->off + VT_SEGLOG_HEADER_SIZE > limit) {
+            if (is_last)
+                return 0;
+            reader_leave_segment(r);
+            continue;
+        }
+        const uint8_t *p = reader_bytes(r, r->off, VT_SEGLOG_HEADER_SIZE, limit, &err);
+        if (!p) {
+            if (err)
+                return err;
+            reader_leave_segment(r); /* file shorter than the table says */
+            continue;
+        }
+        vt_seglog_frame_info f;
+        uint64_t size = 0;
+        int ok = header_check(p, log->max_frame, &f);
+        if (ok) {
+            size = VT_SEGLOG_HEADER_SIZE + (uint64_t)f.stored_len;
+            ok = r->off + size <= limit;
+        }
+        if (!ok) {
+            /* Resynchronise: the next magic after this offset. */
+            uint64_t at = r->off + 1;
+            r->off = limit;
+            while (at + VT_SEGLOG_HEADER_SIZE <= limit) {
+                size_t n = limit - at < READ_WINDOW ? (size_t)(limit - at) : READ_WINDOW;
+                const uint8_t *q = reader_bytes(r, at, n, limit, &err);
+                if (!q) {
+                    if (err)
+                        return err;
+                    break;
+                }
+                const uint8_t *m = memmem(q, n, magic, sizeof magic);
+                if (m) {
+                    r->off = at + (uint64_t)(m - q);
+                    break;
+                }
+                at += n - 3; /* a magic may straddle two windows */
+            }
+            continue;
+        }
+        uint64_t end = f.first_seq + f.records;
+        if (end <= r->pos || f.first_seq < low) {
+            r->off += size; /* already delivered, or dropped: skip unread */
+            continue;
+        }
+        p = reader_bytes(r, r->off, (size_t)size, limit, &err);
+        if (!p) {
+            if (err)
+                return err;
+            reader_leave_segment(r);
+            continue;
+        }
+        const uint8_t *stored = p + VT_SEGLOG_HEADER_SIZE;
+        if (!payload_check(p, stored, &f)) {
+            r->off += size;
+            continue;
+        }
+        if (f.raw_len > r->out_cap || !r->out) {
+            size_t cap = f.raw_len ? f.raw_len : 1;
+            uint8_t *o = realloc(r->out, cap);
+            if (!o)
+                return -ENOMEM;
+            r->out = o;
+            r->out_cap = cap;
+        }
+        long n = vt_seglog_decode_payload(&f, stored, r->out, r->out_cap, r->dctx);
+        r->off += size;
+        if (n < 0)
+            continue;
+        frame->first_seq = f.first_seq;
+        frame->records = f.records;
+        frame->arrival_ms = f.arrival_ms;
+        frame->data = r->out;
+        frame->len = (size_t)n;
+        frame->skipped = f.first_seq > r->pos ? f.first_seq - r->pos : 0;
+        r->pos = end;
+        return 1;
+    }
+}
