@@ -1,0 +1,557 @@
+/*
+ * aggregate.c - see aggregate.h.
+ *
+ * Invariants kept here: metrics[] is sorted by name with unique names;
+ * errors_by_type[] has unique names; at most 2 exemplars are "failed" ones
+ * and failed exemplars win over slow ones, because a failed call is the
+ * first thing an operator wants to open.
+ */
+#include "aggregate.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MAX_FAILED_EXEMPLARS 2
+
+static vt_sketch *fixed_sketch(struct vt_aggregate *a, int i)
+{
+    vt_sketch *s[] = {&a->latency_ms, &a->ttft_ms, &a->input_tokens, &a->output_tokens,
+                      &a->cost_usd};
+    return s[i];
+}
+static const char *const fixed_names[] = {"latency_ms", "ttft_ms", "input_tokens",
+                                          "output_tokens", "cost_usd"};
+#define N_FIXED 5
+
+void vt_aggregate_init(struct vt_aggregate *a)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 0; i < N_FIXED; i++)
+        vt_sketch_init_default(fixed_sketch(a, i));
+}
+
+void vt_aggregate_free(struct vt_aggregate *a)
+{
+    for (int i = 0; i < N_FIXED; i++)
+        vt_sketch_free(fixed_sketch(a, i));
+    for (uint32_t i = 0; i < a->n_metrics; i++)
+        vt_sketch_free(&a->metrics[i].sketch);
+    free(a->metrics);
+    free(a->embedding_sum);
+    vt_aggregate_init(a);
+}
+
+void vt_aggregate_reset(struct vt_aggregate *a)
+{
+    struct vt_aggregate keep = *a;
+    for (int i = 0; i < N_FIXED; i++)
+        vt_sketch_reset(fixed_sketch(&keep, i));
+    /* Metric sketches are freed: the next window may carry other names. */
+    for (uint32_t i = 0; i < keep.n_metrics; i++)
+        vt_sketch_free(&keep.metrics[i].sketch);
+    memset(a, 0, sizeof *a);
+    for (int i = 0; i < N_FIXED; i++)
+        *fixed_sketch(a, i) = *fixed_sketch(&keep, i);
+    a->metrics = keep.metrics;
+    a->cap_metrics = keep.cap_metrics;
+    free(keep.embedding_sum);
+}
+
+static void count_name(struct vt_aggregate *a, const char *name, size_t len, uint64_t n)
+{
+    if (len > VT_AGG_MAX_ERROR_TYPE_LEN)
+        len = VT_AGG_MAX_ERROR_TYPE_LEN;
+    for (uint32_t i = 0; i < a->n_error_types; i++) {
+        struct vt_agg_count *c = &a->errors_by_type[i];
+        if (strlen(c->name) == len && memcmp(c->name, name, len) == 0) {
+            c->count += n;
+            return;
+        }
+    }
+    /* The last slot is reserved for "other" once the table is full. */
+    if (a->n_error_types < VT_AGG_MAX_ERROR_TYPES - 1) {
+        struct vt_agg_count *c = &a->errors_by_type[a->n_error_types++];
+        memcpy(c->name, name, len);
+        c->name[len] = 0;
+        c->count = n;
+        return;
+    }
+    if (len == 5 && memcmp(name, "other", 5) == 0 && a->n_error_types == VT_AGG_MAX_ERROR_TYPES)
+        return; /* unreachable: "other" matched above */
+    if (a->n_error_types == VT_AGG_MAX_ERROR_TYPES - 1) {
+        struct vt_agg_count *c = &a->errors_by_type[a->n_error_types++];
+        strcpy(c->name, "other");
+        c->count = 0;
+    }
+    a->errors_by_type[VT_AGG_MAX_ERROR_TYPES - 1].count += n;
+}
+
+/* Index of name in the sorted metrics array, or -(insertion point) - 1. */
+static long find_metric(const struct vt_aggregate *a, const char *name, size_t len)
+{
+    long lo = 0, hi = (long)a->n_metrics - 1;
+    while (lo <= hi) {
+        long mid = (lo + hi) / 2;
+        const char *m = a->metrics[mid].name;
+        size_t mlen = strlen(m);
+        int c = memcmp(m, name, mlen < len ? mlen : len);
+        if (c == 0)
+            c = mlen < len ? -1 : mlen > len;
+        if (c == 0)
+            return mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return -lo - 1;
+}
+
+/* The sketch for metric `name`, created if there is room; NULL otherwise. */
+static vt_sketch *metric_sketch(struct vt_aggregate *a, const char *name, size_t len)
+{
+    if (len > VT_AGG_MAX_METRIC_NAME)
+        return NULL;
+    long at = find_metric(a, name, len);
+    if (at >= 0)
+        return &a->metrics[at].sketch;
+    if (a->n_metrics >= VT_AGG_MAX_METRICS)
+        return NULL;
+    if (a->n_metrics == a->cap_metrics) {
+        uint32_t cap = a->cap_metrics ? a->cap_metrics * 2 : 4;
+        struct vt_agg_metric *m = realloc(a->metrics, cap * sizeof *m);
+        if (!m)
+            return NULL;
+        a->metrics = m;
+        a->cap_metrics = cap;
+    }
+    size_t pos = (size_t)(-at - 1);
+    memmove(&a->metrics[pos + 1], &a->metrics[pos], (a->n_metrics - pos) * sizeof *a->metrics);
+    a->n_metrics++;
+    struct vt_agg_metric *m = &a->metrics[pos];
+    memcpy(m->name, name, len);
+    m->name[len] = 0;
+    vt_sketch_init_default(&m->sketch);
+    return &m->sketch;
+}
+
+static void add_exemplar(struct vt_aggregate *a, const struct vt_exemplar *x)
+{
+    uint32_t failed = 0;
+    for (uint32_t i = 0; i < a->n_exemplars; i++)
+        failed += a->exemplars[i].kind == VT_EXEMPLAR_FAILED;
+    if (a->n_exemplars < VT_AGG_MAX_EXEMPLARS &&
+        (x->kind != VT_EXEMPLAR_FAILED || failed < MAX_FAILED_EXEMPLARS)) {
+        a->exemplars[a->n_exemplars++] = *x;
+        return;
+    }
+    /* Choose a victim: for a failed call, the oldest failed one if the failed
+     * quota is used, else the fastest slow one; for a slow call, the fastest
+     * slow one if it is faster. */
+    int victim = -1;
+    for (uint32_t i = 0; i < a->n_exemplars; i++) {
+        const struct vt_exemplar *e = &a->exemplars[i];
+        if (x->kind == VT_EXEMPLAR_FAILED && failed >= MAX_FAILED_EXEMPLARS) {
+            if (e->kind == VT_EXEMPLAR_FAILED &&
+                (victim < 0 || e->ts_ms < a->exemplars[victim].ts_ms))
+                victim = (int)i;
+        } else if (e->kind == VT_EXEMPLAR_SLOWEST &&
+                   (victim < 0 || e->latency_ms < a->exemplars[victim].latency_ms)) {
+            victim = (int)i;
+        }
+    }
+    if (victim < 0)
+        return;
+    const struct vt_exemplar *v = &a->exemplars[victim];
+    if (x->kind == VT_EXEMPLAR_FAILED ? (v->kind == VT_EXEMPLAR_SLOWEST || x->ts_ms >= v->ts_ms)
+                                      : x->latency_ms > v->latency_ms)
+        a->exemplars[victim] = *x;
+}
+
+static int add_embedding(struct vt_aggregate *a, const double *v, uint32_t dim, uint64_t n)
+{
+    if (dim == 0 || dim > VT_AGG_MAX_EMBEDDING)
+        return 0;
+    if (!a->embedding_sum) {
+        a->embedding_sum = calloc(dim, sizeof(double));
+        if (!a->embedding_sum)
+            return -ENOMEM;
+        a->embedding_dim = dim;
+    } else if (dim != a->embedding_dim) {
+        a->embedding_mismatch += n;
+        return 0;
+    }
+    for (uint32_t i = 0; i < dim; i++)
+        a->embedding_sum[i] += v[i];
+    a->embedding_count += n;
+    return 0;
+}
+
+int vt_aggregate_add(struct vt_aggregate *a, const struct vt_record *rec)
+{
+    int rc = 0;
+    uint32_t p = rec->present;
+    a->count++;
+    if (rec->error) {
+        a->errors++;
+        count_name(a, rec->error_type.ptr ? rec->error_type.ptr : "", rec->error_type.len, 1);
+    }
+    for (int f = VT_FIELD_FIRST; f <= VT_FIELD_LAST; f++)
+        if ((VT_RECORD_OPTIONAL_MASK & VT_FIELD_BIT(f)) && !(p & VT_FIELD_BIT(f)))
+            a->missing_by_field[f]++;
+    if (p & VT_FIELD_BIT(VT_FIELD_LATENCY_MS))
+        rc |= vt_sketch_add(&a->latency_ms, rec->latency_ms);
+    if (p & VT_FIELD_BIT(VT_FIELD_TTFT_MS))
+        rc |= vt_sketch_add(&a->ttft_ms, rec->ttft_ms);
+    if (p & VT_FIELD_BIT(VT_FIELD_INPUT_TOKENS))
+        rc |= vt_sketch_add(&a->input_tokens, (double)rec->input_tokens);
+    if (p & VT_FIELD_BIT(VT_FIELD_OUTPUT_TOKENS))
+        rc |= vt_sketch_add(&a->output_tokens, (double)rec->output_tokens);
+    if (p & VT_FIELD_BIT(VT_FIELD_COST_USD))
+        rc |= vt_sketch_add(&a->cost_usd, rec->cost_usd);
+    for (uint32_t i = 0; i < rec->n_metrics; i++) {
+        vt_sketch *s = metric_sketch(a, rec->metrics[i].name.ptr, rec->metrics[i].name.len);
+        if (s)
+            rc |= vt_sketch_add(s, rec->metrics[i].value);
+        else
+            a->metrics_dropped++;
+    }
+    if (rec->n_embedding)
+        rc |= add_embedding(a, rec->embedding, rec->n_embedding, 1);
+    if (rec->request_id.len && rec->request_id.len <= VT_AGG_EXEMPLAR_ID_LEN &&
+        (rec->error || (p & VT_FIELD_BIT(VT_FIELD_LATENCY_MS)))) {
+        struct vt_exemplar x = {.kind = rec->error ? VT_EXEMPLAR_FAILED : VT_EXEMPLAR_SLOWEST,
+                                .latency_ms = rec->latency_ms, .ts_ms = rec->ts_ms};
+        memcpy(x.request_id, rec->request_id.ptr, rec->request_id.len);
+        x.request_id[rec->request_id.len] = 0;
+        add_exemplar(a, &x);
+    }
+    return rc ? -ENOMEM : 0;
+}
+
+void vt_aggregate_add_invalid(struct vt_aggregate *a, enum vt_record_reject reason)
+{
+    if ((int)reason > 0 && reason < VT_REJECT__COUNT)
+        a->invalid_by_reason[reason]++;
+}
+
+int vt_aggregate_merge(struct vt_aggregate *dst, const struct vt_aggregate *src)
+{
+    int rc = 0;
+    dst->count += src->count;
+    dst->errors += src->errors;
+    for (uint32_t i = 0; i < src->n_error_types; i++)
+        count_name(dst, src->errors_by_type[i].name, strlen(src->errors_by_type[i].name),
+                   src->errors_by_type[i].count);
+    for (int i = 0; i < N_FIXED; i++)
+        rc |= vt_sketch_merge(fixed_sketch(dst, i), fixed_sketch((struct vt_aggregate *)src, i));
+    for (uint32_t i = 0; i < src->n_metrics; i++) {
+        const struct vt_agg_metric *m = &src->metrics[i];
+        vt_sketch *s = metric_sketch(dst, m->name, strlen(m->name));
+        if (s)
+            rc |= vt_sketch_merge(s, &m->sketch);
+        else
+            dst->metrics_dropped += vt_sketch_count(&m->sketch);
+    }
+    dst->metrics_dropped += src->metrics_dropped;
+    if (src->embedding_sum) {
+        if (dst->embedding_sum && dst->embedding_dim != src->embedding_dim)
+            dst->embedding_mismatch += src->embedding_count;
+        else
+            rc |= add_embedding(dst, src->embedding_sum, src->embedding_dim,
+                                src->embedding_count);
+    }
+    dst->embedding_mismatch += src->embedding_mismatch;
+    for (int i = 0; i < VT_REJECT__COUNT; i++)
+        dst->invalid_by_reason[i] += src->invalid_by_reason[i];
+    for (int i = 0; i <= VT_FIELD_LAST; i++)
+        dst->missing_by_field[i] += src->missing_by_field[i];
+    for (uint32_t i = 0; i < src->n_exemplars; i++)
+        add_exemplar(dst, &src->exemplars[i]);
+    return rc ? -ENOMEM : 0;
+}
+
+const vt_sketch *vt_aggregate_sketch(const struct vt_aggregate *a, const char *name)
+{
+    for (int i = 0; i < N_FIXED; i++)
+        if (strcmp(name, fixed_names[i]) == 0)
+            return fixed_sketch((struct vt_aggregate *)a, i);
+    long at = find_metric(a, name, strlen(name));
+    return at >= 0 ? &a->metrics[at].sketch : NULL;
+}
+
+uint64_t vt_aggregate_missing(const struct vt_aggregate *a, const char *field)
+{
+    for (int f = VT_FIELD_FIRST; f <= VT_FIELD_LAST; f++) {
+        const char *n = vt_record_field_name(f);
+        if (n && strcmp(n, field) == 0)
+            return a->missing_by_field[f];
+    }
+    return 0;
+}
+
+uint64_t vt_aggregate_invalid_total(const struct vt_aggregate *a)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < VT_REJECT__COUNT; i++)
+        n += a->invalid_by_reason[i];
+    return n;
+}
+
+/* --- wire form -------------------------------------------------------------- */
+
+static Vitals__V1__Sketch *sketch_msg(const vt_sketch *s, int *rc)
+{
+    Vitals__V1__Sketch *m = malloc(sizeof *m);
+    if (!m || vt_sketch_to_proto(s, m) != 0) {
+        free(m);
+        *rc = -ENOMEM;
+        return NULL;
+    }
+    return m;
+}
+
+static Vitals__V1__CountByName *count_msg(const char *name, uint64_t n, int *rc)
+{
+    Vitals__V1__CountByName *c = malloc(sizeof *c);
+    char *copy = strdup(name);
+    if (!c || !copy) {
+        free(c);
+        free(copy);
+        *rc = -ENOMEM;
+        return NULL;
+    }
+    vitals__v1__count_by_name__init(c);
+    c->name = copy;
+    c->count = n;
+    return c;
+}
+
+int vt_aggregate_to_proto(const struct vt_aggregate *a, Vitals__V1__WindowAggregate *msg)
+{
+    int rc = 0;
+    vitals__v1__window_aggregate__init(msg);
+    msg->count = a->count;
+    msg->errors = a->errors;
+    msg->errors_by_type = calloc(a->n_error_types + 1, sizeof(void *));
+    msg->metrics = calloc(a->n_metrics + 1, sizeof(void *));
+    msg->invalid_by_reason = calloc(VT_REJECT__COUNT, sizeof(void *));
+    msg->missing_by_field = calloc(VT_FIELD_LAST + 1, sizeof(void *));
+    msg->exemplars = calloc(VT_AGG_MAX_EXEMPLARS, sizeof(void *));
+    if (!msg->errors_by_type || !msg->metrics || !msg->invalid_by_reason ||
+        !msg->missing_by_field || !msg->exemplars) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (uint32_t i = 0; i < a->n_error_types && !rc; i++)
+        if ((msg->errors_by_type[msg->n_errors_by_type] =
+                 count_msg(a->errors_by_type[i].name, a->errors_by_type[i].count, &rc)))
+            msg->n_errors_by_type++;
+    Vitals__V1__Sketch **fixed[] = {&msg->latency_ms, &msg->ttft_ms, &msg->input_tokens,
+                                    &msg->output_tokens, &msg->cost_usd};
+    for (int i = 0; i < N_FIXED && !rc; i++)
+        if (vt_sketch_count(fixed_sketch((struct vt_aggregate *)a, i)))
+            *fixed[i] = sketch_msg(fixed_sketch((struct vt_aggregate *)a, i), &rc);
+    for (uint32_t i = 0; i < a->n_metrics && !rc; i++) {
+        Vitals__V1__WindowAggregate__MetricSketch *m = malloc(sizeof *m);
+        if (!m) {
+            rc = -ENOMEM;
+            break;
+        }
+        vitals__v1__window_aggregate__metric_sketch__init(m);
+        msg->metrics[msg->n_metrics++] = m;
+        m->name = strdup(a->metrics[i].name);
+        m->sketch = sketch_msg(&a->metrics[i].sketch, &rc);
+        if (!m->name)
+            rc = -ENOMEM;
+    }
+    if (a->embedding_sum && !rc) {
+        msg->embedding_sum = malloc(a->embedding_dim * sizeof(double));
+        if (!msg->embedding_sum)
+            rc = -ENOMEM;
+        else {
+            memcpy(msg->embedding_sum, a->embedding_sum, a->embedding_dim * sizeof(double));
+            msg->n_embedding_sum = a->embedding_dim;
+            msg->embedding_count = a->embedding_count;
+        }
+    }
+    for (int i = 1; i < VT_REJECT__COUNT && !rc; i++)
+        if (a->invalid_by_reason[i] &&
+            (msg->invalid_by_reason[msg->n_invalid_by_reason] =
+                 count_msg(vt_record_reject_name(i), a->invalid_by_reason[i], &rc)))
+            msg->n_invalid_by_reason++;
+    for (int f = VT_FIELD_FIRST; f <= VT_FIELD_LAST && !rc; f++)
+        if (a->missing_by_field[f] &&
+            (msg->missing_by_field[msg->n_missing_by_field] =
+                 count_msg(vt_record_field_name(f), a->missing_by_field[f], &rc)))
+            msg->n_missing_by_field++;
+    for (uint32_t i = 0; i < a->n_exemplars && !rc; i++) {
+        Vitals__V1__Exemplar *x = malloc(sizeof *x);
+        if (!x) {
+            rc = -ENOMEM;
+            break;
+        }
+        vitals__v1__exemplar__init(x);
+        msg->exemplars[msg->n_exemplars++] = x;
+        x->request_id = strdup(a->exemplars[i].request_id);
+        x->kind = strdup(a->exemplars[i].kind == VT_EXEMPLAR_FAILED ? "failed" : "slowest");
+        x->latency_ms = a->exemplars[i].latency_ms;
+        x->ts_ms = a->exemplars[i].ts_ms;
+        if (!x->request_id || !x->kind)
+            rc = -ENOMEM;
+    }
+out:
+    if (rc)
+        vt_aggregate_proto_release(msg);
+    return rc;
+}
+
+static void free_sketch_msg(Vitals__V1__Sketch *m)
+{
+    if (m) {
+        vt_sketch_proto_release(m);
+        free(m);
+    }
+}
+
+static void free_counts(Vitals__V1__CountByName **c, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(c[i]->name);
+        free(c[i]);
+    }
+    free(c);
+}
+
+void vt_aggregate_proto_release(Vitals__V1__WindowAggregate *msg)
+{
+    free_counts(msg->errors_by_type, msg->n_errors_by_type);
+    free_counts(msg->invalid_by_reason, msg->n_invalid_by_reason);
+    free_counts(msg->missing_by_field, msg->n_missing_by_field);
+    free_sketch_msg(msg->latency_ms);
+    free_sketch_msg(msg->ttft_ms);
+    free_sketch_msg(msg->input_tokens);
+    free_sketch_msg(msg->output_tokens);
+    free_sketch_msg(msg->cost_usd);
+    for (size_t i = 0; i < msg->n_metrics; i++) {
+        free(msg->metrics[i]->name);
+        free_sketch_msg(msg->metrics[i]->sketch);
+        free(msg->metrics[i]);
+    }
+    free(msg->metrics);
+    free(msg->embedding_sum);
+    for (size_t i = 0; i < msg->n_exemplars; i++) {
+        free(msg->exemplars[i]->request_id);
+        free(msg->exemplars[i]->kind);
+        free(msg->exemplars[i]);
+    }
+    free(msg->exemplars);
+    Vitals__V1__SeriesKey *series = msg->series;
+    vitals__v1__window_aggregate__init(msg);
+    msg->series = series;
+}
+
+static int bounded_name(const char *s, size_t max)
+{
+    return s && *s ? strnlen(s, max + 1) <= max : 0;
+}
+
+/* Validate everything in msg that merge_proto would trust. */
+static int validate(const Vitals__V1__WindowAggregate *msg)
+{
+    if (msg->errors > msg->count || msg->n_errors_by_type > VT_AGG_MAX_ERROR_TYPES ||
+        msg->n_metrics > VT_AGG_MAX_METRICS || msg->n_embedding_sum > VT_AGG_MAX_EMBEDDING ||
+        msg->n_exemplars > VT_AGG_MAX_EXEMPLARS ||
+        msg->n_invalid_by_reason > VT_REJECT__COUNT ||
+        msg->n_missing_by_field > VT_FIELD_LAST + 1)
+        return -EBADMSG;
+    for (size_t i = 0; i < msg->n_errors_by_type; i++)
+        if (!msg->errors_by_type[i]->name ||
+            strnlen(msg->errors_by_type[i]->name, VT_AGG_MAX_ERROR_TYPE_LEN + 1) >
+                VT_AGG_MAX_ERROR_TYPE_LEN)
+            return -EBADMSG;
+    for (size_t i = 0; i < msg->n_metrics; i++)
+        if (!bounded_name(msg->metrics[i]->name, VT_AGG_MAX_METRIC_NAME) ||
+            !msg->metrics[i]->sketch)
+            return -EBADMSG;
+    for (size_t i = 0; i < msg->n_embedding_sum; i++)
+        if (!isfinite(msg->embedding_sum[i]))
+            return -EBADMSG;
+    for (size_t i = 0; i < msg->n_exemplars; i++)
+        if (!msg->exemplars[i]->request_id ||
+            strnlen(msg->exemplars[i]->request_id, VT_AGG_EXEMPLAR_ID_LEN + 1) >
+                VT_AGG_EXEMPLAR_ID_LEN)
+            return -EBADMSG;
+    /* Sketches: validate each by building it (cheap next to the merge). */
+    const Vitals__V1__Sketch *all[N_FIXED + VT_AGG_MAX_METRICS];
+    size_t n = 0;
+    const Vitals__V1__Sketch *fixed[] = {msg->latency_ms, msg->ttft_ms, msg->input_tokens,
+                                         msg->output_tokens, msg->cost_usd};
+    for (int i = 0; i < N_FIXED; i++)
+        if (fixed[i])
+            all[n++] = fixed[i];
+    for (size_t i = 0; i < msg->n_metrics; i++)
+        all[n++] = msg->metrics[i]->sketch;
+    for (size_t i = 0; i < n; i++) {
+        vt_sketch s;
+        int rc = vt_sketch_from_proto(&s, all[i], 0);
+        vt_sketch_free(&s);
+        if (rc)
+            return rc == -ENOMEM ? rc : -EBADMSG;
+    }
+    return 0;
+}
+
+int vt_aggregate_merge_proto(struct vt_aggregate *dst, const Vitals__V1__WindowAggregate *msg)
+{
+    int rc = validate(msg);
+    if (rc)
+        return rc;
+    struct vt_aggregate src;
+    vt_aggregate_init(&src);
+    src.count = msg->count;
+    src.errors = msg->errors;
+    for (size_t i = 0; i < msg->n_errors_by_type; i++)
+        count_name(&src, msg->errors_by_type[i]->name, strlen(msg->errors_by_type[i]->name),
+                   msg->errors_by_type[i]->count);
+    const Vitals__V1__Sketch *fixed[] = {msg->latency_ms, msg->ttft_ms, msg->input_tokens,
+                                         msg->output_tokens, msg->cost_usd};
+    for (int i = 0; i < N_FIXED && !rc; i++)
+        if (fixed[i])
+            rc = vt_sketch_merge_proto(fixed_sketch(&src, i), fixed[i]);
+    for (size_t i = 0; i < msg->n_metrics && !rc; i++) {
+        vt_sketch *s = metric_sketch(&src, msg->metrics[i]->name, strlen(msg->metrics[i]->name));
+        rc = s ? vt_sketch_merge_proto(s, msg->metrics[i]->sketch) : -EBADMSG;
+    }
+    if (!rc && msg->n_embedding_sum)
+        rc = add_embedding(&src, msg->embedding_sum, (uint32_t)msg->n_embedding_sum,
+                           msg->embedding_count);
+    for (size_t i = 0; i < msg->n_invalid_by_reason; i++)
+        for (int r = 1; r < VT_REJECT__COUNT; r++)
+            if (msg->invalid_by_reason[i]->name &&
+                strcmp(msg->invalid_by_reason[i]->name, vt_record_reject_name(r)) == 0)
+                src.invalid_by_reason[r] += msg->invalid_by_reason[i]->count;
+    for (size_t i = 0; i < msg->n_missing_by_field; i++)
+        for (int f = VT_FIELD_FIRST; f <= VT_FIELD_LAST; f++)
+            if (msg->missing_by_field[i]->name &&
+                strcmp(msg->missing_by_field[i]->name, vt_record_field_name(f)) == 0)
+                src.missing_by_field[f] += msg->missing_by_field[i]->count;
+    for (size_t i = 0; i < msg->n_exemplars; i++) {
+        const Vitals__V1__Exemplar *e = msg->exemplars[i];
+        struct vt_exemplar x = {
+            .kind = e->kind && strcmp(e->kind, "failed") == 0 ? VT_EXEMPLAR_FAILED
+                                                                : VT_EXEMPLAR_SLOWEST,
+            .latency_ms = isfinite(e->latency_ms) ? e->latency_ms : 0,
+            .ts_ms = e->ts_ms};
+        snprintf(x.request_id, sizeof x.request_id, "%s", e->request_id);
+        add_exemplar(&src, &x);
+    }
+    if (!rc)
+        rc = vt_aggregate_merge(dst, &src);
+    vt_aggregate_free(&src);
+    return rc;
+}
