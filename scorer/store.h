@@ -1,0 +1,151 @@
+/*
+ * store.h - the scorer's state: per-series rollups in retention tiers, and
+ * the set of batch ids already merged (dedupe).
+ *
+ * Why it exists: the collector merges every acknowledged WindowAggregate
+ * here, the score engine reads merged aggregates over a time range from
+ * here, and the snapshot that bounds restart time is a dump of exactly this.
+ * Keeping all three in one module keeps "what is the acknowledged state" in
+ * one place: the store after replay == the store before the crash.
+ *
+ * Tiers. A tier is (resolution, retention), finest first, e.g. the default
+ * "10s:2h,1m:2d,10m:15d". Each piece of data lives in exactly ONE tier: an
+ * aggregate is merged into the bucket floor(window_start / resolution) of
+ * the finest tier that still owns its time; vt_store_expire() moves buckets
+ * that aged out of tier i into tier i+1 (merging them, in whole tier-(i+1)
+ * buckets) and drops what ages out of the last tier. So a query over any
+ * range visits every tier, each only where it owns time, and counts every
+ * record once: the finest data available is always used.
+ *
+ * A query includes a bucket when its start lies in [from_ms, to_ms): ranges
+ * are rounded to the bucket grid of the tier that holds the data.
+ *
+ * Dedupe. Every applied batch id is remembered with its window_start_ms;
+ * ids older than the longest retention (plus one hour of slack) are
+ * forgotten by vt_store_expire(), so the set is bounded by traffic within
+ * retention. A batch older than that is rejected as stale by the collector
+ * (its data could not be kept anyway).
+ *
+ * Memory: the store owns everything; vt_store_free() releases it. Bounded by
+ * max_series (new series beyond it fold into "__overflow__"), the tiers and
+ * the dedupe horizon.
+ *
+ * Threads: not thread-safe. Concurrent readers (query, snapshot_write) are
+ * fine as long as nothing mutates (apply, expire, snapshot_load) meanwhile;
+ * the caller serialises that.
+ *
+ * Errors: negative errno values (-EINVAL, -ENOMEM, -EBADMSG, -EIO, ...).
+ */
+#ifndef VT_SCORER_STORE_H
+#define VT_SCORER_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aggregate.h"
+#include "vitals/v1/vitals.pb-c.h"
+
+#define VT_STORE_MAX_TIERS 6
+#define VT_STORE_DEFAULT_RETENTION "10s:2h,1m:2d,10m:15d"
+#define VT_STORE_SCHEMA_VERSION 1 /* the Batch.schema_version we accept */
+
+struct vt_store_tier {
+    int64_t resolution_ms; /* bucket width, > 0 */
+    int64_t retention_ms;  /* how long the tier keeps data, >= resolution */
+};
+
+struct vt_store_opts {
+    struct vt_store_tier tiers[VT_STORE_MAX_TIERS];
+    size_t n_tiers;      /* >= 1; each resolution a multiple of the previous,
+                            each retention longer than the previous */
+    uint32_t max_series; /* 0 -> 100000 */
+};
+
+typedef struct vt_store vt_store;
+
+/* Parse "10s:2h,1m:2d,10m:15d" into opts->tiers / n_tiers and check the
+ * rules above. Returns 0, or -EINVAL with a message in err. */
+int vt_store_parse_retention(const char *s, struct vt_store_opts *opts, char *err,
+                             size_t errlen);
+
+/* New empty store. Returns 0, -EINVAL (bad tiers) or -ENOMEM. */
+int vt_store_new(vt_store **out, const struct vt_store_opts *opts);
+void vt_store_free(vt_store *st);
+
+/* The longest retention (oldest data kept), in ms. */
+int64_t vt_store_horizon_ms(const vt_store *st);
+
+/*
+ * Check a received batch completely without changing the store: schema
+ * version, batch_id present, every aggregate (series key canonical, window
+ * length, sketches, bounds - exactly what merging will check). Returns 0,
+ * -EPROTO (unknown schema_version), or -EBADMSG; err names the problem
+ * ("aggregates[3].latency_ms: ..."). A batch that passes applies cleanly
+ * (short of -ENOMEM).
+ */
+int vt_store_validate(vt_store *st, const Vitals__V1__Batch *b, char *err, size_t errlen);
+
+/* True if batch_id was applied before (and not yet forgotten). */
+bool vt_store_seen(const vt_store *st, const char *batch_id);
+
+/*
+ * Record batch_id and merge every aggregate of a validated batch. now_ms
+ * decides which tier owns old data (pass wall-clock epoch ms). Records
+ * outside retention are counted in *dropped (may be NULL) and not kept.
+ * Returns the number of records merged (sum of aggregate counts), or
+ * -ENOMEM / -EBADMSG. Applying an id already seen merges nothing and
+ * returns 0.
+ */
+int64_t vt_store_apply(vt_store *st, const Vitals__V1__Batch *b, int64_t now_ms,
+                       uint64_t *dropped);
+
+/* Cascade aged buckets into coarser tiers, drop expired data and forgotten
+ * batch ids. Call every few seconds with wall-clock ms. */
+void vt_store_expire(vt_store *st, int64_t now_ms);
+
+/*
+ * The source interface of the score engine: for every series with data in
+ * [from_ms, to_ms), call cb with its canonical key (series.h encoding) and
+ * the merge of its buckets in that range (valid only during the call).
+ * A nonzero return from cb stops the walk and is returned.
+ * `scratch` is caller-owned (vt_aggregate_init'ed) reusable memory, so that
+ * several readers may query at once and no walk allocates per series.
+ */
+typedef int (*vt_store_visit_cb)(void *ud, const char *key, size_t len,
+                                 const struct vt_aggregate *agg);
+int vt_store_query(const vt_store *st, int64_t from_ms, int64_t to_ms,
+                   struct vt_aggregate *scratch, vt_store_visit_cb cb, void *ud);
+
+/* Same, for one series only (key in canonical form). 0 if absent. */
+int vt_store_query_series(const vt_store *st, const char *key, size_t len, int64_t from_ms,
+                          int64_t to_ms, struct vt_aggregate *scratch,
+                          vt_store_visit_cb cb, void *ud);
+
+/* Every series (no range), with its total records and newest bucket start. */
+typedef int (*vt_store_series_cb)(void *ud, const char *key, size_t len, uint64_t records,
+                                  int64_t last_ms);
+int vt_store_each_series(const vt_store *st, vt_store_series_cb cb, void *ud);
+
+struct vt_store_stats {
+    uint64_t series;
+    uint64_t buckets;      /* all tiers */
+    uint64_t batch_ids;    /* dedupe set size */
+    uint64_t records;      /* records held (sum of bucket counts) */
+    uint64_t dropped_late; /* records older than retention at apply */
+    uint64_t overflow;     /* aggregates folded into __overflow__ */
+};
+void vt_store_stats_get(const vt_store *st, struct vt_store_stats *out);
+
+/*
+ * Snapshot: write the whole store (rollups + dedupe set) to `path`
+ * atomically (temp file, fsync, rename, fsync dir), tagged with wal_seq (the
+ * first WAL sequence number NOT contained in it). Read-only on the store.
+ * load replaces the contents of an EMPTY store and returns the tag;
+ * -ENOENT if there is no snapshot, -EBADMSG if it is damaged (the caller then
+ * starts from an empty store and the full WAL).
+ */
+int vt_store_snapshot_write(const vt_store *st, const char *path, uint64_t wal_seq);
+int vt_store_snapshot_load(vt_store *st, const char *path, uint64_t *wal_seq);
+
+#endif
