@@ -22,7 +22,8 @@ static int put(char *buf, size_t cap, size_t *n, const char *s, size_t len)
 {
     if (*n + len + 1 > cap)
         return -1;
-    memcpy(buf + *n, s, len);
+    if (len)
+        memcpy(buf + *n, s, len);
     buf[*n + len] = 0;
     *n += len + 1;
     return 0;
