@@ -439,10 +439,10 @@ int32_t vt_sketch_index(int scale, double v)
 /* base^index = 2^(index / 2^scale). */
 double vt_sketch_bucket_lower(int scale, int32_t index)
 {
-    if (scale <= 0)
-        return ldexp(1.0, (int)((int64_t)index << -scale > 100000 ? 100000
-                                 : (int64_t)index << -scale < -100000 ? -100000
-                                 : (int64_t)index << -scale));
+    if (scale <= 0) {
+        int64_t e = (int64_t)index * ((int64_t)1 << -scale);
+        return ldexp(1.0, e > 100000 ? 100000 : e < -100000 ? -100000 : (int)e);
+    }
     int32_t q = floor_shift(index, scale);
     int32_t r = index - q * (1 << scale);
     return (double)ldexpl(exp2l((long double)r / (long double)(1 << scale)), q);
