@@ -29,6 +29,7 @@
 #define WRITE_HIGH (256 * 1024)
 #define STREAM_WINDOW (1 << 20)
 #define CONN_WINDOW (16 << 20)
+#define MAX_TRANSPARENT_RETRIES 5
 
 enum { C_RESOLVING, C_CONNECTING, C_READY };
 enum { Q_QUEUED, Q_ACTIVE, Q_DONE };
@@ -43,6 +44,7 @@ struct ccall {
     struct ccall *aprev, *anext; /* conn->active */
     int state;
     int refs;
+    int retries; /* transparent resends after REFUSED_STREAM */
     char *path;
     uint8_t *req;
     size_t req_len, req_off;
@@ -231,13 +233,15 @@ static void call_deadline_cb(uv_timer_t *t)
     struct ccall *call = t->data;
     if (call->state == Q_DONE)
         return;
-    if (call->state == Q_ACTIVE && call->conn) {
-        struct cconn *c = call->conn;
+    struct cconn *c = call->state == Q_ACTIVE ? call->conn : NULL;
+    /* Outcome first: flushing the RST_STREAM closes the stream, and its
+     * close callback must find the call already done. */
+    fail(call, VT_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
+    if (c) {
         nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, call->stream_id,
                                   NGHTTP2_CANCEL);
         conn_flush(c);
     }
-    fail(call, VT_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
 }
 
 /* ---------------------------------------------------------------- nghttp2 */
@@ -307,6 +311,30 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id,
     return 0;
 }
 
+static void requeue(struct ccall *call)
+{
+    vt_grpc_client_t *cli = call->cli;
+    assert(call->state == Q_ACTIVE && !call->conn);
+    cli->in_flight--;
+    call->retries++;
+    call->state = Q_QUEUED;
+    call->req_off = 0;
+    call->http_status = 0;
+    call->grpc_status = -1;
+    call->resp_enc = VT_GRPC_ENC_IDENTITY;
+    free(call->grpc_message);
+    call->grpc_message = NULL;
+    vt_grpc_reader_free(&call->reader);
+    vt_grpc_reader_init(&call->reader, cli->opts.max_message_bytes);
+    call->prev = NULL;
+    call->next = cli->qhead;
+    if (cli->qhead)
+        cli->qhead->prev = call;
+    else
+        cli->qtail = call;
+    cli->qhead = call;
+}
+
 static int status_from_rst(uint32_t error_code)
 {
     switch (error_code) {
@@ -358,6 +386,15 @@ static int on_stream_close(nghttp2_session *h2, int32_t stream_id,
     struct ccall *call = nghttp2_session_get_stream_user_data(h2, stream_id);
     if (!call || !call->conn)
         return 0;
+    if (call->state == Q_ACTIVE && error_code == NGHTTP2_REFUSED_STREAM &&
+        !call->http_status && call->retries < MAX_TRANSPARENT_RETRIES) {
+        /* REFUSED_STREAM guarantees the server did not process the request
+         * (typically: more streams than its SETTINGS allow were opened before
+         * they arrived), so it is sent again, as gRPC clients do. */
+        call_detach(call);
+        requeue(call);
+        return 0;
+    }
     if (call->state != Q_DONE)
         finish_call(call, error_code);
     call_detach(call);
@@ -505,6 +542,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_fail(c, nghttp2_strerror((int)rv));
         return;
     }
+    pump(c->cli); /* refused streams were requeued */
     conn_flush(c);
 }
 
