@@ -294,6 +294,10 @@ static int on_headers_complete(http_parser *p)
         return -1;
     }
 
+    if (p->http_major != 1) {
+        c->err_status = 505;
+        return -1;
+    }
     req->method = http_method_str((enum http_method)p->method);
     req->head = p->method == HTTP_HEAD;
     req->http10 = p->http_major == 1 && p->http_minor == 0;
@@ -620,7 +624,7 @@ static int build_head(struct vt_http_conn *c, int status, const char *ctype, siz
 static void conn_fail(struct vt_http_conn *c, int status)
 {
     vt_http_server *s = c->server;
-    if (status == 400)
+    if (status == 400 || status == 505)
         s->stats.bad_requests++;
     else if (status == 413 || status == 431)
         s->stats.too_large++;
@@ -861,7 +865,7 @@ const char *vt_http_request_body(const vt_http_request *req, size_t *len)
 {
     if (len)
         *len = req->blen;
-    return req->body ? req->body : "";
+    return req->blen ? req->body : ""; /* a reused buffer holds stale bytes */
 }
 
 bool vt_http_request_alive(const vt_http_request *req)
@@ -1030,6 +1034,7 @@ const char *vt_http_status_text(int status)
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
     default: return "Unknown";
     }
 }

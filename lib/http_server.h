@@ -73,7 +73,7 @@ struct vt_http_server_stats {
     uint64_t connections_rejected; /* over max_connections */
     uint64_t connections_timed_out;
     uint64_t requests;             /* complete requests handed to the handler */
-    uint64_t bad_requests;         /* 400 (parse errors) */
+    uint64_t bad_requests;         /* 400 (parse errors), 505 (not HTTP/1.x) */
     uint64_t too_large;            /* 413 + 431 */
     unsigned connections_open;
 };
