@@ -89,6 +89,7 @@ struct vt_seglog_reader {
     int have_cur;
     uint64_t cur_first; /* first_seq of the current (or last visited) segment */
     uint64_t off;       /* offset of the next frame in the current segment */
+    uint64_t seg_end;   /* end seq of the last good frame in the current segment */
     uint64_t gone_size; /* size of the current segment if it left the table */
     uint8_t *win;       /* bytes [win_off, win_off + win_len) of the segment */
     uint64_t win_off;
@@ -205,12 +206,11 @@ void vt_seglog_scan(const uint8_t *buf, size_t len, uint32_t max_frame_bytes, ui
         vt_seglog_frame_info f;
         const uint8_t *p = buf + off;
         size_t room = len - off - VT_SEGLOG_HEADER_SIZE;
-        if (header_check(p, max_frame, &f) && f.stored_len <= room) {
-            /* The header CRC makes stored_len trustworthy: a bad payload is
-             * skipped by length, so bytes inside it are never taken for a frame. */
+        if (header_check(p, max_frame, &f) && f.stored_len <= room
+            && payload_check(p, p + VT_SEGLOG_HEADER_SIZE, &f)) {
             const uint8_t *stored = p + VT_SEGLOG_HEADER_SIZE;
             size_t size = VT_SEGLOG_HEADER_SIZE + (size_t)f.stored_len;
-            if (payload_check(p, stored, &f) && f.first_seq >= res->end_seq) {
+            if (f.first_seq >= res->end_seq) {
                 if (bad)
                     res->corrupt_frames++;
                 bad = 0;
@@ -224,12 +224,17 @@ void vt_seglog_scan(const uint8_t *buf, size_t len, uint32_t max_frame_bytes, ui
                     return;
                 continue;
             }
+            /* Intact but stale (sequence going backwards): skip it whole. */
             if (bad)
                 res->corrupt_frames++; /* the region before this frame */
             bad = 1;
             off += size;
             continue;
         }
+        /* Not an intact frame: resynchronise at the next magic. A bad payload
+         * is searched too rather than skipped by its length: the length may
+         * reach past the end of the file at open time and over frames
+         * appended later, and readers must see what recovery saw. */
         bad = 1;
         const uint8_t *next = memmem(p + 1, len - off - 1, magic, sizeof magic);
         if (!next)
@@ -1019,6 +1024,7 @@ int vt_seglog_reader_next(vt_seglog_reader *r, vt_seglog_frame *frame)
             r->have_cur = 1;
             r->cur_first = first;
             r->off = 0;
+            r->seg_end = 0;
             r->win_len = 0;
             r->gone_size = 0;
             r->fd = openat(log->dirfd, name, O_RDONLY | O_CLOEXEC);
@@ -1065,8 +1071,19 @@ int vt_seglog_reader_next(vt_seglog_reader *r, vt_seglog_frame *frame)
             size = VT_SEGLOG_HEADER_SIZE + (uint64_t)f.stored_len;
             ok = r->off + size <= limit;
         }
+        if (ok) {
+            p = reader_bytes(r, r->off, (size_t)size, limit, &err);
+            if (!p) {
+                if (err)
+                    return err;
+                reader_leave_segment(r);
+                continue;
+            }
+            ok = payload_check(p, p + VT_SEGLOG_HEADER_SIZE, &f);
+        }
         if (!ok) {
-            /* Resynchronise: the next magic after this offset. */
+            /* The same rules as vt_seglog_scan, so a reader sees exactly the
+             * frames recovery counted as good: resynchronise at the next magic. */
             uint64_t at = r->off + 1;
             r->off = limit;
             while (at + VT_SEGLOG_HEADER_SIZE <= limit) {
@@ -1086,23 +1103,14 @@ int vt_seglog_reader_next(vt_seglog_reader *r, vt_seglog_frame *frame)
             }
             continue;
         }
-        uint64_t end = f.first_seq + f.records;
-        if (end <= r->pos || f.first_seq < low) {
-            r->off += size; /* already delivered, or dropped: skip unread */
-            continue;
-        }
-        p = reader_bytes(r, r->off, (size_t)size, limit, &err);
-        if (!p) {
-            if (err)
-                return err;
-            reader_leave_segment(r);
-            continue;
-        }
         const uint8_t *stored = p + VT_SEGLOG_HEADER_SIZE;
-        if (!payload_check(p, stored, &f)) {
-            r->off += size;
-            continue;
-        }
+        uint64_t end = f.first_seq + f.records;
+        r->off += size;
+        if (f.first_seq < r->seg_end)
+            continue; /* stale: sequence going backwards within the segment */
+        r->seg_end = end;
+        if (end <= r->pos || f.first_seq < low)
+            continue; /* before from_seq, or dropped while we read it */
         if (f.raw_len > r->out_cap || !r->out) {
             size_t cap = f.raw_len ? f.raw_len : 1;
             uint8_t *o = realloc(r->out, cap);
@@ -1112,7 +1120,6 @@ int vt_seglog_reader_next(vt_seglog_reader *r, vt_seglog_frame *frame)
             r->out_cap = cap;
         }
         long n = vt_seglog_decode_payload(&f, stored, r->out, r->out_cap, r->dctx);
-        r->off += size;
         if (n < 0)
             continue;
         frame->first_seq = f.first_seq;

@@ -739,7 +739,8 @@ static void test_flip_bytes(void **state)
     }
     assert_true(tried > 100);
 
-    /* Two bad frames in a row and one further on: three regions, all later frames read. */
+    /* Two bad frames in a row make one bad region (counted once), one further
+     * on another: two regions, three frames lost, every later frame read. */
     memcpy(copy, seg, len);
     copy[ends[4] + 2] ^= 0x40;           /* header of frame 5 */
     copy[ends[5] + VT_SEGLOG_HEADER_SIZE + 5] ^= 0x01; /* payload of frame 6 */
@@ -747,7 +748,7 @@ static void test_flip_bytes(void **state)
     vt_seglog_recovery rep;
     vt_seglog *log = open_with_segment(dir, copy, len, &rep);
     assert_int_equal(rep.frames, N - 3);
-    assert_int_equal(rep.corrupt_frames, 3);
+    assert_int_equal(rep.corrupt_frames, 2);
     int want[N], nw = 0;
     for (int k = 0; k < N; k++)
         if (k != 5 && k != 6 && k != 20)
