@@ -1,0 +1,1331 @@
+/*
+ * score.c - the score engine (see score.h).
+ *
+ * Shape of one evaluation:
+ *   1. reset every score's accumulators (allocations are kept: a steady
+ *      state evaluation mallocs nothing but new segments);
+ *   2. group the ranges to read - each score's window and each distinct
+ *      baseline range - so that one pass over the source serves every score
+ *      that reads the same range;
+ *   3. for each visited (series key, aggregate): test each score's selector
+ *      and merge into the whole and the segment. Only what the score's
+ *      components read is merged (counters always; sketches, embeddings and
+ *      exemplars only when some component needs them): a 10k-series pass
+ *      stays cheap even when every series carries dozens of metrics;
+ *   4. per score and segment: statistics, normalisation, combine, state
+ *      machine, masked flags, history.
+ *
+ * Accumulators are ordinary struct vt_aggregate values whose named-metric
+ * array is pre-populated (sorted, as aggregate.c requires) with exactly the
+ * metrics the score reads, so vt_aggregate_sketch() works on them and
+ * vt_aggregate_free() releases them.
+ */
+#include "score.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "series.h"
+
+#define N_FIXED 5
+static const char *const fixed_names[N_FIXED] = {"latency_ms", "ttft_ms", "input_tokens",
+                                                 "output_tokens", "cost_usd"};
+
+static vt_sketch *fixed_sketch(struct vt_aggregate *a, int i)
+{
+    switch (i) {
+    case 0: return &a->latency_ms;
+    case 1: return &a->ttft_ms;
+    case 2: return &a->input_tokens;
+    case 3: return &a->output_tokens;
+    default: return &a->cost_usd;
+    }
+}
+
+static int fixed_index(const char *name)
+{
+    for (int i = 0; i < N_FIXED; i++)
+        if (strcmp(name, fixed_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+const char *vt_score_state_name(enum vt_score_state s)
+{
+    switch (s) {
+    case VT_SCORE_NO_DATA: return "no_data";
+    case VT_SCORE_OK: return "ok";
+    case VT_SCORE_WARNING: return "warning";
+    case VT_SCORE_CRITICAL: return "critical";
+    }
+    return "unknown";
+}
+
+const char *vt_missing_name(enum vt_missing m)
+{
+    switch (m) {
+    case VT_MISSING_NONE: return "none";
+    case VT_MISSING_MIN_COUNT: return "min_count";
+    case VT_MISSING_NO_BASELINE: return "no_baseline";
+    case VT_MISSING_UNDEFINED: return "undefined";
+    }
+    return "unknown";
+}
+
+/* ============================================================ statistics */
+
+double vt_score_normalize(double v, double good, double bad)
+{
+    if (isnan(v) || good == bad)
+        return NAN;
+    double n = (v - bad) / (good - bad);
+    if (n < 0 || isnan(n))
+        n = 0;
+    if (n > 1)
+        n = 1;
+    return n;
+}
+
+#define DRIFT_BINS 10
+#define DRIFT_EPS 1e-4
+
+/* Bin shares of a sketch over the cut points (n cuts -> n + 1 bins). */
+static void bin_shares(const vt_sketch *s, const double *cuts, int n, double *out)
+{
+    double prev = 0;
+    for (int i = 0; i < n; i++) {
+        double r = vt_sketch_rank(s, cuts[i]);
+        if (isnan(r))
+            r = prev;
+        if (r < prev)
+            r = prev;
+        out[i] = r - prev;
+        prev = r;
+    }
+    out[n] = 1.0 - prev;
+    if (out[n] < 0)
+        out[n] = 0;
+    /* Smooth empty bins, then renormalise so each side sums to 1. */
+    double sum = 0;
+    for (int i = 0; i <= n; i++) {
+        if (out[i] < DRIFT_EPS)
+            out[i] = DRIFT_EPS;
+        sum += out[i];
+    }
+    for (int i = 0; i <= n; i++)
+        out[i] /= sum;
+}
+
+/* Cut points at the baseline's deciles, duplicates removed. Returns n cuts. */
+static int decile_cuts(const vt_sketch *base, double *cuts)
+{
+    int n = 0;
+    for (int i = 1; i < DRIFT_BINS; i++) {
+        double c = vt_sketch_quantile(base, (double)i / DRIFT_BINS);
+        if (isnan(c))
+            continue;
+        if (n > 0 && c <= cuts[n - 1])
+            continue;
+        cuts[n++] = c;
+    }
+    return n;
+}
+
+static int drift_shares(const vt_sketch *cur, const vt_sketch *base, double *a, double *e)
+{
+    if (!cur || !base || vt_sketch_count(cur) == 0 || vt_sketch_count(base) == 0)
+        return -1;
+    double cuts[DRIFT_BINS];
+    int n = decile_cuts(base, cuts);
+    bin_shares(cur, cuts, n, a);
+    bin_shares(base, cuts, n, e);
+    return n + 1;
+}
+
+double vt_score_psi(const vt_sketch *cur, const vt_sketch *base)
+{
+    double a[DRIFT_BINS], e[DRIFT_BINS];
+    int n = drift_shares(cur, base, a, e);
+    if (n < 0)
+        return NAN;
+    double psi = 0;
+    for (int i = 0; i < n; i++)
+        psi += (a[i] - e[i]) * log(a[i] / e[i]);
+    return psi;
+}
+
+double vt_score_js(const vt_sketch *cur, const vt_sketch *base)
+{
+    double p[DRIFT_BINS], q[DRIFT_BINS];
+    int n = drift_shares(cur, base, p, q);
+    if (n < 0)
+        return NAN;
+    double js = 0;
+    for (int i = 0; i < n; i++) {
+        double m = (p[i] + q[i]) / 2;
+        js += 0.5 * p[i] * log2(p[i] / m) + 0.5 * q[i] * log2(q[i] / m);
+    }
+    if (js < 0)
+        js = 0; /* rounding */
+    double d = sqrt(js);
+    return d > 1 ? 1 : d;
+}
+
+static const vt_sketch *metric_of(const struct vt_aggregate *a, const char *metric)
+{
+    return a && metric ? vt_aggregate_sketch(a, metric) : NULL;
+}
+
+double vt_score_stat(const struct vt_score_component_def *c, const struct vt_aggregate *cur,
+                     const struct vt_aggregate *base, int64_t window_ms, uint64_t *count,
+                     enum vt_missing *missing)
+{
+    const vt_sketch *s = NULL;
+    uint64_t n = 0;
+    double v = NAN;
+    enum vt_missing m = VT_MISSING_NONE;
+    bool check_min = true;
+
+    switch (c->stat) {
+    case VT_STAT_COUNT:
+    case VT_STAT_RATE:
+        /* Traffic itself: zero is a real value, never "too little data". */
+        check_min = false;
+        if (c->metric) {
+            s = metric_of(cur, c->metric);
+            n = s ? vt_sketch_count(s) : 0;
+        } else {
+            n = cur->count;
+        }
+        v = c->stat == VT_STAT_COUNT ? (double)n
+                                     : (window_ms > 0 ? (double)n / ((double)window_ms / 1000.0)
+                                                      : NAN);
+        break;
+    case VT_STAT_ERROR_RATE:
+        n = cur->count;
+        if (n > 0)
+            v = (double)cur->errors / (double)n;
+        break;
+    case VT_STAT_MEAN:
+    case VT_STAT_SUM:
+    case VT_STAT_MIN:
+    case VT_STAT_MAX:
+    case VT_STAT_QUANTILE:
+    case VT_STAT_FRAC_ABOVE:
+    case VT_STAT_FRAC_BELOW:
+        s = metric_of(cur, c->metric);
+        n = s ? vt_sketch_count(s) : 0;
+        if (n == 0)
+            break;
+        switch (c->stat) {
+        case VT_STAT_MEAN: v = vt_sketch_mean(s); break;
+        case VT_STAT_SUM: v = vt_sketch_sum(s); break;
+        case VT_STAT_MIN: v = vt_sketch_min(s); break;
+        case VT_STAT_MAX: v = vt_sketch_max(s); break;
+        case VT_STAT_QUANTILE: v = vt_sketch_quantile(s, c->q); break;
+        case VT_STAT_FRAC_ABOVE: v = 1.0 - vt_sketch_rank(s, c->bound); break;
+        default: v = vt_sketch_rank(s, c->bound); break;
+        }
+        break;
+    case VT_STAT_PSI:
+    case VT_STAT_JS: {
+        s = metric_of(cur, c->metric);
+        const vt_sketch *b = metric_of(base, c->metric);
+        n = s ? vt_sketch_count(s) : 0;
+        uint64_t nb = b ? vt_sketch_count(b) : 0;
+        if (n >= c->min_count && n > 0 && (nb < c->min_count || nb == 0)) {
+            m = VT_MISSING_NO_BASELINE;
+            break;
+        }
+        if (n > 0 && nb > 0)
+            v = c->stat == VT_STAT_PSI ? vt_score_psi(s, b) : vt_score_js(s, b);
+        break;
+    }
+    case VT_STAT_CENTROID_DISTANCE: {
+        n = cur->embedding_count;
+        uint64_t nb = base ? base->embedding_count : 0;
+        if (n >= c->min_count && n > 0 && (nb < c->min_count || nb == 0)) {
+            m = VT_MISSING_NO_BASELINE;
+            break;
+        }
+        if (n == 0 || nb == 0 || !cur->embedding_sum || !base->embedding_sum)
+            break;
+        if (cur->embedding_dim != base->embedding_dim) {
+            m = VT_MISSING_UNDEFINED;
+            break;
+        }
+        double d2 = 0;
+        for (uint32_t i = 0; i < cur->embedding_dim; i++) {
+            double d = cur->embedding_sum[i] / (double)n - base->embedding_sum[i] / (double)nb;
+            d2 += d * d;
+        }
+        v = sqrt(d2);
+        break;
+    }
+    case VT_STAT_INVALID_RATE: {
+        uint64_t inv = vt_aggregate_invalid_total(cur);
+        n = cur->count + inv;
+        if (n > 0)
+            v = (double)inv / (double)n;
+        break;
+    }
+    case VT_STAT_MISSING_RATE:
+        n = cur->count;
+        if (n > 0 && c->field)
+            v = (double)vt_aggregate_missing(cur, c->field) / (double)n;
+        break;
+    case VT_STAT__COUNT:
+        break;
+    }
+    if (m == VT_MISSING_NONE && check_min && (n < c->min_count || n == 0))
+        m = VT_MISSING_MIN_COUNT;
+    if (m == VT_MISSING_NONE && isnan(v))
+        m = VT_MISSING_UNDEFINED;
+    *count = n;
+    *missing = m;
+    return v;
+}
+
+/* ========================================================= accumulators */
+
+/* What a score's accumulators must carry. */
+struct needs {
+    uint8_t fixed;        /* bit i: fixed sketch i */
+    char **names;         /* named metrics, sorted (strcmp), unique */
+    uint32_t n_names;
+    bool embedding;
+    bool exemplars;
+};
+
+static void needs_free(struct needs *n)
+{
+    for (uint32_t i = 0; i < n->n_names; i++)
+        free(n->names[i]);
+    free(n->names);
+    memset(n, 0, sizeof *n);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int needs_add_metric(struct needs *n, const char *metric)
+{
+    int fi = fixed_index(metric);
+    if (fi >= 0) {
+        n->fixed |= (uint8_t)(1u << fi);
+        return 0;
+    }
+    for (uint32_t i = 0; i < n->n_names; i++)
+        if (strcmp(n->names[i], metric) == 0)
+            return 0;
+    char **nn = realloc(n->names, (n->n_names + 1) * sizeof *nn);
+    if (!nn)
+        return -ENOMEM;
+    n->names = nn;
+    if (!(nn[n->n_names] = strdup(metric)))
+        return -ENOMEM;
+    n->n_names++;
+    qsort(n->names, n->n_names, sizeof *n->names, cmp_str);
+    return 0;
+}
+
+static int acc_init(struct vt_aggregate *a, const struct needs *n)
+{
+    vt_aggregate_init(a);
+    if (n->n_names == 0)
+        return 0;
+    a->metrics = calloc(n->n_names, sizeof *a->metrics);
+    if (!a->metrics)
+        return -ENOMEM;
+    a->cap_metrics = a->n_metrics = n->n_names;
+    for (uint32_t i = 0; i < n->n_names; i++) {
+        assert(strlen(n->names[i]) <= VT_AGG_MAX_METRIC_NAME);
+        strcpy(a->metrics[i].name, n->names[i]);
+        vt_sketch_init_default(&a->metrics[i].sketch);
+    }
+    return 0;
+}
+
+static void acc_reset(struct vt_aggregate *a, const struct needs *n)
+{
+    a->count = a->errors = 0;
+    memset(a->invalid_by_reason, 0, sizeof a->invalid_by_reason);
+    memset(a->missing_by_field, 0, sizeof a->missing_by_field);
+    for (int i = 0; i < N_FIXED; i++)
+        if (n->fixed & (1u << i))
+            vt_sketch_reset(fixed_sketch(a, i));
+    for (uint32_t i = 0; i < a->n_metrics; i++)
+        vt_sketch_reset(&a->metrics[i].sketch);
+    if (a->embedding_sum)
+        memset(a->embedding_sum, 0, a->embedding_dim * sizeof(double));
+    a->embedding_count = a->embedding_mismatch = 0;
+    a->n_exemplars = 0;
+}
+
+/* Keep the slowest "slow" exemplars and the latest failed ones. */
+static void acc_exemplar(struct vt_aggregate *a, const struct vt_exemplar *x)
+{
+    if (a->n_exemplars < VT_AGG_MAX_EXEMPLARS) {
+        a->exemplars[a->n_exemplars++] = *x;
+        return;
+    }
+    int victim = -1;
+    for (uint32_t i = 0; i < a->n_exemplars; i++) {
+        const struct vt_exemplar *e = &a->exemplars[i];
+        if (e->kind != x->kind)
+            continue;
+        if (victim < 0 || (x->kind == VT_EXEMPLAR_FAILED
+                               ? e->ts_ms < a->exemplars[victim].ts_ms
+                               : e->latency_ms < a->exemplars[victim].latency_ms))
+            victim = (int)i;
+    }
+    if (victim < 0) {
+        /* No exemplar of this kind yet: take the slot of the most numerous kind. */
+        uint32_t failed = 0;
+        for (uint32_t i = 0; i < a->n_exemplars; i++)
+            failed += a->exemplars[i].kind == VT_EXEMPLAR_FAILED;
+        enum vt_exemplar_kind k =
+            failed * 2 > a->n_exemplars ? VT_EXEMPLAR_FAILED : VT_EXEMPLAR_SLOWEST;
+        for (uint32_t i = 0; i < a->n_exemplars; i++)
+            if (a->exemplars[i].kind == k) {
+                a->exemplars[i] = *x;
+                return;
+            }
+        return;
+    }
+    const struct vt_exemplar *v = &a->exemplars[victim];
+    if (x->kind == VT_EXEMPLAR_FAILED ? x->ts_ms > v->ts_ms : x->latency_ms > v->latency_ms)
+        a->exemplars[victim] = *x;
+}
+
+/* dst += the parts of src that `n` asks for. */
+static int acc_merge(struct vt_aggregate *dst, const struct vt_aggregate *src,
+                     const struct needs *n)
+{
+    int rc = 0;
+    dst->count += src->count;
+    dst->errors += src->errors;
+    for (int i = 0; i < VT_REJECT__COUNT; i++)
+        dst->invalid_by_reason[i] += src->invalid_by_reason[i];
+    for (int i = 0; i <= VT_FIELD_LAST; i++)
+        dst->missing_by_field[i] += src->missing_by_field[i];
+    for (int i = 0; i < N_FIXED; i++)
+        if (n->fixed & (1u << i))
+            rc |= vt_sketch_merge(fixed_sketch(dst, i),
+                                  fixed_sketch((struct vt_aggregate *)src, i));
+    if (src->n_metrics > 0)
+        for (uint32_t i = 0; i < dst->n_metrics; i++) {
+            const vt_sketch *s = vt_aggregate_sketch(src, dst->metrics[i].name);
+            if (s && s->count)
+                rc |= vt_sketch_merge(&dst->metrics[i].sketch, s);
+        }
+    if (n->embedding && src->embedding_sum && src->embedding_count) {
+        if (dst->embedding_count == 0 && dst->embedding_dim != src->embedding_dim) {
+            double *e = realloc(dst->embedding_sum, src->embedding_dim * sizeof(double));
+            if (!e)
+                return -ENOMEM;
+            dst->embedding_sum = e;
+            dst->embedding_dim = src->embedding_dim;
+            memset(e, 0, src->embedding_dim * sizeof(double));
+        }
+        if (dst->embedding_dim == src->embedding_dim) {
+            for (uint32_t i = 0; i < src->embedding_dim; i++)
+                dst->embedding_sum[i] += src->embedding_sum[i];
+            dst->embedding_count += src->embedding_count;
+        } else {
+            dst->embedding_mismatch += src->embedding_count;
+        }
+    }
+    if (n->exemplars)
+        for (uint32_t i = 0; i < src->n_exemplars; i++)
+            acc_exemplar(dst, &src->exemplars[i]);
+    return rc ? -ENOMEM : 0;
+}
+
+/* ================================================================ engine */
+
+struct base_range {
+    int64_t window_ms, delay_ms;
+};
+
+struct seg {
+    char **labels;                 /* n_segment_by copies */
+    struct vt_aggregate cur;
+    struct vt_aggregate *base;     /* n_base */
+    struct vt_score_eval eval;     /* components owned here; state kept across ticks */
+    bool seen;                     /* data in the current evaluation */
+};
+
+struct score_rt {
+    const struct vt_score_def *def;
+    struct needs cur_needs, base_needs;
+    struct base_range *base;       /* distinct baseline ranges */
+    uint32_t n_base;
+    int *comp_base;                /* per component: baseline slot or -1 */
+    struct vt_aggregate whole;
+    struct vt_aggregate *whole_base;
+    struct vt_score_eval whole_eval;
+    struct vt_series_table segs;   /* segment tuple -> struct seg* */
+    struct vt_score_eval *seg_evals;
+    uint32_t cap_seg_evals;
+    struct vt_score_result result;
+    struct vt_score_point history[VT_SCORE_HISTORY];
+    uint32_t hist_head, hist_n;    /* next slot, points kept */
+    int err;
+};
+
+/* One range read from the source and the (score, slot) pairs it feeds. */
+struct pass_entry {
+    uint32_t score;
+    int slot;                      /* -1 = current window, else baseline slot */
+};
+struct pass {
+    int64_t from, to;
+    uint32_t first, n;             /* into engine->entries */
+};
+
+struct vt_score_engine {
+    struct vt_score_config cfg;
+    struct score_rt *rt;
+    struct pass *passes;
+    struct pass_entry *entries;    /* capacity: sum over scores of 1 + n_base */
+    uint32_t n_passes, n_entries;
+    char tuple[VT_SERIES_KEY_MAX];
+};
+
+static void seg_free(struct score_rt *rt, struct seg *s)
+{
+    if (!s)
+        return;
+    if (s->labels)
+        for (uint32_t i = 0; i < rt->def->n_segment_by; i++)
+            free(s->labels[i]);
+    free(s->labels);
+    vt_aggregate_free(&s->cur);
+    if (s->base)
+        for (uint32_t i = 0; i < rt->n_base; i++)
+            vt_aggregate_free(&s->base[i]);
+    free(s->base);
+    free(s->eval.components);
+    free(s);
+}
+
+static void rt_free(struct score_rt *rt)
+{
+    if (rt->segs.slots) {
+        uint32_t it = 0;
+        struct vt_series_entry *en;
+        while ((en = vt_series_table_next(&rt->segs, &it)) != NULL)
+            seg_free(rt, en->value);
+        vt_series_table_free(&rt->segs);
+    }
+    vt_aggregate_free(&rt->whole);
+    if (rt->whole_base)
+        for (uint32_t i = 0; i < rt->n_base; i++)
+            vt_aggregate_free(&rt->whole_base[i]);
+    free(rt->whole_base);
+    free(rt->whole_eval.components);
+    free(rt->seg_evals);
+    free(rt->base);
+    free(rt->comp_base);
+    needs_free(&rt->cur_needs);
+    needs_free(&rt->base_needs);
+    memset(rt, 0, sizeof *rt);
+}
+
+static bool is_latency(const struct vt_score_component_def *c)
+{
+    return c->metric && (strcmp(c->metric, "latency_ms") == 0 ||
+                         strcmp(c->metric, "ttft_ms") == 0);
+}
+
+static int rt_init(struct score_rt *rt, const struct vt_score_def *d)
+{
+    memset(rt, 0, sizeof *rt);
+    rt->def = d;
+    vt_aggregate_init(&rt->whole);
+    rt->comp_base = calloc(d->n_components, sizeof *rt->comp_base);
+    rt->base = calloc(d->n_components, sizeof *rt->base);
+    rt->whole_eval.components = calloc(d->n_components, sizeof *rt->whole_eval.components);
+    if (!rt->comp_base || !rt->base || !rt->whole_eval.components)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < d->n_components; i++) {
+        const struct vt_score_component_def *c = &d->components[i];
+        rt->comp_base[i] = -1;
+        if (c->metric && needs_add_metric(&rt->cur_needs, c->metric))
+            return -ENOMEM;
+        if (c->stat == VT_STAT_CENTROID_DISTANCE)
+            rt->cur_needs.embedding = rt->base_needs.embedding = true;
+        if (is_latency(c) || c->stat == VT_STAT_ERROR_RATE)
+            rt->cur_needs.exemplars = true;
+        if (!c->has_baseline)
+            continue;
+        if (c->metric && needs_add_metric(&rt->base_needs, c->metric))
+            return -ENOMEM;
+        uint32_t s;
+        for (s = 0; s < rt->n_base; s++)
+            if (rt->base[s].window_ms == c->baseline_window_ms &&
+                rt->base[s].delay_ms == c->baseline_delay_ms)
+                break;
+        if (s == rt->n_base) {
+            rt->base[s].window_ms = c->baseline_window_ms;
+            rt->base[s].delay_ms = c->baseline_delay_ms;
+            rt->n_base++;
+        }
+        rt->comp_base[i] = (int)s;
+    }
+    if (acc_init(&rt->whole, &rt->cur_needs))
+        return -ENOMEM;
+    if (rt->n_base) {
+        rt->whole_base = calloc(rt->n_base, sizeof *rt->whole_base);
+        if (!rt->whole_base)
+            return -ENOMEM;
+        for (uint32_t s = 0; s < rt->n_base; s++)
+            vt_aggregate_init(&rt->whole_base[s]);
+        for (uint32_t s = 0; s < rt->n_base; s++)
+            if (acc_init(&rt->whole_base[s], &rt->base_needs))
+                return -ENOMEM;
+    }
+    if (d->n_segment_by && vt_series_table_init(&rt->segs, VT_SCORE_MAX_SEGMENTS))
+        return -ENOMEM;
+    rt->whole_eval.detractor = -1;
+    rt->result.def = d;
+    return 0;
+}
+
+static int engine_setup(struct vt_score_engine *e, struct vt_score_config *cfg,
+                        struct score_rt **rt_out, struct pass **passes,
+                        struct pass_entry **entries)
+{
+    uint32_t n = cfg->n_scores;
+    struct score_rt *rt = calloc(n ? n : 1, sizeof *rt);
+    if (!rt)
+        return -ENOMEM;
+    uint32_t total = 0;
+    int rc = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        rc = rt_init(&rt[i], &cfg->scores[i]);
+        total += 1 + rt[i].n_base;
+        if (rc)
+            break;
+    }
+    *passes = calloc(total ? total : 1, sizeof **passes);
+    *entries = calloc(total ? total : 1, sizeof **entries);
+    if (rc || !*passes || !*entries) {
+        for (uint32_t i = 0; i < n; i++)
+            rt_free(&rt[i]);
+        free(rt);
+        free(*passes);
+        free(*entries);
+        return -ENOMEM;
+    }
+    *rt_out = rt;
+    (void)e;
+    return 0;
+}
+
+struct vt_score_engine *vt_score_engine_new(struct vt_score_config *cfg)
+{
+    struct vt_score_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    if (vt_score_engine_set_config(e, cfg) != 0) {
+        free(e);
+        return NULL;
+    }
+    return e;
+}
+
+int vt_score_engine_set_config(struct vt_score_engine *e, struct vt_score_config *cfg)
+{
+    struct score_rt *rt;
+    struct pass *passes;
+    struct pass_entry *entries;
+    int rc = engine_setup(e, cfg, &rt, &passes, &entries);
+    if (rc)
+        return rc;
+    /* Carry the whole score's state and history over by name. */
+    for (uint32_t i = 0; i < cfg->n_scores; i++)
+        for (uint32_t j = 0; j < e->cfg.n_scores; j++) {
+            struct score_rt *o = &e->rt[j];
+            if (strcmp(o->def->name, cfg->scores[i].name) != 0)
+                continue;
+            struct score_rt *r = &rt[i];
+            r->whole_eval.state = o->whole_eval.state;
+            r->whole_eval.pending = o->whole_eval.pending;
+            r->whole_eval.pending_since_ms = o->whole_eval.pending_since_ms;
+            r->whole_eval.state_since_ms = o->whole_eval.state_since_ms;
+            memcpy(r->history, o->history, sizeof r->history);
+            r->hist_head = o->hist_head;
+            r->hist_n = o->hist_n;
+            break;
+        }
+    for (uint32_t j = 0; j < e->cfg.n_scores; j++)
+        rt_free(&e->rt[j]);
+    free(e->rt);
+    free(e->passes);
+    free(e->entries);
+    vt_score_config_free(&e->cfg);
+    e->cfg = *cfg;
+    memset(cfg, 0, sizeof *cfg);
+    e->rt = rt;
+    e->passes = passes;
+    e->entries = entries;
+    /* The defs moved with the struct copy: re-point the runtimes. */
+    for (uint32_t i = 0; i < e->cfg.n_scores; i++) {
+        e->rt[i].def = &e->cfg.scores[i];
+        e->rt[i].result.def = &e->cfg.scores[i];
+    }
+    return 0;
+}
+
+void vt_score_engine_free(struct vt_score_engine *e)
+{
+    if (!e)
+        return;
+    for (uint32_t j = 0; j < e->cfg.n_scores; j++)
+        rt_free(&e->rt[j]);
+    free(e->rt);
+    free(e->passes);
+    free(e->entries);
+    vt_score_config_free(&e->cfg);
+    free(e);
+}
+
+const struct vt_score_config *vt_score_engine_config(const struct vt_score_engine *e)
+{
+    return &e->cfg;
+}
+
+uint32_t vt_score_engine_count(const struct vt_score_engine *e)
+{
+    return e->cfg.n_scores;
+}
+
+const struct vt_score_result *vt_score_engine_result(const struct vt_score_engine *e, uint32_t i)
+{
+    return i < e->cfg.n_scores ? &e->rt[i].result : NULL;
+}
+
+const struct vt_score_result *vt_score_engine_find(const struct vt_score_engine *e,
+                                                   const char *name)
+{
+    for (uint32_t i = 0; i < e->cfg.n_scores; i++)
+        if (strcmp(e->cfg.scores[i].name, name) == 0)
+            return &e->rt[i].result;
+    return NULL;
+}
+
+size_t vt_score_engine_history(const struct vt_score_engine *e, uint32_t i, int64_t from_ms,
+                               int64_t to_ms, struct vt_score_point *out, size_t cap)
+{
+    if (i >= e->cfg.n_scores)
+        return 0;
+    const struct score_rt *rt = &e->rt[i];
+    size_t k = 0;
+    uint32_t start = (rt->hist_head + VT_SCORE_HISTORY - rt->hist_n) % VT_SCORE_HISTORY;
+    for (uint32_t j = 0; j < rt->hist_n && k < cap; j++) {
+        const struct vt_score_point *p = &rt->history[(start + j) % VT_SCORE_HISTORY];
+        if (p->ts_ms >= from_ms && p->ts_ms < to_ms)
+            out[k++] = *p;
+    }
+    return k;
+}
+
+/* ============================================================== visiting */
+
+static bool match_value(const char *pattern, struct vt_str v)
+{
+    if (pattern == NULL)
+        return true;
+    if (strpbrk(pattern, "*?[") == NULL)
+        return strlen(pattern) == v.len && memcmp(pattern, v.ptr, v.len) == 0;
+    char buf[1024];
+    if (v.len >= sizeof buf)
+        return false;
+    memcpy(buf, v.ptr, v.len);
+    buf[v.len] = '\0';
+    return fnmatch(pattern, buf, 0) == 0;
+}
+
+static bool selector_match(const struct vt_score_selector *sel, const char *key, size_t len,
+                           const struct vt_str *parts)
+{
+    if (!match_value(sel->service, parts[0]) || !match_value(sel->model, parts[1]) ||
+        !match_value(sel->provider, parts[2]) || !match_value(sel->version, parts[3]))
+        return false;
+    for (uint32_t i = 0; i < sel->n_labels; i++) {
+        struct vt_str v;
+        if (vt_series_key_label(key, len, sel->labels[i].key, &v) != 0)
+            return false;
+        if (!match_value(sel->labels[i].value, v))
+            return false;
+    }
+    return true;
+}
+
+static struct seg *seg_new(struct score_rt *rt, const char *tuple, size_t len)
+{
+    const struct vt_score_def *d = rt->def;
+    struct seg *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    vt_aggregate_init(&s->cur);
+    s->labels = calloc(d->n_segment_by, sizeof *s->labels);
+    s->eval.components = calloc(d->n_components, sizeof *s->eval.components);
+    if (rt->n_base)
+        s->base = calloc(rt->n_base, sizeof *s->base);
+    if (!s->labels || !s->eval.components || (rt->n_base && !s->base))
+        goto fail;
+    for (uint32_t i = 0; i < rt->n_base; i++)
+        vt_aggregate_init(&s->base[i]);
+    if (acc_init(&s->cur, &rt->cur_needs))
+        goto fail;
+    for (uint32_t i = 0; i < rt->n_base; i++)
+        if (acc_init(&s->base[i], &rt->base_needs))
+            goto fail;
+    const char *p = tuple;
+    for (uint32_t i = 0; i < d->n_segment_by; i++) {
+        size_t l = strnlen(p, (size_t)(tuple + len - p));
+        s->labels[i] = strndup(p, l);
+        if (!s->labels[i])
+            goto fail;
+        p += l + 1;
+    }
+    s->eval.detractor = -1;
+    s->eval.labels = (const char *const *)s->labels;
+    return s;
+fail:
+    seg_free(rt, s);
+    return NULL;
+}
+
+static struct seg *seg_find(struct vt_score_engine *e, struct score_rt *rt, const char *key,
+                            size_t len, const struct vt_str *parts, bool create)
+{
+    const struct vt_score_def *d = rt->def;
+    size_t n = 0;
+    for (uint32_t i = 0; i < d->n_segment_by; i++) {
+        struct vt_str v = {"", 0};
+        if (d->segment_by[i].part >= 0)
+            v = parts[d->segment_by[i].part];
+        else if (vt_series_key_label(key, len, d->segment_by[i].name, &v) != 0)
+            v = (struct vt_str){"", 0};
+        if (n + v.len + 1 > sizeof e->tuple)
+            return NULL;
+        memcpy(e->tuple + n, v.ptr, v.len);
+        n += v.len;
+        e->tuple[n++] = '\0';
+    }
+    uint64_t h = vt_series_hash(e->tuple, n);
+    struct vt_series_entry *en;
+    if (!create) {
+        en = vt_series_table_find(&rt->segs, e->tuple, n, h);
+        return en ? en->value : NULL;
+    }
+    int created = 0;
+    en = vt_series_table_upsert(&rt->segs, e->tuple, n, h, &created);
+    if (!en) {
+        if (errno == ENOSPC)
+            rt->result.segments_dropped++;
+        else
+            rt->err = -ENOMEM;
+        return NULL;
+    }
+    if (created || !en->value) {
+        en->value = seg_new(rt, e->tuple, n);
+        if (!en->value)
+            rt->err = -ENOMEM;
+    }
+    return en->value;
+}
+
+struct visit_ctx {
+    struct vt_score_engine *e;
+    const struct pass *pass;
+};
+
+static void visit(void *arg, const char *key, size_t len, const struct vt_aggregate *agg)
+{
+    struct visit_ctx *v = arg;
+    struct vt_score_engine *e = v->e;
+    struct vt_str parts[4];
+    for (int i = 0; i < 4; i++)
+        if (vt_series_key_part(key, len, i, &parts[i]) != 0)
+            return; /* not a series key */
+    for (uint32_t k = 0; k < v->pass->n; k++) {
+        const struct pass_entry *pe = &e->entries[v->pass->first + k];
+        struct score_rt *rt = &e->rt[pe->score];
+        if (!selector_match(&rt->def->selector, key, len, parts))
+            continue;
+        const struct needs *nd = pe->slot < 0 ? &rt->cur_needs : &rt->base_needs;
+        struct vt_aggregate *w = pe->slot < 0 ? &rt->whole : &rt->whole_base[pe->slot];
+        if (acc_merge(w, agg, nd))
+            rt->err = -ENOMEM;
+        if (rt->def->n_segment_by == 0)
+            continue;
+        /* Segments are born from current-window data; baselines only feed
+         * segments that exist. */
+        struct seg *s = seg_find(e, rt, key, len, parts, pe->slot < 0);
+        if (!s)
+            continue;
+        if (pe->slot < 0) {
+            s->seen = true;
+            if (acc_merge(&s->cur, agg, nd))
+                rt->err = -ENOMEM;
+        } else if (acc_merge(&s->base[pe->slot], agg, nd)) {
+            rt->err = -ENOMEM;
+        }
+    }
+}
+
+static void add_entry(struct vt_score_engine *e, int64_t from, int64_t to, uint32_t score,
+                      int slot)
+{
+    /* Passes are grouped by range; entries of one pass are contiguous, so
+     * build per pass by insertion (the lists are small: scores x ranges). */
+    uint32_t p;
+    for (p = 0; p < e->n_passes; p++)
+        if (e->passes[p].from == from && e->passes[p].to == to)
+            break;
+    if (p == e->n_passes) {
+        e->passes[p] = (struct pass){.from = from, .to = to, .first = e->n_entries, .n = 0};
+        e->n_passes++;
+    }
+    uint32_t at = e->passes[p].first + e->passes[p].n;
+    memmove(&e->entries[at + 1], &e->entries[at], (e->n_entries - at) * sizeof *e->entries);
+    e->entries[at] = (struct pass_entry){.score = score, .slot = slot};
+    e->n_entries++;
+    e->passes[p].n++;
+    for (uint32_t q = p + 1; q < e->n_passes; q++)
+        e->passes[q].first++;
+}
+
+/* ============================================================ evaluation */
+
+static enum vt_score_state classify(double s, double warning, double critical)
+{
+    if (s < critical)
+        return VT_SCORE_CRITICAL;
+    if (s < warning)
+        return VT_SCORE_WARNING;
+    return VT_SCORE_OK;
+}
+
+/* ok < warning < critical in badness; no_data handled apart. */
+static void update_state(struct vt_score_eval *ev, const struct vt_score_def *d, int64_t now)
+{
+    if (isnan(ev->score)) {
+        if (ev->state != VT_SCORE_NO_DATA)
+            ev->state_since_ms = now;
+        ev->state = ev->pending = VT_SCORE_NO_DATA;
+        ev->pending_since_ms = 0;
+        return;
+    }
+    if (ev->state == VT_SCORE_NO_DATA) {
+        /* Nothing to protect against flapping yet: adopt the value's state. */
+        ev->state = ev->pending = classify(ev->score, d->warning, d->critical);
+        ev->state_since_ms = now;
+        ev->pending_since_ms = 0;
+        return;
+    }
+    enum vt_score_state target = ev->state;
+    enum vt_score_state down = classify(ev->score, d->warning, d->critical);
+    if (down > ev->state) {
+        target = down;
+    } else {
+        double w = fmin(d->warning + d->hysteresis, 1.0);
+        double c = fmin(d->critical + d->hysteresis, 1.0);
+        enum vt_score_state up = classify(ev->score, w, c);
+        if (up < ev->state)
+            target = up;
+    }
+    if (target == ev->state) {
+        ev->pending = ev->state;
+        ev->pending_since_ms = 0;
+        return;
+    }
+    bool worse = target > ev->state;
+    bool was_pending = ev->pending != ev->state;
+    if (!was_pending || (ev->pending > ev->state) != worse)
+        ev->pending_since_ms = now;
+    ev->pending = target;
+    if (now - ev->pending_since_ms >= d->for_ms) {
+        ev->state = target;
+        ev->state_since_ms = now;
+        ev->pending_since_ms = 0;
+    }
+}
+
+static void fill_exemplars(struct vt_component_result *cr, const struct vt_aggregate *a)
+{
+    cr->n_exemplars = 0;
+    const struct vt_score_component_def *c = cr->def;
+    enum vt_exemplar_kind kind;
+    if (is_latency(c))
+        kind = VT_EXEMPLAR_SLOWEST;
+    else if (c->stat == VT_STAT_ERROR_RATE)
+        kind = VT_EXEMPLAR_FAILED;
+    else
+        return;
+    const struct vt_exemplar *pick[VT_AGG_MAX_EXEMPLARS];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < a->n_exemplars; i++)
+        if (a->exemplars[i].kind == kind)
+            pick[n++] = &a->exemplars[i];
+    /* Slowest first, or latest failure first (insertion sort: n <= 4). */
+    for (uint32_t i = 1; i < n; i++)
+        for (uint32_t j = i; j > 0; j--) {
+            bool sw = kind == VT_EXEMPLAR_SLOWEST ? pick[j]->latency_ms > pick[j - 1]->latency_ms
+                                                  : pick[j]->ts_ms > pick[j - 1]->ts_ms;
+            if (!sw)
+                break;
+            const struct vt_exemplar *t = pick[j];
+            pick[j] = pick[j - 1];
+            pick[j - 1] = t;
+        }
+    for (uint32_t i = 0; i < n; i++)
+        memcpy(cr->exemplars[i], pick[i]->request_id, sizeof cr->exemplars[i]);
+    cr->n_exemplars = n;
+}
+
+/* Statistics, normalisation and combine for one population. */
+static void compute_eval(struct score_rt *rt, struct vt_score_eval *ev,
+                         const struct vt_aggregate *cur, const struct vt_aggregate *base)
+{
+    const struct vt_score_def *d = rt->def;
+    double total_w = 0, present_w = 0;
+    ev->count = cur->count;
+    for (uint32_t i = 0; i < d->n_components; i++) {
+        struct vt_component_result *cr = &ev->components[i];
+        const struct vt_score_component_def *c = &d->components[i];
+        const struct vt_aggregate *b = rt->comp_base[i] >= 0 ? &base[rt->comp_base[i]] : NULL;
+        cr->def = c;
+        cr->value = vt_score_stat(c, cur, b, d->window_ms, &cr->count, &cr->missing);
+        cr->normalized = cr->missing ? NAN : vt_score_normalize(cr->value, c->good, c->bad);
+        cr->weight = 0;
+        cr->contribution = 0;
+        fill_exemplars(cr, cur);
+        total_w += c->weight;
+        if (!cr->missing)
+            present_w += c->weight;
+    }
+    ev->coverage = total_w > 0 ? present_w / total_w : 0;
+    ev->detractor = -1;
+    if (present_w <= 0) {
+        ev->score = NAN;
+        return;
+    }
+    double score = d->combine == VT_COMBINE_MIN ? 1.0 : 0.0;
+    double logsum = 0;
+    bool zero = false;
+    int argmin = -1;
+    double worst = 0;
+    for (uint32_t i = 0; i < d->n_components; i++) {
+        struct vt_component_result *cr = &ev->components[i];
+        if (cr->missing)
+            continue;
+        cr->weight = d->components[i].weight / present_w;
+        double nv = cr->normalized;
+        switch (d->combine) {
+        case VT_COMBINE_WEIGHTED_MEAN:
+            cr->contribution = cr->weight * nv;
+            score += cr->contribution;
+            break;
+        case VT_COMBINE_WEIGHTED_GEOMETRIC:
+            cr->contribution = pow(nv, cr->weight);
+            if (nv <= 0)
+                zero = true;
+            else
+                logsum += cr->weight * log(nv);
+            break;
+        case VT_COMBINE_MIN:
+            if (argmin < 0 || nv < ev->components[argmin].normalized)
+                argmin = (int)i;
+            break;
+        }
+        double detract = cr->weight * (1.0 - nv);
+        if (d->combine != VT_COMBINE_MIN && detract > worst) {
+            worst = detract;
+            ev->detractor = (int)i;
+        }
+    }
+    if (d->combine == VT_COMBINE_WEIGHTED_GEOMETRIC)
+        score = zero ? 0.0 : exp(logsum);
+    if (d->combine == VT_COMBINE_MIN) {
+        score = ev->components[argmin].normalized;
+        ev->components[argmin].contribution = score;
+        if (score < 1.0)
+            ev->detractor = argmin;
+    }
+    if (score > 1)
+        score = 1; /* float rounding of sums of weights */
+    if (score < 0)
+        score = 0;
+    ev->score = score;
+}
+
+static int cmp_seg_eval(const void *pa, const void *pb, void *arg)
+{
+    const struct vt_score_eval *a = pa, *b = pb;
+    uint32_t n = *(const uint32_t *)arg;
+    for (uint32_t i = 0; i < n; i++) {
+        int c = strcmp(a->labels[i], b->labels[i]);
+        if (c)
+            return c;
+    }
+    return 0;
+}
+
+static int finish_score(struct score_rt *rt, const char *version, int64_t now)
+{
+    const struct vt_score_def *d = rt->def;
+    struct vt_score_result *r = &rt->result;
+    compute_eval(rt, &rt->whole_eval, &rt->whole, rt->whole_base);
+    update_state(&rt->whole_eval, d, now);
+
+    uint32_t n = 0;
+    if (d->n_segment_by) {
+        if (rt->segs.size > rt->cap_seg_evals) {
+            struct vt_score_eval *a = realloc(rt->seg_evals, rt->segs.size * sizeof *a);
+            if (!a)
+                return -ENOMEM;
+            rt->seg_evals = a;
+            rt->cap_seg_evals = rt->segs.size;
+        }
+        uint32_t it = 0;
+        struct vt_series_entry *en;
+        while ((en = vt_series_table_next(&rt->segs, &it)) != NULL) {
+            struct seg *s = en->value;
+            if (!s)
+                continue;
+            if (!s->seen) {
+                /* No traffic: the segment's state resets; it is not listed. */
+                s->eval.state = s->eval.pending = VT_SCORE_NO_DATA;
+                s->eval.pending_since_ms = 0;
+                continue;
+            }
+            compute_eval(rt, &s->eval, &s->cur, s->base);
+            update_state(&s->eval, d, now);
+            const struct vt_score_eval *w = &rt->whole_eval;
+            s->eval.share = w->count ? (double)s->eval.count / (double)w->count : 0;
+            s->eval.masked = !isnan(s->eval.score) && !isnan(w->score) &&
+                             s->eval.share >= d->masked_min_share &&
+                             s->eval.score <= w->score - d->masked_gap + 1e-12;
+            rt->seg_evals[n++] = s->eval;
+        }
+        uint32_t dims = d->n_segment_by;
+        qsort_r(rt->seg_evals, n, sizeof *rt->seg_evals, cmp_seg_eval, &dims);
+    }
+    r->def = d;
+    r->config_version = version;
+    r->evaluated_at_ms = now;
+    r->whole = rt->whole_eval;
+    r->segments = rt->seg_evals;
+    r->n_segments = n;
+
+    struct vt_score_point *p = &rt->history[rt->hist_head];
+    *p = (struct vt_score_point){.ts_ms = now, .score = rt->whole_eval.score,
+                                 .state = rt->whole_eval.state,
+                                 .coverage = rt->whole_eval.coverage,
+                                 .count = rt->whole_eval.count};
+    rt->hist_head = (rt->hist_head + 1) % VT_SCORE_HISTORY;
+    if (rt->hist_n < VT_SCORE_HISTORY)
+        rt->hist_n++;
+    return 0;
+}
+
+int vt_score_engine_evaluate(struct vt_score_engine *e, const struct vt_score_source *src,
+                             int64_t now_ms)
+{
+    /* 1. reset */
+    e->n_passes = e->n_entries = 0;
+    for (uint32_t i = 0; i < e->cfg.n_scores; i++) {
+        struct score_rt *rt = &e->rt[i];
+        rt->err = 0;
+        rt->result.segments_dropped = 0;
+        acc_reset(&rt->whole, &rt->cur_needs);
+        for (uint32_t s = 0; s < rt->n_base; s++)
+            acc_reset(&rt->whole_base[s], &rt->base_needs);
+        if (rt->def->n_segment_by) {
+            uint32_t it = 0;
+            struct vt_series_entry *en;
+            while ((en = vt_series_table_next(&rt->segs, &it)) != NULL) {
+                struct seg *sg = en->value;
+                if (!sg)
+                    continue;
+                sg->seen = false;
+                acc_reset(&sg->cur, &rt->cur_needs);
+                for (uint32_t s = 0; s < rt->n_base; s++)
+                    acc_reset(&sg->base[s], &rt->base_needs);
+            }
+        }
+        /* 2. ranges: current window first, so segments exist before their
+         * baselines are read. */
+        add_entry(e, now_ms - rt->def->window_ms, now_ms, i, -1);
+    }
+    for (uint32_t i = 0; i < e->cfg.n_scores; i++) {
+        struct score_rt *rt = &e->rt[i];
+        for (uint32_t s = 0; s < rt->n_base; s++) {
+            int64_t to = now_ms - rt->base[s].delay_ms;
+            add_entry(e, to - rt->base[s].window_ms, to, i, (int)s);
+        }
+    }
+    /* A baseline range equal to a current range shares its pass; there the
+     * current entry comes first (it was added first). */
+
+    /* 3. read */
+    for (uint32_t p = 0; p < e->n_passes; p++) {
+        struct visit_ctx v = {.e = e, .pass = &e->passes[p]};
+        int rc = src->each(src->ctx, e->passes[p].from, e->passes[p].to, visit, &v);
+        if (rc < 0)
+            return rc;
+    }
+    /* 4. score */
+    for (uint32_t i = 0; i < e->cfg.n_scores; i++) {
+        if (e->rt[i].err)
+            return e->rt[i].err;
+        int rc = finish_score(&e->rt[i], e->cfg.version, now_ms);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* ============================================================= rendering */
+
+static json_t *num(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+static int put(json_t *o, const char *k, json_t *v)
+{
+    return v ? json_object_set_new(o, k, v) : -1;
+}
+
+static json_t *eval_json(const struct vt_score_result *r, const struct vt_score_eval *ev,
+                         bool segment)
+{
+    const struct vt_score_def *d = r->def;
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    int rc = 0;
+    if (segment) {
+        json_t *labels = json_object();
+        rc |= put(o, "labels", labels);
+        for (uint32_t i = 0; labels && i < d->n_segment_by; i++)
+            rc |= put(labels, d->segment_by[i].name, json_string(ev->labels[i]));
+    }
+    rc |= put(o, "score", num(ev->score));
+    rc |= put(o, "state", json_string(vt_score_state_name(ev->state)));
+    if (ev->pending != ev->state) {
+        rc |= put(o, "pending_state", json_string(vt_score_state_name(ev->pending)));
+        rc |= put(o, "pending_since", json_integer(ev->pending_since_ms));
+    }
+    rc |= put(o, "state_since", json_integer(ev->state_since_ms));
+    rc |= put(o, "coverage", num(ev->coverage));
+    rc |= put(o, "count", json_integer((json_int_t)ev->count));
+    rc |= put(o, "config_version", json_string(r->config_version ? r->config_version : ""));
+    json_t *comps = json_array();
+    rc |= put(o, "components", comps);
+    for (uint32_t i = 0; comps && i < d->n_components; i++) {
+        const struct vt_component_result *cr = &ev->components[i];
+        const struct vt_score_component_def *c = &d->components[i];
+        json_t *j = json_object();
+        if (!j || json_array_append_new(comps, j)) {
+            rc = -1;
+            break;
+        }
+        rc |= put(j, "name", json_string(c->name));
+        rc |= put(j, "stat", json_string(c->stat_text));
+        rc |= put(j, "metric", c->metric ? json_string(c->metric) : json_null());
+        if (c->field)
+            rc |= put(j, "field", json_string(c->field));
+        rc |= put(j, "value", num(cr->value));
+        rc |= put(j, "normalized", num(cr->normalized));
+        rc |= put(j, "weight", num(cr->weight));
+        rc |= put(j, "contribution", num(cr->contribution));
+        rc |= put(j, "count", json_integer((json_int_t)cr->count));
+        rc |= put(j, "missing", json_boolean(cr->missing != VT_MISSING_NONE));
+        if (cr->missing)
+            rc |= put(j, "missing_reason", json_string(vt_missing_name(cr->missing)));
+        if (cr->n_exemplars) {
+            json_t *x = json_array();
+            rc |= put(j, "exemplars", x);
+            for (uint32_t k = 0; x && k < cr->n_exemplars; k++)
+                rc |= json_array_append_new(x, json_string(cr->exemplars[k]));
+        }
+    }
+    rc |= put(o, "detractor",
+              ev->detractor >= 0 ? json_string(d->components[ev->detractor].name) : json_null());
+    if (segment) {
+        rc |= put(o, "share", num(ev->share));
+        rc |= put(o, "masked", json_boolean(ev->masked));
+    }
+    if (rc) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+json_t *vt_score_result_to_json(const struct vt_score_result *r, unsigned flags)
+{
+    const struct vt_score_def *d = r->def;
+    json_t *o = eval_json(r, &r->whole, false);
+    if (!o)
+        return NULL;
+    /* name first for readability: jansson keeps insertion order. */
+    json_t *h = json_object();
+    int rc = h ? 0 : -1;
+    if (h) {
+        rc |= put(h, "name", json_string(d->name));
+        if (d->description)
+            rc |= put(h, "description", json_string(d->description));
+        rc |= put(h, "mode", json_string(vt_score_mode_name(d->mode)));
+        rc |= put(h, "alerting", json_boolean(d->mode == VT_SCORE_MODE_LIVE));
+        rc |= put(h, "window", json_string(d->window_text));
+        rc |= put(h, "combine", json_string(vt_combine_name(d->combine)));
+        rc |= put(h, "evaluated_at", json_integer(r->evaluated_at_ms));
+        json_t *t = json_object();
+        rc |= put(h, "thresholds", t);
+        if (t) {
+            rc |= put(t, "warning", json_real(d->warning));
+            rc |= put(t, "critical", json_real(d->critical));
+        }
+        rc |= json_object_update(h, o);
+    }
+    json_decref(o);
+    if (rc) {
+        json_decref(h);
+        return NULL;
+    }
+    o = h;
+    if (flags & VT_SCORE_JSON_SEGMENTS) {
+        json_t *sb = json_array();
+        rc |= put(o, "segment_by", sb);
+        for (uint32_t i = 0; sb && i < d->n_segment_by; i++)
+            rc |= json_array_append_new(sb, json_string(d->segment_by[i].name));
+        json_t *segs = json_array();
+        rc |= put(o, "segments", segs);
+        for (uint32_t i = 0; segs && i < r->n_segments; i++) {
+            json_t *s = eval_json(r, &r->segments[i], true);
+            rc |= s ? json_array_append_new(segs, s) : -1;
+        }
+        if (r->segments_dropped)
+            rc |= put(o, "segments_dropped", json_integer((json_int_t)r->segments_dropped));
+    }
+    if (rc) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
