@@ -86,8 +86,9 @@ int64_t vt_store_horizon_ms(const vt_store *st);
  */
 int vt_store_validate(vt_store *st, const Vitals__V1__Batch *b, char *err, size_t errlen);
 
-/* True if batch_id was applied before (and not yet forgotten). */
-bool vt_store_seen(const vt_store *st, const char *batch_id);
+/* True if the batch (agent_id, batch_id) was applied before, or ends at or
+ * below the spool watermark of ids of its agent already forgotten. */
+bool vt_store_seen(const vt_store *st, const Vitals__V1__Batch *b);
 
 /*
  * Record batch_id and merge every aggregate of a validated batch. now_ms

@@ -1,0 +1,885 @@
+/*
+ * store.c - tiered per-series rollups and the dedupe set (see store.h).
+ *
+ * Layout: a series table (lib/series) maps each canonical key to a struct
+ * series holding, per tier, a sorted array of buckets (start, aggregate).
+ * Appends land at or near the end (data arrives roughly in time order), so
+ * insertion is a binary search plus a rare memmove; expiry removes from the
+ * front by advancing `head` and compacts lazily.
+ *
+ * Dedupe: key "agent_id \0 batch_id" -> {window_start, spool_last}. Ids whose
+ * window is older than the horizon are forgotten; their agent's highest
+ * spool_last becomes a watermark, and a batch of that agent ending at or
+ * below it is still recognised as a replay. This keeps the set bounded by
+ * recent traffic, not by all history.
+ */
+#include "store.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <isa-l/crc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "series.h"
+
+#define DEFAULT_MAX_SERIES 100000
+#define DEDUPE_SLACK_MS (3600 * 1000LL)
+
+struct bucket {
+    int64_t start;
+    struct vt_aggregate agg;
+};
+
+struct tier_buckets {
+    struct bucket *b; /* b[head .. head+n) in ascending start order */
+    uint32_t head, n, cap;
+};
+
+struct series {
+    struct tier_buckets t[VT_STORE_MAX_TIERS];
+    uint64_t records;
+    int64_t last_ms;
+};
+
+struct dedupe_val {
+    int64_t window_start_ms;
+    uint64_t spool_last;
+};
+
+struct vt_store {
+    struct vt_store_opts o;
+    struct vt_series_table series;
+    struct vt_series_table ids;    /* value: struct dedupe_val * */
+    struct vt_series_table agents; /* value: uint64_t * watermark */
+    int64_t boundary[VT_STORE_MAX_TIERS]; /* tier i owns [boundary[i], boundary[i-1]) */
+    struct vt_aggregate scratch;   /* validation */
+    uint64_t n_buckets, records, dropped_late, overflow;
+    char key[VT_SERIES_KEY_MAX];
+};
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+static int64_t align_down(int64_t t, int64_t res)
+{
+    return floor_div(t, res) * res;
+}
+
+/* ---- options --------------------------------------------------------- */
+
+static int check_tiers(const struct vt_store_opts *o, char *err, size_t errlen)
+{
+    if (o->n_tiers < 1 || o->n_tiers > VT_STORE_MAX_TIERS) {
+        snprintf(err, errlen, "retention: need 1..%d tiers", VT_STORE_MAX_TIERS);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < o->n_tiers; i++) {
+        const struct vt_store_tier *t = &o->tiers[i];
+        if (t->resolution_ms <= 0 || t->retention_ms < t->resolution_ms) {
+            snprintf(err, errlen, "retention: tier %zu: resolution must be > 0 and <= retention", i);
+            return -EINVAL;
+        }
+        if (i > 0) {
+            const struct vt_store_tier *p = &o->tiers[i - 1];
+            if (t->resolution_ms % p->resolution_ms != 0 || t->resolution_ms <= p->resolution_ms) {
+                snprintf(err, errlen,
+                         "retention: tier %zu: resolution must be a larger multiple of tier %zu's", i,
+                         i - 1);
+                return -EINVAL;
+            }
+            if (t->retention_ms <= p->retention_ms) {
+                snprintf(err, errlen, "retention: tier %zu: retention must exceed tier %zu's", i,
+                         i - 1);
+                return -EINVAL;
+            }
+        }
+    }
+    return 0;
+}
+
+int vt_store_parse_retention(const char *s, struct vt_store_opts *o, char *err, size_t errlen)
+{
+    char buf[256];
+    if (!s || strlen(s) >= sizeof buf) {
+        snprintf(err, errlen, "retention: missing or too long");
+        return -EINVAL;
+    }
+    snprintf(buf, sizeof buf, "%s", s);
+    o->n_tiers = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *colon = strchr(tok, ':');
+        if (!colon || o->n_tiers == VT_STORE_MAX_TIERS) {
+            snprintf(err, errlen, "retention: \"%s\": want RESOLUTION:RETENTION, at most %d tiers",
+                     tok, VT_STORE_MAX_TIERS);
+            return -EINVAL;
+        }
+        *colon = 0;
+        struct vt_store_tier *t = &o->tiers[o->n_tiers];
+        if (vt_parse_duration_ms(tok, &t->resolution_ms) || vt_parse_duration_ms(colon + 1, &t->retention_ms)) {
+            snprintf(err, errlen, "retention: \"%s:%s\": bad duration", tok, colon + 1);
+            return -EINVAL;
+        }
+        o->n_tiers++;
+    }
+    return check_tiers(o, err, errlen);
+}
+
+/* ---- life cycle -------------------------------------------------------- */
+
+int vt_store_new(vt_store **out, const struct vt_store_opts *opts)
+{
+    char err[128];
+    if (!out || !opts || check_tiers(opts, err, sizeof err))
+        return -EINVAL;
+    vt_store *st = calloc(1, sizeof *st);
+    if (!st)
+        return -ENOMEM;
+    st->o = *opts;
+    if (!st->o.max_series)
+        st->o.max_series = DEFAULT_MAX_SERIES;
+    for (size_t i = 0; i < VT_STORE_MAX_TIERS; i++)
+        st->boundary[i] = INT64_MIN;
+    vt_aggregate_init(&st->scratch);
+    if (vt_series_table_init(&st->series, 0) || vt_series_table_init(&st->ids, 0) ||
+        vt_series_table_init(&st->agents, 0)) {
+        vt_store_free(st);
+        return -ENOMEM;
+    }
+    *out = st;
+    return 0;
+}
+
+static void series_free(struct series *s)
+{
+    for (size_t t = 0; t < VT_STORE_MAX_TIERS; t++) {
+        struct tier_buckets *tb = &s->t[t];
+        for (uint32_t i = 0; i < tb->n; i++)
+            vt_aggregate_free(&tb->b[tb->head + i].agg);
+        free(tb->b);
+    }
+    free(s);
+}
+
+static void free_values(struct vt_series_table *t, int is_series)
+{
+    uint32_t it = 0;
+    struct vt_series_entry *e;
+    while ((e = vt_series_table_next(t, &it))) {
+        if (is_series)
+            series_free(e->value);
+        else
+            free(e->value);
+        e->value = NULL;
+    }
+}
+
+void vt_store_free(vt_store *st)
+{
+    if (!st)
+        return;
+    if (st->series.slots)
+        free_values(&st->series, 1);
+    if (st->ids.slots)
+        free_values(&st->ids, 0);
+    if (st->agents.slots)
+        free_values(&st->agents, 0);
+    vt_series_table_free(&st->series);
+    vt_series_table_free(&st->ids);
+    vt_series_table_free(&st->agents);
+    vt_aggregate_free(&st->scratch);
+    free(st);
+}
+
+int64_t vt_store_horizon_ms(const vt_store *st)
+{
+    return st->o.tiers[st->o.n_tiers - 1].retention_ms;
+}
+
+/* ---- dedupe ------------------------------------------------------------ */
+
+static size_t id_key(char *buf, size_t cap, const char *agent, const char *batch_id)
+{
+    size_t a = strlen(agent), b = strlen(batch_id);
+    if (a + 1 + b > cap)
+        return 0;
+    memcpy(buf, agent, a);
+    buf[a] = 0;
+    memcpy(buf + a + 1, batch_id, b);
+    return a + 1 + b;
+}
+
+static bool seen_batch(const vt_store *st, const char *agent, const char *batch_id,
+                       uint64_t spool_last)
+{
+    vt_store *m = (vt_store *)st; /* the tables' find is not const; nothing is changed */
+    size_t n = id_key(m->key, sizeof m->key, agent, batch_id);
+    if (n && vt_series_table_find(&m->ids, m->key, n, vt_series_hash(m->key, n)))
+        return true;
+    size_t an = strlen(agent);
+    struct vt_series_entry *e = vt_series_table_find(&m->agents, agent, an, vt_series_hash(agent, an));
+    return e && spool_last != 0 && spool_last <= *(uint64_t *)e->value;
+}
+
+bool vt_store_seen(const vt_store *st, const Vitals__V1__Batch *b)
+{
+    return seen_batch(st, b->agent_id ? b->agent_id : "", b->batch_id ? b->batch_id : "",
+                      b->spool_last);
+}
+
+static int remember(vt_store *st, const Vitals__V1__Batch *b)
+{
+    size_t n = id_key(st->key, sizeof st->key, b->agent_id, b->batch_id);
+    if (!n)
+        return -EBADMSG;
+    int created = 0;
+    struct vt_series_entry *e =
+        vt_series_table_upsert(&st->ids, st->key, n, vt_series_hash(st->key, n), &created);
+    if (!e)
+        return -ENOMEM;
+    if (created) {
+        struct dedupe_val *v = malloc(sizeof *v);
+        if (!v)
+            return -ENOMEM; /* entry stays with a NULL value: handled as "no window" */
+        v->window_start_ms = b->window_start_ms;
+        v->spool_last = b->spool_last;
+        e->value = v;
+    }
+    return 0;
+}
+
+static int set_watermark(vt_store *st, const char *agent, size_t an, uint64_t wm)
+{
+    int created = 0;
+    struct vt_series_entry *e =
+        vt_series_table_upsert(&st->agents, agent, an, vt_series_hash(agent, an), &created);
+    if (!e)
+        return -ENOMEM;
+    if (!e->value) {
+        e->value = calloc(1, sizeof(uint64_t));
+        if (!e->value)
+            return -ENOMEM;
+    }
+    uint64_t *w = e->value;
+    if (wm > *w)
+        *w = wm;
+    return 0;
+}
+
+/* Forget ids older than `cutoff`: rebuild the table without them. */
+static void forget_ids(vt_store *st, int64_t cutoff)
+{
+    uint32_t it = 0, old = 0;
+    struct vt_series_entry *e;
+    while ((e = vt_series_table_next(&st->ids, &it))) {
+        struct dedupe_val *v = e->value;
+        if (!v || v->window_start_ms < cutoff)
+            old++;
+    }
+    if (!old)
+        return;
+    struct vt_series_table fresh;
+    if (vt_series_table_init(&fresh, 0))
+        return;
+    it = 0;
+    while ((e = vt_series_table_next(&st->ids, &it))) {
+        struct dedupe_val *v = e->value;
+        if (v && v->window_start_ms >= cutoff) {
+            int created;
+            struct vt_series_entry *ne = vt_series_table_upsert(&fresh, e->key, e->len, e->hash, &created);
+            if (ne) {
+                ne->value = v;
+                e->value = NULL;
+                continue;
+            }
+        }
+        if (v) /* forgotten: its agent's watermark keeps recognising it */
+            set_watermark(st, e->key, strlen(e->key), v->spool_last);
+        free(v);
+        e->value = NULL;
+    }
+    vt_series_table_free(&st->ids);
+    st->ids = fresh;
+}
+
+/* ---- validation ---------------------------------------------------------- */
+
+int vt_store_validate(vt_store *st, const Vitals__V1__Batch *b, char *err, size_t errlen)
+{
+    if (b->schema_version != VT_STORE_SCHEMA_VERSION) {
+        snprintf(err, errlen, "schema_version %u is not supported (this scorer speaks %d)",
+                 b->schema_version, VT_STORE_SCHEMA_VERSION);
+        return -EPROTO;
+    }
+    if (!b->batch_id || !*b->batch_id || strlen(b->batch_id) > 1024) {
+        snprintf(err, errlen, "batch_id: must be 1..1024 bytes");
+        return -EBADMSG;
+    }
+    if (!b->agent_id || strlen(b->agent_id) > 255) {
+        snprintf(err, errlen, "agent_id: must be at most 255 bytes");
+        return -EBADMSG;
+    }
+    for (size_t i = 0; i < b->n_aggregates; i++) {
+        const Vitals__V1__WindowAggregate *a = b->aggregates[i];
+        if (!a->series) {
+            snprintf(err, errlen, "aggregates[%zu].series: missing", i);
+            return -EBADMSG;
+        }
+        int n = vt_series_key_from_proto(a->series, st->key, sizeof st->key);
+        if (n < 0) {
+            snprintf(err, errlen, "aggregates[%zu].series: not canonical (NUL bytes, unsorted or "
+                     "duplicate labels, or too long)", i);
+            return -EBADMSG;
+        }
+        vt_aggregate_reset(&st->scratch);
+        int rc = vt_aggregate_merge_proto(&st->scratch, a);
+        if (rc == -ENOMEM) {
+            snprintf(err, errlen, "out of memory");
+            return rc;
+        }
+        if (rc) {
+            snprintf(err, errlen, "aggregates[%zu]: invalid aggregate (counts, names, sketches or "
+                     "embedding out of bounds)", i);
+            return -EBADMSG;
+        }
+    }
+    return 0;
+}
+
+/* ---- buckets ------------------------------------------------------------- */
+
+/* Index (absolute, in tb->b) of the bucket with `start`, creating it. */
+static struct bucket *bucket_get(vt_store *st, struct tier_buckets *tb, int64_t start)
+{
+    /* binary search in [head, head+n) */
+    uint32_t lo = tb->head, hi = tb->head + tb->n;
+    if (tb->n && tb->b[hi - 1].start < start) {
+        lo = hi; /* the common case: a new newest bucket */
+    } else {
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (tb->b[mid].start < start)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < tb->head + tb->n && tb->b[lo].start == start)
+            return &tb->b[lo];
+    }
+    /* insert at lo */
+    if (tb->head + tb->n == tb->cap) {
+        if (tb->head > 0 && tb->head >= tb->n / 2) { /* compact instead of growing */
+            memmove(tb->b, tb->b + tb->head, (size_t)tb->n * sizeof *tb->b);
+            lo -= tb->head;
+            tb->head = 0;
+        } else {
+            uint32_t ncap = tb->cap ? tb->cap * 2 : 4;
+            struct bucket *nb = realloc(tb->b, (size_t)ncap * sizeof *nb);
+            if (!nb)
+                return NULL;
+            tb->b = nb;
+            tb->cap = ncap;
+        }
+    }
+    uint32_t end = tb->head + tb->n;
+    memmove(&tb->b[lo + 1], &tb->b[lo], (size_t)(end - lo) * sizeof *tb->b);
+    tb->b[lo].start = start;
+    vt_aggregate_init(&tb->b[lo].agg);
+    tb->n++;
+    st->n_buckets++;
+    return &tb->b[lo];
+}
+
+static int tier_for(const vt_store *st, int64_t t)
+{
+    for (size_t i = 0; i < st->o.n_tiers; i++)
+        if (t >= st->boundary[i])
+            return (int)i;
+    return -1;
+}
+
+static struct series *series_get(vt_store *st, const char *key, size_t len)
+{
+    int created = 0;
+    uint64_t h = vt_series_hash(key, len);
+    struct vt_series_entry *e = vt_series_table_find(&st->series, key, len, h);
+    if (!e) {
+        if (st->series.size >= st->o.max_series) {
+            st->overflow++;
+            key = vt_series_overflow_key(&len);
+            h = vt_series_hash(key, len);
+        }
+        e = vt_series_table_upsert(&st->series, key, len, h, &created);
+        if (!e)
+            return NULL;
+    }
+    if (!e->value) {
+        e->value = calloc(1, sizeof(struct series));
+        if (e->value)
+            ((struct series *)e->value)->last_ms = INT64_MIN;
+    }
+    return e->value;
+}
+
+int64_t vt_store_apply(vt_store *st, const Vitals__V1__Batch *b, int64_t now_ms, uint64_t *dropped)
+{
+    (void)now_ms; /* ownership follows the boundaries of the last vt_store_expire() */
+    if (dropped)
+        *dropped = 0;
+    if (seen_batch(st, b->agent_id ? b->agent_id : "", b->batch_id, b->spool_last))
+        return 0;
+    int rc = remember(st, b);
+    if (rc)
+        return rc;
+    int64_t merged = 0;
+    for (size_t i = 0; i < b->n_aggregates; i++) {
+        const Vitals__V1__WindowAggregate *a = b->aggregates[i];
+        int n = vt_series_key_from_proto(a->series, st->key, sizeof st->key);
+        if (n < 0)
+            return -EBADMSG;
+        int tier = tier_for(st, a->window_start_ms);
+        if (tier < 0) {
+            st->dropped_late += a->count;
+            if (dropped)
+                *dropped += a->count;
+            continue;
+        }
+        struct series *s = series_get(st, st->key, (size_t)n);
+        if (!s)
+            return -ENOMEM;
+        int64_t start = align_down(a->window_start_ms, st->o.tiers[tier].resolution_ms);
+        struct bucket *bk = bucket_get(st, &s->t[tier], start);
+        if (!bk)
+            return -ENOMEM;
+        rc = vt_aggregate_merge_proto(&bk->agg, a);
+        if (rc)
+            return rc;
+        s->records += a->count;
+        st->records += a->count;
+        if (start > s->last_ms)
+            s->last_ms = start;
+        merged += (int64_t)a->count;
+    }
+    return merged;
+}
+
+/* ---- expiry -------------------------------------------------------------- */
+
+static void expire_series(vt_store *st, struct series *s)
+{
+    for (size_t i = 0; i < st->o.n_tiers; i++) {
+        struct tier_buckets *tb = &s->t[i];
+        bool last = i + 1 == st->o.n_tiers;
+        while (tb->n && tb->b[tb->head].start < st->boundary[i]) {
+            struct bucket *old = &tb->b[tb->head];
+            if (!last) {
+                int64_t start = align_down(old->start, st->o.tiers[i + 1].resolution_ms);
+                struct bucket *dst = bucket_get(st, &s->t[i + 1], start);
+                /* On ENOMEM the bucket's data is lost rather than kept in a
+                 * tier that no longer owns its time (that would double count
+                 * nothing, but break the one-tier rule). */
+                if (dst)
+                    vt_aggregate_merge(&dst->agg, &old->agg);
+                else
+                    st->records -= old->agg.count, s->records -= old->agg.count;
+            } else {
+                st->records -= old->agg.count;
+                s->records -= old->agg.count;
+            }
+            vt_aggregate_free(&old->agg);
+            tb->head++;
+            tb->n--;
+            st->n_buckets--;
+        }
+        if (!tb->n)
+            tb->head = 0;
+    }
+}
+
+void vt_store_expire(vt_store *st, int64_t now_ms)
+{
+    size_t nt = st->o.n_tiers;
+    for (size_t i = 0; i < nt; i++) {
+        int64_t res = st->o.tiers[i + 1 < nt ? i + 1 : i].resolution_ms;
+        int64_t b = align_down(now_ms - st->o.tiers[i].retention_ms, res);
+        if (b > st->boundary[i])
+            st->boundary[i] = b;
+    }
+    uint32_t it = 0, empty = 0;
+    struct vt_series_entry *e;
+    while ((e = vt_series_table_next(&st->series, &it))) {
+        struct series *s = e->value;
+        if (!s)
+            continue;
+        expire_series(st, s);
+        bool any = false;
+        for (size_t i = 0; i < nt; i++)
+            any |= s->t[i].n > 0;
+        empty += !any;
+    }
+    /* Series whose data all expired: rebuild the table without them once
+     * they are a quarter of it (the table cannot delete in place). */
+    if (empty && empty * 4 >= st->series.size) {
+        struct vt_series_table fresh;
+        if (!vt_series_table_init(&fresh, 0)) {
+            it = 0;
+            while ((e = vt_series_table_next(&st->series, &it))) {
+                struct series *s = e->value;
+                bool any = false;
+                for (size_t i = 0; s && i < nt; i++)
+                    any |= s->t[i].n > 0;
+                int created;
+                struct vt_series_entry *ne =
+                    any ? vt_series_table_upsert(&fresh, e->key, e->len, e->hash, &created) : NULL;
+                if (ne)
+                    ne->value = s;
+                else if (s)
+                    series_free(s);
+                e->value = NULL;
+            }
+            vt_series_table_free(&st->series);
+            st->series = fresh;
+        }
+    }
+    forget_ids(st, now_ms - vt_store_horizon_ms(st) - DEDUPE_SLACK_MS);
+}
+
+/* ---- queries ------------------------------------------------------------- */
+
+static int visit_series(const vt_store *st, const struct vt_series_entry *e, int64_t from,
+                        int64_t to, struct vt_aggregate *scratch, vt_store_visit_cb cb, void *ud)
+{
+    const struct series *s = e->value;
+    if (!s)
+        return 0;
+    const struct vt_aggregate *only = NULL;
+    size_t hits = 0;
+    for (size_t i = 0; i < st->o.n_tiers; i++) {
+        const struct tier_buckets *tb = &s->t[i];
+        for (uint32_t j = 0; j < tb->n; j++) {
+            const struct bucket *bk = &tb->b[tb->head + j];
+            if (bk->start < from)
+                continue;
+            if (bk->start >= to)
+                break;
+            if (hits == 0) {
+                only = &bk->agg;
+            } else {
+                if (hits == 1) {
+                    vt_aggregate_reset(scratch);
+                    vt_aggregate_merge(scratch, only);
+                }
+                vt_aggregate_merge(scratch, &bk->agg);
+            }
+            hits++;
+        }
+    }
+    if (!hits)
+        return 0;
+    return cb(ud, e->key, e->len, hits == 1 ? only : scratch);
+}
+
+int vt_store_query(const vt_store *st, int64_t from_ms, int64_t to_ms,
+                   struct vt_aggregate *scratch, vt_store_visit_cb cb, void *ud)
+{
+    uint32_t it = 0;
+    struct vt_series_entry *e;
+    struct vt_series_table *t = (struct vt_series_table *)&st->series;
+    while ((e = vt_series_table_next(t, &it))) {
+        int rc = visit_series(st, e, from_ms, to_ms, scratch, cb, ud);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int vt_store_query_series(const vt_store *st, const char *key, size_t len, int64_t from_ms,
+                          int64_t to_ms, struct vt_aggregate *scratch, vt_store_visit_cb cb,
+                          void *ud)
+{
+    struct vt_series_table *t = (struct vt_series_table *)&st->series;
+    struct vt_series_entry *e = vt_series_table_find(t, key, len, vt_series_hash(key, len));
+    return e ? visit_series(st, e, from_ms, to_ms, scratch, cb, ud) : 0;
+}
+
+int vt_store_each_series(const vt_store *st, vt_store_series_cb cb, void *ud)
+{
+    uint32_t it = 0;
+    struct vt_series_entry *e;
+    struct vt_series_table *t = (struct vt_series_table *)&st->series;
+    while ((e = vt_series_table_next(t, &it))) {
+        const struct series *s = e->value;
+        if (!s || !s->records)
+            continue;
+        int rc = cb(ud, e->key, e->len, s->records, s->last_ms);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+void vt_store_stats_get(const vt_store *st, struct vt_store_stats *out)
+{
+    out->series = st->series.size;
+    out->buckets = st->n_buckets;
+    out->batch_ids = st->ids.size;
+    out->records = st->records;
+    out->dropped_late = st->dropped_late;
+    out->overflow = st->overflow;
+}
+
+/* ---- snapshot -------------------------------------------------------------
+ * File: "VTSNAP01", u64 wal_seq, then entries [u8 type][u32 len][len bytes],
+ * then [u8 0][u32 crc32c of everything before]. Types:
+ *   1 packed WindowAggregate (series, window_start = bucket start,
+ *     window_ms = the tier's resolution)
+ *   2 dedupe id: i64 window_start, u64 spool_last, key bytes
+ *   3 agent watermark: u64, agent bytes
+ * Integers little-endian (the machines we run on; checked by the CRC). */
+
+#define SNAP_MAGIC "VTSNAP01"
+
+struct wbuf {
+    FILE *f;
+    uint32_t crc;
+    int err;
+};
+
+static void w_bytes(struct wbuf *w, const void *p, size_t n)
+{
+    if (w->err || !n)
+        return;
+    if (fwrite(p, 1, n, w->f) != n)
+        w->err = -EIO;
+    w->crc = crc32_iscsi((unsigned char *)p, (int)n, w->crc);
+}
+
+static void w_entry(struct wbuf *w, uint8_t type, const void *a, size_t an, const void *b, size_t bn)
+{
+    uint32_t len = (uint32_t)(an + bn);
+    w_bytes(w, &type, 1);
+    w_bytes(w, &len, 4);
+    w_bytes(w, a, an);
+    w_bytes(w, b, bn);
+}
+
+static int write_bucket(struct wbuf *w, const char *key, size_t len, const struct bucket *bk,
+                        int64_t res, uint8_t **buf, size_t *cap)
+{
+    Vitals__V1__WindowAggregate msg;
+    Vitals__V1__SeriesKey sk;
+    int rc = vt_aggregate_to_proto(&bk->agg, &msg);
+    if (rc)
+        return rc;
+    rc = vt_series_key_to_proto(key, len, &sk);
+    if (rc) {
+        vt_aggregate_proto_release(&msg);
+        return rc;
+    }
+    msg.series = &sk;
+    msg.window_start_ms = bk->start;
+    msg.window_ms = (uint32_t)res;
+    size_t n = vitals__v1__window_aggregate__get_packed_size(&msg);
+    if (n > *cap) {
+        uint8_t *nb = realloc(*buf, n);
+        if (!nb)
+            rc = -ENOMEM;
+        else
+            *buf = nb, *cap = n;
+    }
+    if (!rc) {
+        vitals__v1__window_aggregate__pack(&msg, *buf);
+        w_entry(w, 1, *buf, n, NULL, 0);
+    }
+    msg.series = NULL;
+    vt_series_key_proto_release(&sk);
+    vt_aggregate_proto_release(&msg);
+    return rc;
+}
+
+int vt_store_snapshot_write(const vt_store *st, const char *path, uint64_t wal_seq)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    struct wbuf w = {.f = fopen(tmp, "wb"), .crc = 0};
+    if (!w.f)
+        return -errno;
+    w_bytes(&w, SNAP_MAGIC, 8);
+    w_bytes(&w, &wal_seq, 8);
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    uint32_t it = 0;
+    struct vt_series_entry *e;
+    struct vt_series_table *t = (struct vt_series_table *)&st->series;
+    while (!w.err && (e = vt_series_table_next(t, &it))) {
+        const struct series *s = e->value;
+        for (size_t i = 0; s && i < st->o.n_tiers && !w.err; i++)
+            for (uint32_t j = 0; j < s->t[i].n && !w.err; j++) {
+                int rc = write_bucket(&w, e->key, e->len, &s->t[i].b[s->t[i].head + j],
+                                      st->o.tiers[i].resolution_ms, &buf, &cap);
+                if (rc)
+                    w.err = rc;
+            }
+    }
+    free(buf);
+    it = 0;
+    t = (struct vt_series_table *)&st->ids;
+    while (!w.err && (e = vt_series_table_next(t, &it))) {
+        const struct dedupe_val *v = e->value;
+        if (!v)
+            continue;
+        uint8_t hdr[16];
+        memcpy(hdr, &v->window_start_ms, 8);
+        memcpy(hdr + 8, &v->spool_last, 8);
+        w_entry(&w, 2, hdr, 16, e->key, e->len);
+    }
+    it = 0;
+    t = (struct vt_series_table *)&st->agents;
+    while (!w.err && (e = vt_series_table_next(t, &it)))
+        if (e->value)
+            w_entry(&w, 3, e->value, 8, e->key, e->len);
+    uint8_t zero = 0;
+    uint32_t crc = w.crc;
+    w_bytes(&w, &zero, 1);
+    if (!w.err && fwrite(&crc, 1, 4, w.f) != 4)
+        w.err = -EIO;
+    if (!w.err && (fflush(w.f) || fsync(fileno(w.f))))
+        w.err = -errno;
+    if (fclose(w.f) && !w.err)
+        w.err = -EIO;
+    if (!w.err && rename(tmp, path))
+        w.err = -errno;
+    if (w.err) {
+        unlink(tmp);
+        return w.err;
+    }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = 0;
+    int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+static int tier_of_resolution(const vt_store *st, int64_t res)
+{
+    for (size_t i = 0; i < st->o.n_tiers; i++)
+        if (st->o.tiers[i].resolution_ms == res)
+            return (int)i;
+    return -1;
+}
+
+static int load_entries(vt_store *st, const uint8_t *p, size_t n)
+{
+    size_t off = 0;
+    while (off + 5 <= n) {
+        uint8_t type = p[off];
+        uint32_t len;
+        memcpy(&len, p + off + 1, 4);
+        off += 5;
+        if (type == 0)
+            return 0;
+        if (len > n - off)
+            return -EBADMSG;
+        const uint8_t *d = p + off;
+        off += len;
+        if (type == 1) {
+            Vitals__V1__WindowAggregate *a = vitals__v1__window_aggregate__unpack(NULL, len, d);
+            if (!a || !a->series)
+                goto bad_agg;
+            int kn = vt_series_key_from_proto(a->series, st->key, sizeof st->key);
+            int tier = tier_of_resolution(st, a->window_ms);
+            /* A snapshot taken with other tiers: put data where it belongs now. */
+            if (tier < 0 || a->window_start_ms < st->boundary[tier])
+                tier = tier_for(st, a->window_start_ms);
+            if (kn < 0 || tier < 0) {
+                vitals__v1__window_aggregate__free_unpacked(a, NULL);
+                continue;
+            }
+            struct series *s = series_get(st, st->key, (size_t)kn);
+            int64_t start = align_down(a->window_start_ms, st->o.tiers[tier].resolution_ms);
+            struct bucket *bk = s ? bucket_get(st, &s->t[tier], start) : NULL;
+            int rc = bk ? vt_aggregate_merge_proto(&bk->agg, a) : -ENOMEM;
+            if (!rc) {
+                s->records += a->count;
+                st->records += a->count;
+                if (start > s->last_ms)
+                    s->last_ms = start;
+            }
+            vitals__v1__window_aggregate__free_unpacked(a, NULL);
+            if (rc)
+                return rc;
+            continue;
+        bad_agg:
+            if (a)
+                vitals__v1__window_aggregate__free_unpacked(a, NULL);
+            return -EBADMSG;
+        } else if (type == 2 && len >= 16) {
+            int created;
+            struct vt_series_entry *e = vt_series_table_upsert(
+                &st->ids, (const char *)d + 16, len - 16, vt_series_hash((const char *)d + 16, len - 16),
+                &created);
+            if (!e)
+                return -ENOMEM;
+            if (!e->value && !(e->value = malloc(sizeof(struct dedupe_val))))
+                return -ENOMEM;
+            memcpy(e->value, d, 16);
+        } else if (type == 3 && len >= 8) {
+            uint64_t wm;
+            memcpy(&wm, d, 8);
+            if (set_watermark(st, (const char *)d + 8, len - 8, wm))
+                return -ENOMEM;
+        }
+    }
+    return -EBADMSG;
+}
+
+int vt_store_snapshot_load(vt_store *st, const char *path, uint64_t *wal_seq)
+{
+    assert(st->series.size == 0 && st->ids.size == 0);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return errno == ENOENT ? -ENOENT : -errno;
+    struct stat sb;
+    if (fstat(fileno(f), &sb) || sb.st_size < 16 + 5 + 4) {
+        fclose(f);
+        return -EBADMSG;
+    }
+    size_t n = (size_t)sb.st_size;
+    uint8_t *p = malloc(n);
+    if (!p) {
+        fclose(f);
+        return -ENOMEM;
+    }
+    size_t got = fread(p, 1, n, f);
+    fclose(f);
+    uint32_t crc;
+    if (got != n || memcmp(p, SNAP_MAGIC, 8) != 0) {
+        free(p);
+        return -EBADMSG;
+    }
+    memcpy(&crc, p + n - 4, 4);
+    if (crc32_iscsi(p, (int)(n - 4 - 1), 0) != crc || p[n - 5] != 0) {
+        free(p);
+        return -EBADMSG;
+    }
+    memcpy(wal_seq, p + 8, 8);
+    int rc = load_entries(st, p + 16, n - 16);
+    free(p);
+    return rc;
+}
