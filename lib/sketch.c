@@ -580,16 +580,24 @@ static int store_rebuild(vt_sketch_store *st, int32_t noff, uint32_t ncap, int32
     if (st->total > 0) {
         int32_t nlo = st->lo < fold ? fold : st->lo;
         assert(nlo >= noff && (int64_t)st->hi < (int64_t)noff + ncap);
-        for (int32_t j = st->lo; j <= st->hi; j++) {
-            uint64_t c = store_get(st, j);
-            if (c == 0)
-                continue;
-            size_t p = (size_t)((j < fold ? fold : j) - noff);
-            cnt_set(nb, w, p, cnt_get(nb, w, p) + c);
+        int32_t from = st->lo;
+        if (st->lo < fold) { /* the folded tail, summed above */
+            cnt_set(nb, w, (size_t)(fold - noff), folded);
+            from = fold + 1;
+        }
+        if (from <= st->hi && w == st->width) {
+            memcpy((uint8_t *)nb + (size_t)(from - noff) * w,
+                   (const uint8_t *)st->bins + (size_t)(from - st->offset) * w,
+                   (size_t)(st->hi - from + 1) * w);
+        } else {
+            for (int32_t j = from; j <= st->hi; j++)
+                cnt_set(nb, w, (size_t)(j - noff), store_get(st, j));
         }
         if (st->lo < fold)
             st->collapsed = 1;
         st->lo = nlo;
+        if (st->hi < nlo) /* everything folded into one bucket */
+            st->hi = nlo;
     }
     free(st->bins);
     st->bins = nb;
@@ -1109,7 +1117,7 @@ static int store_same(const vt_sketch_store *a, const vt_sketch_store *b)
         return 0;
     if (a->total == 0)
         return 1;
-    if (a->lo != b->lo || a->hi != b->hi || a->collapsed != b->collapsed)
+    if (a->lo != b->lo || a->hi != b->hi)
         return 0;
     for (int32_t j = a->lo; j <= a->hi; j++)
         if (store_get(a, j) != store_get(b, j))
@@ -1123,6 +1131,8 @@ int vt_sketch_same(const vt_sketch *a, const vt_sketch *b)
         a->zero_count != b->zero_count)
         return 0;
     if (a->count && (a->min != b->min || a->max != b->max))
+        return 0;
+    if (vt_sketch_collapsed_count(a) != vt_sketch_collapsed_count(b))
         return 0;
     return store_same(&a->pos, &b->pos) && store_same(&a->neg, &b->neg);
 }
@@ -1279,7 +1289,9 @@ static int from_proto_into(vt_sketch *s, const Vitals__V1__Sketch *msg, uint32_t
             return -EBADMSG;
     }
     if (msg->count > 0) {
-        if (!isfinite(msg->min) || !isfinite(msg->max) || msg->min > msg->max || isnan(msg->sum))
+        /* sum is not checked: a sum of doubles can legitimately overflow
+         * to +-inf, and +inf merged with -inf is NaN. */
+        if (!isfinite(msg->min) || !isfinite(msg->max) || msg->min > msg->max)
             return -EBADMSG;
         if ((nt && !(msg->min < 0)) || (pt && !(msg->max > 0)))
             return -EBADMSG;

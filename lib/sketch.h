@@ -35,8 +35,11 @@
  * bucket), -1/0/1 fall into three buckets, a value near 0 has a relative -
  * hence an even smaller absolute - error, [0.01, 1] spans ~425 buckets at
  * scale 6 (~0.5 KB with 1-byte counters), and means come from the exact sum.
- * The one visible effect: a bucket's estimate is not a round number (the
- * p50 of {0, 1, 1} is 0.9946, not 1), within the 0.54% bound.
+ * The visible effects: a bucket's estimate is not a round number (the p50
+ * of {0, 1, 1} is 0.9946, not 1), within the 0.54% bound; and continuous
+ * scores that come arbitrarily close to 0 (1e-10) open buckets down there
+ * (~64 per halving), bounded by max_bins. A caller that knows a metric is a
+ * score may pass a zero_threshold such as 1e-4 to cap that at ~850 buckets.
  *
  * Memory. A store does NOT preallocate max_bins: it is a contiguous array
  * over the occupied index range, grown geometrically, never larger than
@@ -214,8 +217,9 @@ void vt_sketch_proto_release(Vitals__V1__Sketch *msg);
  * it owns its stores, release with vt_sketch_free). Checks: scale in range,
  * zero_threshold finite >= 0, bucket arrays <= VT_SKETCH_MAX_BINS_LIMIT long
  * and indexes within the mapping's range, count == zero_count + all bucket
- * counts without overflow, min <= max finite (when count > 0), sum not NaN,
- * collapsed_count consistent. max_bins as for vt_sketch_init (0 = default);
+ * counts without overflow, min <= max finite (when count > 0) and of the
+ * right sign for the non-empty stores, collapsed_count consistent. sum is
+ * taken as is (a sum of doubles may have overflowed to +-inf, or NaN). max_bins as for vt_sketch_init (0 = default);
  * wider messages are collapsed into it. Returns 0, -EBADMSG, -EINVAL (bad
  * max_bins), -ENOMEM; on error *s is a valid empty sketch. */
 int vt_sketch_from_proto(vt_sketch *s, const Vitals__V1__Sketch *msg, uint32_t max_bins);

@@ -1,0 +1,122 @@
+/*
+ * fuzz_sketch.c - libFuzzer target for the sketch decoder and operations.
+ *
+ * The scorer decodes sketches straight from the network, so vt_sketch_unpack
+ * must reject or accept any byte string without crashing, leaking or
+ * building a sketch that breaks an invariant. Input layout: byte 0 picks the
+ * mode and max_bins; the rest is either a packed vitals.v1.Sketch (even mode
+ * byte) or a stream of 9-byte operations on a live sketch (odd): one op byte
+ * then a double, exercising add/merge/downscale/collapse with hostile values.
+ * Every accepted sketch must round-trip to identical bytes and answer queries
+ * inside [min, max].
+ */
+#include <assert.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sketch.h"
+
+static void check_queries(const vt_sketch *s)
+{
+    if (vt_sketch_count(s) == 0) {
+        if (!isnan(vt_sketch_quantile(s, 0.5)))
+            abort();
+        return;
+    }
+    double qs[] = {0, 0.001, 0.25, 0.5, 0.9, 0.999, 1};
+    for (size_t k = 0; k < sizeof qs / sizeof *qs; k++) {
+        double v = vt_sketch_quantile(s, qs[k]);
+        if (!(v >= s->min && v <= s->max))
+            abort();
+    }
+    double r = vt_sketch_rank(s, vt_sketch_quantile(s, 0.5));
+    if (!(r >= 0 && r <= 1))
+        abort();
+    uint64_t total = s->zero_count + s->pos.total + s->neg.total;
+    if (total != s->count)
+        abort();
+}
+
+static void round_trip(const vt_sketch *s, uint32_t max_bins)
+{
+    uint8_t *a, *b;
+    size_t alen, blen;
+    if (vt_sketch_pack(s, &a, &alen))
+        return;
+    vt_sketch t;
+    if (vt_sketch_unpack(&t, a, alen, max_bins) != 0)
+        abort(); /* what we wrote, we must read */
+    if (!vt_sketch_same(s, &t))
+        abort();
+    if (vt_sketch_pack(&t, &b, &blen) == 0) {
+        if (blen != alen || memcmp(a, b, alen) != 0)
+            abort();
+        free(b);
+    }
+    vt_sketch_free(&t);
+    free(a);
+}
+
+static void fuzz_decode(const uint8_t *data, size_t size, uint32_t max_bins)
+{
+    vt_sketch s;
+    if (vt_sketch_unpack(&s, data, size, max_bins) != 0) {
+        if (vt_sketch_count(&s) != 0)
+            abort();
+        vt_sketch_free(&s);
+        return;
+    }
+    check_queries(&s);
+    round_trip(&s, max_bins);
+    vt_sketch m;
+    vt_sketch_init(&m, 4, max_bins, 0.5);
+    vt_sketch_add(&m, 3.0);
+    vt_sketch_add(&m, -0.25);
+    if (vt_sketch_merge(&m, &s) == 0)
+        check_queries(&m);
+    if (vt_sketch_downscale(&s, s.scale > VT_SKETCH_MIN_SCALE ? s.scale - 1 : s.scale) == 0)
+        check_queries(&s);
+    vt_sketch_free(&m);
+    vt_sketch_free(&s);
+}
+
+static void fuzz_ops(const uint8_t *data, size_t size, uint32_t max_bins)
+{
+    vt_sketch s, o;
+    int scale = size > 0 ? (int)(data[0] % 31) - 10 : 6;
+    if (vt_sketch_init(&s, scale, max_bins, size > 1 ? data[1] / 64.0 : 0) != 0)
+        return;
+    vt_sketch_init(&o, 6, max_bins, 0);
+    for (size_t at = 2; at + 9 <= size; at += 9) {
+        double v;
+        memcpy(&v, data + at + 1, sizeof v);
+        switch (data[at] % 6) {
+        case 0: vt_sketch_add(&s, v); break;
+        case 1: vt_sketch_add_n(&s, v, data[at] + 1u); break;
+        case 2: vt_sketch_add(&o, v); break;
+        case 3: vt_sketch_merge(&s, &o); break;
+        case 4: vt_sketch_downscale(&s, s.scale - (data[at] >> 7)); break;
+        default: (void)vt_sketch_rank(&s, v); break;
+        }
+    }
+    check_queries(&s);
+    round_trip(&s, max_bins);
+    vt_sketch_free(&s);
+    vt_sketch_free(&o);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size == 0)
+        return 0;
+    /* Small windows make collapse reachable; 0 means the default. */
+    static const uint32_t bins[8] = {0, 1, 2, 7, 64, 160, 2048, 65536};
+    uint32_t max_bins = bins[(data[0] >> 1) & 7];
+    if (data[0] & 1)
+        fuzz_ops(data + 1, size - 1, max_bins);
+    else
+        fuzz_decode(data + 1, size - 1, max_bins);
+    return 0;
+}
