@@ -593,12 +593,6 @@ int vt_seglog_open(vt_seglog **out, const vt_seglog_opts *opts, vt_seglog_recove
     }
     free(seqs);
     log->next_seq = end;
-    if (log->nsegs && log->active_fd < 0 && log->segs[log->nsegs - 1].end_seq == log->next_seq
-        && log->segs[log->nsegs - 1].first_seq == log->next_seq) {
-        /* The newest segment is unusable for appends and holds nothing; a new
-         * one would need its very name. Step past it. */
-        log->next_seq++;
-    }
     log->st.corrupt_frames = rep->corrupt_frames;
     log->st.truncated_bytes = rep->truncated_bytes;
     rep->first_seq = log->nsegs ? log->segs[0].first_seq : log->next_seq;
@@ -640,10 +634,22 @@ static int open_new_segment(vt_seglog *log)
 {
     char name[SEG_NAME_LEN + 1];
     assert(log->active_fd < 0);
-    seg_name(name, log->next_seq);
-    int fd = openat(log->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-    if (fd < 0)
-        return -errno;
+    int fd = -1;
+    for (int tries = 0; fd < 0; tries++) {
+        seg_name(name, log->next_seq);
+        fd = openat(log->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+        if (fd >= 0)
+            break;
+        if (errno != EEXIST || tries == 16 || log->next_seq == UINT64_MAX)
+            return -errno;
+        /* A file we could not use at open holds this name: leave it alone
+         * and step past it (a gap in sequence numbers is allowed). */
+        vt_warn("seglog: %s exists but is not ours to append to; skipping seq %" PRIu64, name,
+                log->next_seq);
+        pthread_mutex_lock(&log->mu);
+        log->next_seq++;
+        pthread_mutex_unlock(&log->mu);
+    }
     struct seg s = {.first_seq = log->next_seq, .end_seq = log->next_seq};
     int rc = segs_push(log, &s);
     if (rc < 0) {
@@ -705,18 +711,6 @@ int vt_seglog_append(vt_seglog *log, const void *payload, size_t len, uint32_t r
             memcpy(body, payload, len); /* incompressible: store as is */
         }
     }
-    uint64_t seq = log->next_seq;
-    put32(h, VT_SEGLOG_MAGIC);
-    h[4] = VT_SEGLOG_VERSION;
-    h[5] = codec;
-    h[6] = h[7] = 0;
-    put32(h + 8, (uint32_t)stored);
-    put32(h + 12, (uint32_t)len);
-    put32(h + 16, records);
-    put32(h + 20, crc32c(body, stored));
-    put64(h + 24, seq);
-    put64(h + 32, (uint64_t)arrival_ms);
-    put32(h + 40, crc32c(h, 40));
     uint64_t fsize = VT_SEGLOG_HEADER_SIZE + stored;
 
     /* The disk budget: drop the oldest segments, consumed or not. */
@@ -751,7 +745,21 @@ int vt_seglog_append(vt_seglog *log, const void *payload, size_t len, uint32_t r
         vt_error("seglog: cannot create segment: %s", strerror(-rc));
         return rc;
     }
+    /* Only now is first_seq known: creating a segment may step past a name. */
+    uint64_t seq = log->next_seq;
+    put32(h, VT_SEGLOG_MAGIC);
+    h[4] = VT_SEGLOG_VERSION;
+    h[5] = codec;
+    h[6] = h[7] = 0;
+    put32(h + 8, (uint32_t)stored);
+    put32(h + 12, (uint32_t)len);
+    put32(h + 16, records);
+    put32(h + 20, crc32c(body, stored));
+    put64(h + 24, seq);
+    put64(h + 32, (uint64_t)arrival_ms);
+    put32(h + 40, crc32c(h, 40));
     struct seg *a = &log->segs[log->nsegs - 1];
+    assert(seq >= a->first_seq && seq >= a->end_seq); /* sequence numbers only grow */
     rc = write_all(log->active_fd, log->wbuf, (size_t)fsize, a->bytes);
     if (rc < 0) {
         /* Cut a partial frame so the file stays "good frames only". */
