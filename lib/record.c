@@ -1012,15 +1012,30 @@ static int field_embedding(struct scan *s, struct vt_record *r, bool *given)
     return 0;
 }
 
-/* Map a top-level key to a field id, FIELD_SYNC, or 0 (unknown). */
+/* Map a top-level key to a field id, FIELD_SYNC, or 0 (unknown). Candidates
+ * are bucketed by key length so a key costs at most four first-byte checks
+ * and one memcmp. */
 static int lookup_key(struct vt_str k)
 {
-    if (k.len < 2 || k.len > 13)
+    static const uint8_t by_len[14][4] = {
+        [2] = {VT_FIELD_TS},
+        [4] = {FIELD_SYNC},
+        [5] = {VT_FIELD_MODEL},
+        [6] = {VT_FIELD_STATUS, VT_FIELD_LABELS},
+        [7] = {VT_FIELD_SERVICE, VT_FIELD_VERSION, VT_FIELD_TTFT_MS, VT_FIELD_METRICS},
+        [8] = {VT_FIELD_PROVIDER, VT_FIELD_COST_USD},
+        [9] = {VT_FIELD_EMBEDDING},
+        [10] = {VT_FIELD_LATENCY_MS, VT_FIELD_ERROR_TYPE, VT_FIELD_REQUEST_ID},
+        [12] = {VT_FIELD_INPUT_TOKENS},
+        [13] = {VT_FIELD_OUTPUT_TOKENS},
+    };
+    if (k.len >= 14)
         return 0;
-    for (int f = VT_FIELD_FIRST; f <= FIELD_SYNC; f++) {
+    for (int i = 0; i < 4 && by_len[k.len][i]; i++) {
+        int f = by_len[k.len][i];
         const char *name = field_names[f];
-        if (name[0] == k.ptr[0] && name[1] == k.ptr[1] && strlen(name) == k.len &&
-            memcmp(name, k.ptr, k.len) == 0)
+        assert(strlen(name) == k.len);
+        if (name[0] == k.ptr[0] && memcmp(name, k.ptr, k.len) == 0)
             return f;
     }
     return 0;
