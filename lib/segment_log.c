@@ -326,18 +326,26 @@ static long segs_find(const vt_seglog *log, uint64_t first_seq)
     return lo < log->nsegs && log->segs[lo].first_seq == first_seq ? (long)lo : -1;
 }
 
+/* Counters are read by vt_seglog_stats_get from any thread. */
+static void count(vt_seglog *log, uint64_t *counter, uint64_t n)
+{
+    pthread_mutex_lock(&log->mu);
+    *counter += n;
+    pthread_mutex_unlock(&log->mu);
+}
+
 static int sync_active(vt_seglog *log)
 {
     if (log->active_fd >= 0 && log->dirty) {
         if (fdatasync(log->active_fd) != 0)
             return -errno;
-        log->st.syncs++;
+        count(log, &log->st.syncs, 1);
         log->dirty = 0;
     }
     if (log->dir_dirty) {
         if (fsync(log->dirfd) != 0)
             return -errno;
-        log->st.syncs++;
+        count(log, &log->st.syncs, 1);
         log->dir_dirty = 0;
     }
     log->last_sync_ms = mono_ms();
@@ -722,8 +730,8 @@ int vt_seglog_append(vt_seglog *log, const void *payload, size_t len, uint32_t r
             uint64_t to;
             drop_first(log, &gone, &to);
             total -= gone.bytes;
-            log->st.dropped_records += gone.records;
-            log->st.dropped_segments++;
+            count(log, &log->st.dropped_records, gone.records);
+            count(log, &log->st.dropped_segments, 1);
             if (gone.records == 0)
                 continue; /* an empty or all-corrupt segment: nothing to report */
             vt_warn("seglog: max_bytes reached: dropped segment %016" PRIx64 " with %" PRIu64
@@ -773,11 +781,11 @@ int vt_seglog_append(vt_seglog *log, const void *payload, size_t len, uint32_t r
     a->records += records;
     a->end_seq = seq + records;
     log->next_seq = seq + records;
-    pthread_mutex_unlock(&log->mu);
-    log->dirty = 1;
     log->st.appends++;
     log->st.raw_bytes += len;
     log->st.stored_bytes += fsize;
+    pthread_mutex_unlock(&log->mu);
+    log->dirty = 1;
     if (first_seq)
         *first_seq = seq;
 
@@ -813,7 +821,7 @@ int vt_seglog_trim(vt_seglog *log, uint64_t upto_seq)
         struct seg gone;
         uint64_t to;
         drop_first(log, &gone, &to);
-        log->st.trimmed_segments++;
+        count(log, &log->st.trimmed_segments, 1);
         n++;
     }
     return n;
@@ -888,8 +896,9 @@ int vt_seglog_checkpoint_load(vt_seglog *log, const char *name, uint64_t *seq)
 
 /* ---- stats ------------------------------------------------------------ */
 
-void vt_seglog_stats_get(const vt_seglog *log, vt_seglog_stats *s)
+void vt_seglog_stats_get(vt_seglog *log, vt_seglog_stats *s)
 {
+    pthread_mutex_lock(&log->mu);
     *s = log->st;
     s->bytes = s->frames = s->records = 0;
     for (size_t i = 0; i < log->nsegs; i++) {
@@ -900,11 +909,15 @@ void vt_seglog_stats_get(const vt_seglog *log, vt_seglog_stats *s)
     s->segments = log->nsegs;
     s->next_seq = log->next_seq;
     s->first_seq = log->nsegs ? log->segs[0].first_seq : log->next_seq;
+    pthread_mutex_unlock(&log->mu);
 }
 
-uint64_t vt_seglog_next_seq(const vt_seglog *log)
+uint64_t vt_seglog_next_seq(vt_seglog *log)
 {
-    return log->next_seq;
+    pthread_mutex_lock(&log->mu);
+    uint64_t n = log->next_seq;
+    pthread_mutex_unlock(&log->mu);
+    return n;
 }
 
 /* ---- readers ---------------------------------------------------------- */

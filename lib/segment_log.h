@@ -50,14 +50,15 @@
  *   of the last segment with next_seq = end of the newest good frame.
  *
  * Threads
- *   A log is not thread-safe: append, sync, trim, checkpoint_*, stats and
- *   close must be called by one thread at a time (e.g. a libuv worker thread,
- *   one job at a time). Readers are the exception: each reader is used by one
+ *   A log is not thread-safe: append, sync, sync_due, trim, checkpoint_*
+ *   and close must be called by one thread at a time (e.g. a libuv worker
+ *   thread, one job at a time). Readers are the exception: each reader is used by one
  *   thread at a time, but any number of readers may run on other threads
  *   concurrently with the appender (a mutex guards the segment table; frame
  *   bytes are read with pread up to the last fully written frame only, so a
- *   reader never sees a half-written frame). Close every reader before the
- *   log. The log starts no threads and no timers.
+ *   reader never sees a half-written frame). vt_seglog_stats_get and
+ *   vt_seglog_next_seq may also be called from any thread. Close every
+ *   reader before the log. The log starts no threads and no timers.
  *
  * Errors: functions return 0 (or a documented count) on success and a
  * negative errno value on failure (-EINVAL bad argument, -EIO, -ENOSPC, ...).
@@ -205,8 +206,10 @@ int vt_seglog_trim(vt_seglog *log, uint64_t upto_seq);
 int vt_seglog_checkpoint_save(vt_seglog *log, const char *name, uint64_t seq);
 int vt_seglog_checkpoint_load(vt_seglog *log, const char *name, uint64_t *seq);
 
-void vt_seglog_stats_get(const vt_seglog *log, vt_seglog_stats *stats);
-uint64_t vt_seglog_next_seq(const vt_seglog *log);
+/* Both may be called from any thread (e.g. an admin /metrics handler on the
+ * loop while a worker appends). */
+void vt_seglog_stats_get(vt_seglog *log, vt_seglog_stats *stats);
+uint64_t vt_seglog_next_seq(vt_seglog *log);
 
 /* One frame as a reader returns it. */
 typedef struct vt_seglog_frame {
