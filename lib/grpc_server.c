@@ -93,6 +93,7 @@ struct vt_grpc_call {
     int held;       /* the handler owns a reference */
     int responded;  /* a final response was submitted */
     int req_done;   /* END_STREAM received */
+    int stop_req;   /* once answered, RST_STREAM(NO_ERROR) the unread rest */
     int is_post;
     int ct_seen, ct_ok;
     int enc;        /* request grpc-encoding, -1 unsupported */
@@ -279,6 +280,7 @@ static void call_deadline_cb(uv_timer_t *t)
     if (!call->conn || call->responded)
         return;
     struct conn *c = call->conn;
+    call->stop_req = 1;
     submit_status(call, 200, VT_GRPC_DEADLINE_EXCEEDED, "deadline exceeded", 0);
     conn_flush(c);
 }
@@ -452,22 +454,28 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id,
     if (!call || !call->conn || call->responded)
         return 0; /* answered early (error): the rest is discarded */
     int st = vt_grpc_reader_feed(&call->reader, data, len);
-    if (st)
+    if (st) {
+        call->stop_req = 1; /* e.g. 64 MiB more on the way: refuse it */
         submit_status(call, 200, st, call->reader.why, 0);
+    }
     return 0;
 }
 
 static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame,
                          void *user_data)
 {
-    /* Our final frame went out while the client is still sending (an early
-     * error): stop it politely instead of reading the rest of its message. */
+    /* Our final frame went out while the client is still sending a message
+     * we refused (too big, malformed, too late): stop it politely instead of
+     * reading the rest (RFC 9113 8.1 allows RST_STREAM NO_ERROR here). For
+     * errors judged from the headers alone the rest of the (small) request
+     * is just discarded: some clients, curl among them, report an RST after
+     * a complete response as a failure. */
     if (frame->hd.type != NGHTTP2_HEADERS ||
         !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
         return 0;
     struct vt_grpc_call *call =
         nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
-    if (call && call->conn && !call->req_done)
+    if (call && call->conn && !call->req_done && call->stop_req)
         nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
                                   NGHTTP2_NO_ERROR);
     return 0;
