@@ -233,8 +233,10 @@ enum vt_record_kind vt_record_decode(struct vt_record_decoder *dec, const char *
  * decoded record); numbers in the shortest form that reads back to the same
  * double; strings with \" \\ and control characters escaped, UTF-8 as is.
  * Hence vt_record_decode(format(r)) with the same now_ms and default service
- * gives back r field for field. `rec` must hold finite numbers and valid
- * UTF-8 (as every decoded record does).
+ * gives back r field for field. `rec` must hold what the decoder guarantees
+ * (finite numbers, latency/ttft/cost >= 0, ts within 1970..9999, valid UTF-8
+ * without NUL, sizes within the limits); a hand-built record (e.g. mapped from
+ * an OTLP span) that breaks them formats fine but will not decode back.
  * Returns the length written (excluding the NUL), or -ENOSPC if cap is too
  * small (buf then holds an unspecified prefix). */
 int vt_record_format_json(const struct vt_record *rec, char *buf, size_t cap);
