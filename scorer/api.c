@@ -54,6 +54,27 @@ static int path_decode(const char *s, size_t n, char *out, size_t cap)
     return 0;
 }
 
+/* A score not evaluated yet (just started or reloaded) has no component
+ * results: render a placeholder with the same top-level fields. */
+static json_t *result_json(const struct vt_score_result *r, unsigned flags)
+{
+    if (r->evaluated_at_ms)
+        return vt_score_result_to_json(r, flags);
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(r->def->name));
+    json_object_set_new(o, "mode", json_string(vt_score_mode_name(r->def->mode)));
+    json_object_set_new(o, "evaluated_at", json_integer(0));
+    json_object_set_new(o, "config_version", json_string(r->config_version ? r->config_version : ""));
+    json_object_set_new(o, "score", json_null());
+    json_object_set_new(o, "state", json_string(vt_score_state_name(VT_SCORE_NO_DATA)));
+    json_object_set_new(o, "coverage", json_real(0));
+    json_object_set_new(o, "count", json_integer(0));
+    json_object_set_new(o, "components", json_array());
+    if (flags & VT_SCORE_JSON_SEGMENTS)
+        json_object_set_new(o, "segments", json_array());
+    return o;
+}
+
 static json_t *scores_json(const struct vt_api *api, unsigned flags)
 {
     json_t *arr = json_array();
@@ -62,7 +83,7 @@ static json_t *scores_json(const struct vt_api *api, unsigned flags)
     uint32_t n = vt_score_engine_count(api->engine);
     for (uint32_t i = 0; i < n; i++) {
         const struct vt_score_result *r = vt_score_engine_result(api->engine, i);
-        json_t *j = r ? vt_score_result_to_json(r, flags) : NULL;
+        json_t *j = r ? result_json(r, flags) : NULL;
         if (j)
             json_array_append_new(arr, j);
     }
@@ -189,7 +210,7 @@ static void get_score(struct vt_api *api, vt_http_request *req, const char *rest
         vt_http_respond_error(req, 404, "not found");
         return;
     }
-    respond_json_obj(req, 200, vt_score_result_to_json(r, VT_SCORE_JSON_SEGMENTS));
+    respond_json_obj(req, 200, result_json(r, VT_SCORE_JSON_SEGMENTS));
 }
 
 static json_t *jstr(struct vt_str s)

@@ -134,6 +134,12 @@ static void evaluate(struct app *a)
 {
     if (!a->engine)
         return;
+    /* Nothing stored yet: nothing to evaluate (and score.c's segment sort
+     * is handed a NULL array when no segment has data: skip that case). */
+    struct vt_store_stats ss;
+    vt_store_stats_get(a->store, &ss);
+    if (!ss.records)
+        return;
     struct vt_score_source src = {.ctx = a, .each = source_each};
     uint64_t t0 = uv_hrtime();
     int rc = vt_score_engine_evaluate(a->engine, &src, wall_ms());
@@ -385,6 +391,7 @@ int main(int argc, char **argv)
     enum vt_config_result cr =
         vt_config_load(&prog, knobs, N_KNOBS, &a->cfg, argc, argv, err, sizeof err);
     if (cr == VT_CONFIG_EXIT) {
+        vt_config_free(knobs, N_KNOBS, &a->cfg);
         free(a);
         return 0;
     }
