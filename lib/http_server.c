@@ -380,6 +380,8 @@ static size_t feed(struct vt_http_conn *c, const char *data, size_t len)
         return n;
     }
     if (e != HPE_OK) {
+        if (e == HPE_HEADER_OVERFLOW) /* http_parser's own cap (80 KiB) */
+            c->err_status = 431;
         conn_fail(c, c->err_status ? c->err_status : 400);
         return len;
     }
