@@ -178,8 +178,10 @@ struct vt_grpc_md {
 };
 
 struct vt_grpc_client_opts {
-    /* "http://host:port" or "host:port" (numeric address or "localhost").
-     * Required. "https://" is refused (UV_ENOTSUP) until TLS exists. */
+    /* "http://host:port" or "host:port" ("[v6]:port" too); the host may be
+     * a name, resolved (uv_getaddrinfo) at each connect, so a Kubernetes
+     * service name follows its pods. Required. "https://" is refused
+     * (UV_ENOTSUP) until TLS exists. */
     const char *target;
     /* Metadata sent with every call, e.g. {"authorization", "Bearer x"}.
      * Copied at init. */
@@ -225,7 +227,9 @@ int vt_grpc_client_set_metadata(vt_grpc_client_t *cli, const char *name,
  * enforced locally (DEADLINE_EXCEEDED + RST_STREAM).
  * Connects if needed. If the connection cannot be made or is lost, every
  * call on it fails with UNAVAILABLE; the next call connects again (retry
- * policy and backoff are the caller's). `cb` runs exactly once, always later
+ * policy and backoff are the caller's). The one resend done here: a stream
+ * the server refused with REFUSED_STREAM (never processed, e.g. over its
+ * SETTINGS_MAX_CONCURRENT_STREAMS) is sent again, up to 5 times. `cb` runs exactly once, always later
  * from the loop, never from inside vt_grpc_call().
  * Returns 0 (cb will run), or UV_EINVAL / UV_ENOMEM / UV_ECANCELED (client
  * closing) — then cb never runs. */
