@@ -280,6 +280,10 @@ function assertAgentPod(obj, spec, tmpl, native) {
   for (const k of ["VITALS_SOCKET_DIR", "VITALS_SPOOL_DIR", "VITALS_TOKEN_FILE", "VITALS_ADMIN_ADDR", "VITALS_SERVICE", "VITALS_AGENT_ID"])
     assert(aenv[k] !== undefined, `${id}/${AGENT}: env ${k} missing`);
   assert(String(aenv.VITALS_ADMIN_ADDR).startsWith("0.0.0.0:"), `${id}: admin not on 0.0.0.0 (probes would fail)`);
+  // A sidecar's readiness is the pod's; /readyz fails while shipping lags, so
+  // a scorer outage would take the app out of its Service.
+  assert(agent.readinessProbe.httpGet.path !== "/readyz", `${id}: agent readiness on /readyz couples the app to the scorer`);
+  assert(aenv.VITALS_SOCKET_MODE === "0666", `${id}: VITALS_SOCKET_MODE ${aenv.VITALS_SOCKET_MODE}: app UIDs could not connect`);
   const vol = (name) => (spec.volumes || []).find((v) => v.name === name);
   const sockMount = (agent.volumeMounts || []).find((m) => m.mountPath === aenv.VITALS_SOCKET_DIR);
   assert(sockMount, `${id}: agent does not mount its socket dir ${aenv.VITALS_SOCKET_DIR}`);

@@ -241,6 +241,32 @@ def check_scores():
     return (r.stdout.strip().splitlines() or ["ok"])[0]
 
 
+ENV_SOURCES = {
+    "vitals-agent": ["deploy/helm/vitals-agent/templates/_agent.tpl",
+                     "deploy/kustomize/components/agent-sidecar/kustomization.yaml",
+                     "deploy/kustomize/components/agent-sidecar/sidecar.yaml"],
+    "vitals-scorer": ["deploy/helm/vitals/templates/statefulset.yaml",
+                      "deploy/kustomize/base/statefulset.yaml"],
+}
+
+
+def check_env_names():
+    """Every VITALS_* variable the manifests set is one the program knows."""
+    notes = []
+    for prog, files in ENV_SOURCES.items():
+        exe = os.path.join(RELEASE_BUILD, "bin", prog)
+        assert os.access(exe, os.X_OK), f"{exe} not built"
+        r = subprocess.run([exe, "--help"], text=True, capture_output=True, timeout=20)
+        helptext = r.stdout + r.stderr
+        names = set()
+        for f in files:
+            names |= set(re.findall(r"\b(VITALS_[A-Z0-9_]+)\b", open(os.path.join(SRC, f)).read()))
+        unknown = sorted(n for n in names if n not in helptext)
+        assert not unknown, f"{prog} --help does not know {unknown} (set in {files})"
+        notes.append(f"{prog}: {len(names)} variables")
+    return ", ".join(notes)
+
+
 def main():
     print(f"# deploy checks (tests/deploy/run), src {SRC}", flush=True)
 
@@ -264,6 +290,7 @@ def main():
             check("runtime file system: the three programs, their libraries, no shell", check_rootfs_contents)
             check("each program runs from the runtime file system alone (--version, --help)", check_programs_run)
             check("default score file passes vitals-scorer --check-config", check_scores)
+            check("every VITALS_* variable in the manifests is known to the program (--help)", check_env_names)
         else:
             check("runtime file system staged", lambda: (_ for _ in ()).throw(
                 AssertionError("not staged: the build stage failed above")))

@@ -46,13 +46,17 @@ scorer:
     key: token
     optional: false
 socketDir: /run/vitals
+# Mode of ingest.sock / ingest.dgram. The directory is an emptyDir private to
+# the pod, so 0666 lets app containers running as any UID connect.
+socketMode: "0666"
 adminPort: 7401
 otlp:
   grpcPort: 4317
   httpPort: 4318
 batching:
   window: 10s
-  flushInterval: 5s
+  # Longest a received record waits in memory before the spool write.
+  flushInterval: 200ms
   maxBytes: 4194304
   maxAggregates: 1000
   maxInFlight: 4
@@ -88,8 +92,11 @@ probes:
     path: /healthz
     periodSeconds: 10
     failureThreshold: 3
+  # Not /readyz: the agent's /readyz fails while shipping lags (scorer down),
+  # and a sidecar's readiness is the pod's: an outage of the scorer must
+  # cost spool disk, never the app's traffic. Alert on the lag instead.
   readiness:
-    path: /readyz
+    path: /healthz
     periodSeconds: 5
     failureThreshold: 3
 appContainers: []
@@ -161,8 +168,10 @@ sprig's mergeOverwrite would skip). Mutates dst; copies what it takes. */}}
 {{- fail (printf "vitalsAgent.batching.%s: %v is not a positive integer" $k $v) -}}{{- end -}}
 {{- end -}}
 {{- $lvl := $c.batching.compressionLevel -}}
-{{- if or (not (or (kindIs "float64" $lvl) (kindIs "int64" $lvl) (kindIs "int" $lvl))) (lt (float64 $lvl) 1.0) (gt (float64 $lvl) 19.0) -}}
-{{- fail (printf "vitalsAgent.batching.compressionLevel: %v is not a zstd level 1-19" $lvl) -}}{{- end -}}
+{{- if or (not (or (kindIs "float64" $lvl) (kindIs "int64" $lvl) (kindIs "int" $lvl))) (lt (float64 $lvl) -7.0) (gt (float64 $lvl) 19.0) -}}
+{{- fail (printf "vitalsAgent.batching.compressionLevel: %v is not a zstd level -7..19" $lvl) -}}{{- end -}}
+{{- if not (regexMatch "^0[0-7]{3}$" (toString $c.socketMode)) -}}
+{{- fail (printf "vitalsAgent.socketMode: %q is not an octal mode such as \"0666\" (quote it)" (toString $c.socketMode)) -}}{{- end -}}
 {{- range $k := list "maxBytes" -}}
 {{- $v := get $c.spool $k -}}
 {{- if or (not (or (kindIs "float64" $v) (kindIs "int64" $v) (kindIs "int" $v))) (lt (float64 $v) 1048576.0) -}}
@@ -216,6 +225,7 @@ restartPolicy: Always
 {{- end }}
 env:
   - {name: VITALS_SOCKET_DIR, value: {{ $c.socketDir | quote }}}
+  - {name: VITALS_SOCKET_MODE, value: {{ $c.socketMode | toString | quote }}}
   - {name: VITALS_SPOOL_DIR, value: /var/lib/vitals/spool}
   - {name: VITALS_SCORER, value: {{ $c.scorer.address | quote }}}
   - {name: VITALS_TOKEN_FILE, value: /var/run/secrets/vitals/token}
