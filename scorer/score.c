@@ -1121,7 +1121,8 @@ static int finish_score(struct score_rt *rt, const char *version, int64_t now)
             rt->seg_evals[n++] = s->eval;
         }
         uint32_t dims = d->n_segment_by;
-        qsort_r(rt->seg_evals, n, sizeof *rt->seg_evals, cmp_seg_eval, &dims);
+        if (n > 1)
+            qsort_r(rt->seg_evals, n, sizeof *rt->seg_evals, cmp_seg_eval, &dims);
     }
     r->def = d;
     r->config_version = version;
