@@ -138,6 +138,12 @@ int ingest_start(struct agent *ag);
 void ingest_stop(struct agent *ag);                  /* stop accepting, close sockets */
 void ingest_pause(struct agent *ag, bool paused);    /* backpressure from the spool */
 void ingest_free(struct agent *ag);                  /* after the loop ended */
+/* For other ingest paths (OTLP): accept one decoded record (spooled as its
+ * canonical NDJSON line, aggregated as that line will replay), or count a
+ * rejected one ("!reason service" in the spool). Wait for durability with
+ * spool_wait(). ingest_record returns 0 or -E2BIG (rejected as too_large). */
+int ingest_record(struct agent *ag, struct vt_record *rec);
+void ingest_reject(struct agent *ag, enum vt_record_reject reason, const struct vt_record *hint);
 
 /* --- admin.c --- */
 int admin_start(struct agent *ag);

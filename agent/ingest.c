@@ -100,7 +100,7 @@ static void on_synced(void *data, int status)
     }
 }
 
-static void reject(struct agent *ag, enum vt_record_reject reason, const struct vt_record *hint)
+void ingest_reject(struct agent *ag, enum vt_record_reject reason, const struct vt_record *hint)
 {
     vt_counter_inc(ag->m.rejected[reason]);
     int64_t now = agent_now_ms(ag);
@@ -124,6 +124,27 @@ static void reject(struct agent *ag, enum vt_record_reject reason, const struct 
     window_add_invalid(ag, f->window, reason, s, slen);
 }
 
+int ingest_record(struct agent *ag, struct vt_record *rec)
+{
+    /* The canonical line is what a replay will decode: fold the record as
+     * that decode will see it (arrival and default ts from the frame). */
+    char line[65536 + 1024];
+    vt_counter_inc(ag->m.received);
+    struct frame *f = spool_frame(ag, agent_now_ms(ag));
+    rec->arrival_ms = f->arrival_ms;
+    if (!(rec->present & VT_FIELD_BIT(VT_FIELD_TS)))
+        rec->ts_ms = f->arrival_ms;
+    int n = vt_record_format_json(rec, line, sizeof line);
+    if (n < 0 || n > ag->cfg.max_record_bytes) {
+        ingest_reject(ag, VT_REJECT_TOO_LARGE, rec);
+        return -E2BIG;
+    }
+    spool_add_line(ag, f, line, (size_t)n);
+    window_add_record(ag, f->window, rec);
+    vt_counter_inc(ag->m.accepted);
+    return 0;
+}
+
 static void handle_line(struct agent *ag, struct conn *c, const char *line, size_t len)
 {
     struct vt_record rec;
@@ -145,7 +166,7 @@ static void handle_line(struct agent *ag, struct conn *c, const char *line, size
     }
     case VT_RECORD_REJECTED:
         vt_counter_inc(ag->m.received);
-        reject(ag, rec.reject, &rec);
+        ingest_reject(ag, rec.reject, &rec);
         break;
     case VT_RECORD_SYNC:
         vt_counter_inc(ag->m.syncs);
@@ -228,7 +249,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
             c->discarding = false; /* the over-long line ends here */
         else if (end - start > max) {
             vt_counter_inc(ag->m.received);
-            reject(ag, VT_REJECT_TOO_LARGE, NULL);
+            ingest_reject(ag, VT_REJECT_TOO_LARGE, NULL);
         } else
             handle_line(ag, c, c->buf + start, end - start);
         start = scan = end + 1;
@@ -236,7 +257,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     /* Keep the partial line; past the limit it can only be rejected. */
     if (c->len - start > max && !c->discarding) {
         vt_counter_inc(ag->m.received);
-        reject(ag, VT_REJECT_TOO_LARGE, NULL);
+        ingest_reject(ag, VT_REJECT_TOO_LARGE, NULL);
         c->discarding = true;
     }
     if (c->discarding)
@@ -313,7 +334,7 @@ static void on_dgram(uv_poll_t *p, int status, int events)
             vt_counter_add(ag->m.bytes_read, len);
             if ((in->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) || len >= size) {
                 vt_counter_inc(ag->m.received);
-                reject(ag, VT_REJECT_TOO_LARGE, NULL);
+                ingest_reject(ag, VT_REJECT_TOO_LARGE, NULL);
                 continue;
             }
             const char *d = in->iov[i].iov_base;
