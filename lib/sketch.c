@@ -1219,13 +1219,13 @@ static int check_buckets(const Vitals__V1__Buckets *b, int scale, uint64_t *tota
         return 0;
     if (b->n_counts > VT_SKETCH_MAX_BINS_LIMIT || !b->counts)
         return -EBADMSG;
-    int64_t first = b->offset, last = (int64_t)b->offset + (int64_t)b->n_counts - 1;
+    int64_t first = b->offset, imin = index_min(scale), imax = index_max(scale);
     for (size_t k = 0; k < b->n_counts; k++) {
         uint64_t c = b->counts[k];
         if (c == 0)
             continue;
         int64_t j = first + (int64_t)k;
-        if (j < index_min(scale) || j > index_max(scale))
+        if (j < imin || j > imax)
             return -EBADMSG;
         if (*low == 0)
             *low = c;
@@ -1233,7 +1233,6 @@ static int check_buckets(const Vitals__V1__Buckets *b, int scale, uint64_t *tota
             return -EBADMSG;
         *total += c;
     }
-    (void)last;
     return 0;
 }
 

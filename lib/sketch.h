@@ -144,8 +144,9 @@ int vt_sketch_add_n(vt_sketch *s, double v, uint64_t n);
 /* dst += src. Works across scales: the finer sketch is downscaled to the
  * coarser scale (index >> d), dst included. Across zero thresholds the larger
  * one wins and buckets entirely below it move to the zero bucket. max_bins
- * of dst applies. src is unchanged. On error dst is unchanged except for
- * -ENOMEM after a dst downscale (dst is then valid, coarser, not merged). */
+ * of dst applies. src is unchanged. On error no count of src is in dst;
+ * after -ENOMEM dst may have been re-bucketed (downscaled, or its lowest
+ * buckets collapsed to make room) but still holds exactly its own values. */
 int vt_sketch_merge(vt_sketch *dst, const vt_sketch *src);
 
 /* Re-bucket s at a coarser scale (new_scale <= s->scale; equal is a no-op).
