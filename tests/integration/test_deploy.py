@@ -41,6 +41,7 @@ RELEASE_BUILD = os.path.abspath(os.environ.get("VITALS_DEPLOY_BUILD")
                                 or os.path.join(BUILD, "deploy-release"))
 DEADLINE = time.monotonic() + 570          # ctest kills at 600 s
 PROGRAMS = ["vitals-agent", "vitals-scorer", "vitalsctl"]
+CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"
 CI_BUILD = "cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build -j"
 
 passed = failed = 0
@@ -217,7 +218,7 @@ def check_programs_run():
     for p in PROGRAMS:
         for flag in ["--version", "--help"]:
             if os.geteuid() == 0:
-                cmd = ["chroot", "--userspec=65532:65532", m, f"/usr/local/bin/{p}", flag]
+                cmd = [CHROOT, "--userspec=65532:65532", m, f"/usr/local/bin/{p}", flag]
             else:                               # no chroot: at least the staged loader and libs
                 ld = [f for f in os.listdir(os.path.join(m, "lib64"))][0]
                 libdir = [d for d in os.listdir(os.path.join(m, "usr/lib")) if d.endswith("-linux-gnu")][0]
@@ -230,6 +231,65 @@ def check_programs_run():
                 out.append(f"{p}: {(r.stdout or r.stderr).strip().splitlines()[0]}")
     how = "chroot as 65532:65532" if os.geteuid() == 0 else "staged ld.so, not root: no chroot"
     return f"{how}; " + "; ".join(out)
+
+
+def free_port():
+    import socket
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        return so.getsockname()[1]
+
+
+def check_daemons_serve():
+    """Both daemons start from the staged file system alone (chroot, 65532,
+    no shell), bind their sockets and data dirs, and answer /healthz."""
+    import urllib.request
+    assert os.geteuid() == 0, "not root: cannot chroot into the staged runtime file system"
+    m = merged_rootfs()
+    os.makedirs(os.path.join(m, "etc/vitals"), exist_ok=True)
+    shutil.copy(os.path.join(SRC, "deploy/kustomize/base/scores.json"), os.path.join(m, "etc/vitals/scores.json"))
+    aport, hport, gport = free_port(), free_port(), free_port()
+    runs = {
+        "vitals-agent": ({"VITALS_ADMIN_ADDR": f"127.0.0.1:{aport}", "VITALS_SERVICE": "deploy-test",
+                          "VITALS_AGENT_ID": "deploy-test"}, aport),
+        "vitals-scorer": ({"VITALS_HTTP_ADDR": f"127.0.0.1:{hport}", "VITALS_GRPC_ADDR": f"127.0.0.1:{gport}",
+                           "VITALS_SCORES": "/etc/vitals/scores.json", "VITALS_DATA_DIR": "/var/lib/vitals/data"},
+                          hport),
+    }
+    procs, notes = [], []
+    try:
+        for prog, (env, _) in runs.items():
+            log = open(os.path.join(ROOTFS_TMP, f"{prog}.log"), "w")
+            procs.append((prog, subprocess.Popen([CHROOT, "--userspec=65532:65532", m, f"/usr/local/bin/{prog}"],
+                                                 env={"PATH": "/usr/local/bin", **env},
+                                                 stdout=log, stderr=subprocess.STDOUT)))
+        for prog, (_, port) in runs.items():
+            deadline, body = time.monotonic() + 15, None
+            while time.monotonic() < deadline and body is None:
+                proc = dict(procs)[prog]
+                if proc.poll() is not None:
+                    break
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                        body = (r.status, r.read().decode(errors="replace").strip()[:40])
+                except OSError:
+                    time.sleep(0.2)
+            log = open(os.path.join(ROOTFS_TMP, f"{prog}.log")).read()[-600:]
+            assert body and body[0] == 200, f"{prog}: no 200 from /healthz (exit {dict(procs)[prog].poll()}):\n{log}"
+            notes.append(f"{prog} /healthz {body[0]} {body[1]!r}")
+        socks = sorted(os.listdir(os.path.join(m, "run/vitals")))
+        assert "ingest.sock" in socks, f"agent made no ingest.sock in /run/vitals: {socks}"
+        notes.append(f"/run/vitals: {', '.join(socks)}")
+    finally:
+        for _, proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    return "; ".join(notes)
 
 
 def check_scores():
@@ -289,6 +349,7 @@ def main():
         if os.path.isdir(os.path.join(ROOTFS_TMP, "rootfs", "root")):
             check("runtime file system: the three programs, their libraries, no shell", check_rootfs_contents)
             check("each program runs from the runtime file system alone (--version, --help)", check_programs_run)
+            check("both daemons serve /healthz from the runtime file system (chroot as 65532)", check_daemons_serve)
             check("default score file passes vitals-scorer --check-config", check_scores)
             check("every VITALS_* variable in the manifests is known to the program (--help)", check_env_names)
         else:
