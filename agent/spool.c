@@ -347,7 +347,7 @@ static void build_work(uv_work_t *req)
     struct agent *ag = sp->ag;
     if (!w->live) {
         /* Rebuild from the spool: the frames of [first_seq, end_seq). */
-        if (vt_series_table_init(&w->series, 0) != 0) {
+        if (!w->series.slots && vt_series_table_init(&w->series, 0) != 0) {
             b->status = -ENOMEM;
             return;
         }

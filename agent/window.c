@@ -170,15 +170,18 @@ void window_frame_appended(struct agent *ag, struct window *w, uint64_t first_se
     w->frames_pending--;
 }
 
+/* Drop the aggregates and the table itself: a cold window costs only its
+ * metadata, however long it waits. */
 static void evict(struct window *w)
 {
     uint32_t i = 0;
     struct vt_series_entry *e;
-    while ((e = vt_series_table_next(&w->series, &i))) {
-        vt_aggregate_free(e->value);
-        free(e->value);
-    }
-    vt_series_table_clear(&w->series);
+    if (w->series.slots)
+        while ((e = vt_series_table_next(&w->series, &i))) {
+            vt_aggregate_free(e->value);
+            free(e->value);
+        }
+    vt_series_table_free(&w->series);
     w->live = false;
 }
 
@@ -217,7 +220,6 @@ void window_free(struct window *w)
     if (!w)
         return;
     evict(w);
-    vt_series_table_free(&w->series);
     free(w);
 }
 
