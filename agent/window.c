@@ -188,12 +188,14 @@ static void evict(struct window *w)
 void window_tick(struct agent *ag, int64_t now_ms, bool force_close)
 {
     uint32_t live = 0;
+    bool in_order = true; /* windows ship in spool order: stop at the first not ready */
     for (struct window *w = ag->windows; w; w = w->next) {
         if (!w->sealed && (force_close || now_ms >= w->start_ms + ag->cfg.window_ms)) {
             w->sealed = true;
             spool_seal_frame(ag); /* the open frame, if any, can only be w's */
         }
-        if (w->sealed && w->frames_pending == 0 && !w->queued) {
+        in_order = in_order && w->sealed && w->frames_pending == 0;
+        if (in_order && !w->queued) {
             w->queued = true;
             shipper_enqueue(ag, w);
         }
