@@ -178,7 +178,8 @@ static int header_check(const uint8_t *p, uint32_t max_frame, vt_seglog_frame_in
     f->records = get32(p + 16);
     f->first_seq = get64(p + 24);
     f->arrival_ms = (int64_t)get64(p + 32);
-    if (f->raw_len > max_frame || f->records == 0 || f->first_seq > UINT64_MAX - f->records)
+    if (f->raw_len > max_frame || f->records == 0 || f->first_seq >= VT_SEGLOG_SEQ_LIMIT
+        || f->records >= VT_SEGLOG_SEQ_LIMIT - f->first_seq)
         return 0;
     /* zstd is kept only when it is smaller than the payload */
     if (f->codec == VT_SEGLOG_CODEC_RAW ? f->stored_len != f->raw_len
@@ -427,7 +428,7 @@ static int list_segments(vt_seglog *log, uint64_t **out, size_t *count, uint64_t
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         uint64_t seq;
-        if (!seg_parse_name(de->d_name, &seq)) {
+        if (!seg_parse_name(de->d_name, &seq) || seq >= VT_SEGLOG_SEQ_LIMIT) {
             if (!is_own_name(de->d_name))
                 (*ignored)++;
             continue;
@@ -648,7 +649,7 @@ static int open_new_segment(vt_seglog *log)
         fd = openat(log->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
         if (fd >= 0)
             break;
-        if (errno != EEXIST || tries == 16 || log->next_seq == UINT64_MAX)
+        if (errno != EEXIST || tries == 16 || log->next_seq + 1 >= VT_SEGLOG_SEQ_LIMIT)
             return -errno;
         /* A file we could not use at open holds this name: leave it alone
          * and step past it (a gap in sequence numbers is allowed). */
@@ -696,8 +697,8 @@ int vt_seglog_append(vt_seglog *log, const void *payload, size_t len, uint32_t r
         return -EINVAL;
     if (len > log->max_frame)
         return -EMSGSIZE;
-    if (log->next_seq > UINT64_MAX - records)
-        return -EOVERFLOW;
+    if (log->next_seq >= VT_SEGLOG_SEQ_LIMIT || records >= VT_SEGLOG_SEQ_LIMIT - log->next_seq)
+        return -EOVERFLOW; /* 2^62 records: not in this universe, but never wrap */
 
     size_t need = VT_SEGLOG_HEADER_SIZE + ZSTD_compressBound(len);
     if (need > log->wcap) {

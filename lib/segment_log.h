@@ -74,6 +74,10 @@
 #define VT_SEGLOG_HEADER_SIZE 44
 #define VT_SEGLOG_CODEC_RAW 0
 #define VT_SEGLOG_CODEC_ZSTD 1
+/* Sequence numbers stay below 2^62: a frame whose range reaches it (or a
+ * segment name at or above it) is corrupt, so a damaged header can never
+ * exhaust the sequence space; append returns -EOVERFLOW there. */
+#define VT_SEGLOG_SEQ_LIMIT (UINT64_C(1) << 62)
 
 #define VT_SEGLOG_DEFAULT_SEGMENT_BYTES (16u << 20)
 #define VT_SEGLOG_DEFAULT_MAX_FRAME_BYTES (64u << 20)

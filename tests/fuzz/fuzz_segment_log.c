@@ -14,6 +14,7 @@
  * good_end <= len, decoded payloads have their declared length, recovery and
  * reader agree with vt_seglog_scan.
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,7 +168,13 @@ static void check_with_files(const uint8_t *b, size_t n, struct scan_state *s,
     vt_seglog_reader_close(r);
     /* The recovered log takes appends and reads them back. */
     uint64_t seq;
-    if (vt_seglog_append(log, "{\"x\":1}\n", 8, 1, 42, &seq) != 0 || seq != res->end_seq)
+    int rc2 = vt_seglog_append(log, "{\"x\":1}\n", 8, 1, 42, &seq);
+    if (rc2 == -EOVERFLOW && res->end_seq + 1 >= VT_SEGLOG_SEQ_LIMIT) {
+        vt_seglog_close(log); /* the very end of the sequence space */
+        unlink(path);
+        return;
+    }
+    if (rc2 != 0 || seq != res->end_seq)
         abort();
     if (vt_seglog_reader_open(log, seq, &r) != 0 || vt_seglog_reader_next(r, &fr) != 1
         || fr.first_seq != seq || fr.len != 8 || memcmp(fr.data, "{\"x\":1}\n", 8) != 0)
