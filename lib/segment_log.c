@@ -412,7 +412,7 @@ static int is_own_name(const char *name)
 }
 
 /* List segment sequence numbers, sorted. *out is malloc'd. */
-static int list_segments(vt_seglog *log, uint64_t **out, size_t *count, uint64_t *ignored)
+static int list_segments(vt_seglog *log, uint64_t **out, size_t *nout, uint64_t *ignored)
 {
     int fd = openat(log->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -449,7 +449,7 @@ static int list_segments(vt_seglog *log, uint64_t **out, size_t *count, uint64_t
     if (n)
         qsort(v, n, sizeof *v, cmp_u64);
     *out = v;
-    *count = n;
+    *nout = n;
     return 0;
 }
 
