@@ -88,7 +88,7 @@
 
 typedef enum vt_seglog_fsync {
     VT_SEGLOG_FSYNC_NONE = 0, /* never fsync; the OS writes back when it likes */
-    VT_SEGLOG_FSYNC_INTERVAL, /* caller syncs when vt_seglog_sync_due() says so */
+    VT_SEGLOG_FSYNC_INTERVAL, /* at most every fsync_interval_ms: see vt_seglog_sync_due */
     VT_SEGLOG_FSYNC_ALWAYS    /* fsync after every append, before it returns */
 } vt_seglog_fsync;
 
