@@ -460,6 +460,7 @@ struct seg {
     struct vt_aggregate *base;     /* n_base */
     struct vt_score_eval eval;     /* components owned here; state kept across ticks */
     bool seen;                     /* data in the current evaluation */
+    bool base_seen;                /* baseline data in the current evaluation */
 };
 
 struct score_rt {
@@ -865,23 +866,27 @@ static void visit(void *arg, const char *key, size_t len, const struct vt_aggreg
         if (!selector_match(&rt->def->selector, key, len, parts))
             continue;
         const struct needs *nd = pe->slot < 0 ? &rt->cur_needs : &rt->base_needs;
+        /* Data lands in its segment only; the whole is folded from the
+         * segments after the pass (fold_segments), which halves the merges
+         * of a segmented score. Segments are born from current-window data;
+         * baselines only feed segments that exist; whatever finds no segment
+         * goes straight to the whole. */
+        if (rt->def->n_segment_by) {
+            struct seg *s = seg_find(e, rt, key, len, parts, pe->slot < 0);
+            if (s) {
+                struct vt_aggregate *dst = pe->slot < 0 ? &s->cur : &s->base[pe->slot];
+                if (pe->slot < 0)
+                    s->seen = true;
+                else
+                    s->base_seen = true;
+                if (acc_merge(dst, agg, nd))
+                    rt->err = -ENOMEM;
+                continue;
+            }
+        }
         struct vt_aggregate *w = pe->slot < 0 ? &rt->whole : &rt->whole_base[pe->slot];
         if (acc_merge(w, agg, nd))
             rt->err = -ENOMEM;
-        if (rt->def->n_segment_by == 0)
-            continue;
-        /* Segments are born from current-window data; baselines only feed
-         * segments that exist. */
-        struct seg *s = seg_find(e, rt, key, len, parts, pe->slot < 0);
-        if (!s)
-            continue;
-        if (pe->slot < 0) {
-            s->seen = true;
-            if (acc_merge(&s->cur, agg, nd))
-                rt->err = -ENOMEM;
-        } else if (acc_merge(&s->base[pe->slot], agg, nd)) {
-            rt->err = -ENOMEM;
-        }
     }
 }
 
@@ -1083,10 +1088,31 @@ static int cmp_seg_eval(const void *pa, const void *pb, void *arg)
     return 0;
 }
 
+/* whole += every segment (see visit()). */
+static int fold_segments(struct score_rt *rt)
+{
+    int rc = 0;
+    uint32_t it = 0;
+    struct vt_series_entry *en;
+    while ((en = vt_series_table_next(&rt->segs, &it)) != NULL) {
+        struct seg *s = en->value;
+        if (!s)
+            continue;
+        if (s->seen)
+            rc |= acc_merge(&rt->whole, &s->cur, &rt->cur_needs);
+        if (s->base_seen)
+            for (uint32_t b = 0; b < rt->n_base; b++)
+                rc |= acc_merge(&rt->whole_base[b], &s->base[b], &rt->base_needs);
+    }
+    return rc ? -ENOMEM : 0;
+}
+
 static int finish_score(struct score_rt *rt, const char *version, int64_t now)
 {
     const struct vt_score_def *d = rt->def;
     struct vt_score_result *r = &rt->result;
+    if (d->n_segment_by && fold_segments(rt))
+        return -ENOMEM;
     compute_eval(rt, &rt->whole_eval, &rt->whole, rt->whole_base);
     update_state(&rt->whole_eval, d, now);
 
@@ -1161,7 +1187,7 @@ int vt_score_engine_evaluate(struct vt_score_engine *e, const struct vt_score_so
                 struct seg *sg = en->value;
                 if (!sg)
                     continue;
-                sg->seen = false;
+                sg->seen = sg->base_seen = false;
                 acc_reset(&sg->cur, &rt->cur_needs);
                 for (uint32_t s = 0; s < rt->n_base; s++)
                     acc_reset(&sg->base[s], &rt->base_needs);
