@@ -1,0 +1,926 @@
+/*
+ * test_client.c - the application client (client/vitals_client.h) over real
+ * sockets: sockets this test binds itself (to see bytes, stop reading, close
+ * connections at will), and a real vitals-agent process (to see that what the
+ * client writes is accepted). The builder's output is checked with the
+ * agent's own decoder (lib/record.h).
+ *
+ * The agent binary is $VITALS_BIN/vitals-agent, else <build>/bin/vitals-agent
+ * found from /proc/self/exe (<build>/tests/test_client). Without it the agent
+ * tests are skipped, loudly. Every process started is killed by pid.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "record.h"
+#include "vitals_client.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static char *make_tmpdir(void)
+{
+    char tmpl[] = "/tmp/vt_client_XXXXXX";
+    char *d = mkdtemp(tmpl);
+    assert_non_null(d);
+    return strdup(d);
+}
+
+static void rm_rf(const char *dir)
+{
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* --- the builder, checked by the agent's decoder --------------------------- */
+
+static struct vt_record_decoder *dec;
+
+static enum vt_record_kind decode(const char *line, size_t len, struct vt_record *rec)
+{
+    if (!dec)
+        dec = vt_record_decoder_new(NULL, "default-svc");
+    assert_non_null(dec);
+    return vt_record_decode(dec, line, len, 1764288000000, rec);
+}
+
+static int str_eq(struct vt_str s, const char *want)
+{
+    return s.len == strlen(want) && memcmp(s.ptr, want, s.len) == 0;
+}
+
+static void test_builder_escaping(void **state)
+{
+    (void)state;
+    char buf[1024];
+    vt_client_rec r;
+    vt_client_rec_init(&r, buf, sizeof buf);
+    vt_client_rec_str(&r, "service", "sup\"port\\bot\n\t\x01");
+    /* NUL and invalid UTF-8 become U+FFFD; valid multi-byte UTF-8 stays. */
+    vt_client_rec_strn(&r, "model", "a\0b\xff\xc3\xa9\xed\xa0\x80z", 10);
+    vt_client_rec_num(&r, "latency_ms", 812.5);
+    vt_client_rec_int(&r, "input_tokens", 512);
+    vt_client_rec_str(&r, "status", "error");
+    vt_client_rec_null(&r, "ttft_ms");
+    vt_client_rec_object(&r, "metrics");
+    vt_client_rec_num(&r, "rel\"evance", 0.91);
+    vt_client_rec_num(&r, "feedback", -1);
+    vt_client_rec_end(&r);
+    vt_client_rec_object(&r, "labels");
+    vt_client_rec_str(&r, "region", "eu\r\n");
+    vt_client_rec_end(&r);
+    vt_client_rec_array(&r, "embedding");
+    vt_client_rec_num(&r, NULL, 0.25);
+    vt_client_rec_num(&r, NULL, -1e-3);
+    vt_client_rec_end(&r);
+    vt_client_rec_bool(&r, "unknown_flag", 1);
+    int n = vt_client_rec_finish(&r);
+    assert_true(n > 0);
+    assert_null(memchr(buf, '\n', (size_t)n));
+
+    struct vt_record rec;
+    assert_int_equal(decode(buf, (size_t)n, &rec), VT_RECORD_DATA);
+    assert_true(str_eq(rec.service, "sup\"port\\bot\n\t\x01"));
+    assert_true(str_eq(rec.model, "a\xef\xbf\xbd" "b\xef\xbf\xbd\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdz"));
+    assert_true(rec.latency_ms == 812.5);
+    assert_int_equal(rec.input_tokens, 512);
+    assert_true(rec.error);
+    assert_false(rec.present & VT_FIELD_BIT(VT_FIELD_TTFT_MS));
+    assert_int_equal(rec.n_metrics, 2);
+    assert_true(str_eq(rec.metrics[0].name, "feedback"));
+    assert_true(rec.metrics[0].value == -1);
+    assert_true(str_eq(rec.metrics[1].name, "rel\"evance"));
+    assert_true(rec.metrics[1].value == 0.91);
+    assert_int_equal(rec.n_labels, 1);
+    assert_true(str_eq(rec.labels[0].value, "eu\r\n"));
+    assert_int_equal(rec.n_embedding, 2);
+    assert_true(rec.embedding[1] == -1e-3);
+    assert_int_equal(rec.unknown_fields, 1);
+}
+
+static void test_builder_errors(void **state)
+{
+    (void)state;
+    char buf[64];
+    vt_client_rec r;
+
+    vt_client_rec_init(&r, buf, sizeof buf); /* too small: sticky -ENOSPC */
+    vt_client_rec_str(&r, "service", "0123456789012345678901234567890123456789012345678901234567890");
+    vt_client_rec_int(&r, "x", 1);
+    assert_int_equal(vt_client_rec_finish(&r), -ENOSPC);
+
+    vt_client_rec_init(&r, buf, sizeof buf);
+    vt_client_rec_num(&r, "latency_ms", NAN);
+    assert_int_equal(vt_client_rec_finish(&r), -EDOM);
+    vt_client_rec_init(&r, buf, sizeof buf);
+    vt_client_rec_num(&r, "latency_ms", INFINITY);
+    assert_int_equal(vt_client_rec_finish(&r), -EDOM);
+
+    vt_client_rec_init(&r, buf, sizeof buf);
+    vt_client_rec_array(&r, "embedding");
+    vt_client_rec_num(&r, "key-in-array", 1);
+    assert_int_equal(vt_client_rec_finish(&r), -EINVAL);
+
+    vt_client_rec_init(&r, buf, sizeof buf);
+    vt_client_rec_num(&r, NULL, 1); /* no key in an object */
+    assert_int_equal(vt_client_rec_finish(&r), -EINVAL);
+
+    vt_client_rec_init(&r, buf, sizeof buf);
+    vt_client_rec_end(&r); /* the record itself is closed by finish */
+    assert_int_equal(vt_client_rec_finish(&r), -EINVAL);
+
+    vt_client_rec_init(&r, buf, sizeof buf);
+    for (int i = 0; i < VT_CLIENT_REC_MAX_DEPTH; i++)
+        vt_client_rec_object(&r, "o");
+    assert_int_equal(vt_client_rec_finish(&r), -EINVAL);
+
+    /* finish closes what is open; int extremes */
+    vt_client_rec_init(&r, buf, sizeof buf);
+    vt_client_rec_object(&r, "metrics");
+    vt_client_rec_int(&r, "a", INT64_MIN);
+    assert_int_equal(vt_client_rec_finish(&r), (int)strlen("{\"metrics\":{\"a\":-9223372036854775808}}"));
+    assert_memory_equal(buf, "{\"metrics\":{\"a\":-9223372036854775808}}", (size_t)r.len);
+
+    vt_client_rec_init(&r, buf, sizeof buf);
+    assert_int_equal(vt_client_rec_finish(&r), 2);
+    assert_memory_equal(buf, "{}", 2);
+}
+
+static void test_format_call(void **state)
+{
+    (void)state;
+    char buf[2048];
+    vt_client_call empty = VT_CLIENT_CALL_INIT;
+    assert_int_equal(vt_client_format_call(&empty, buf, sizeof buf), 2);
+
+    vt_client_metric m[] = {{"relevance", 0.5}, {"feedback", 1}};
+    vt_client_label l[] = {{"tier", "gold"}, {"region", "e\"u"}};
+    float emb[] = {0.1f, -0.2f, 0.33f};
+    vt_client_call call = VT_CLIENT_CALL_INIT;
+    call.ts_ms = 1764288000123;
+    call.service = "support-bot";
+    call.model = "gpt-4o";
+    call.provider = "openai";
+    call.version = "v1";
+    call.latency_ms = 0; /* zero is a value, not absent */
+    call.ttft_ms = 12.25;
+    call.status = VT_CLIENT_STATUS_ERROR;
+    call.error_type = "timeout";
+    call.input_tokens = 0;
+    call.output_tokens = 7;
+    call.cost_usd = 0.0031;
+    call.request_id = "r-1";
+    call.metrics = m;
+    call.n_metrics = 2;
+    call.labels = l;
+    call.n_labels = 2;
+    call.embedding = emb;
+    call.n_embedding = 3;
+    int n = vt_client_format_call(&call, buf, sizeof buf);
+    assert_true(n > 0);
+    struct vt_record rec;
+    assert_int_equal(decode(buf, (size_t)n, &rec), VT_RECORD_DATA);
+    assert_int_equal(rec.ts_ms, 1764288000123);
+    assert_true(str_eq(rec.provider, "openai"));
+    assert_true(rec.present & VT_FIELD_BIT(VT_FIELD_LATENCY_MS));
+    assert_true(rec.latency_ms == 0);
+    assert_true(rec.ttft_ms == 12.25);
+    assert_true(rec.error);
+    assert_true(str_eq(rec.error_type, "timeout"));
+    assert_int_equal(rec.input_tokens, 0);
+    assert_int_equal(rec.output_tokens, 7);
+    assert_true(rec.cost_usd == 0.0031);
+    assert_int_equal(rec.n_labels, 2);
+    assert_true(str_eq(rec.labels[0].value, "e\"u"));
+    assert_int_equal(rec.n_embedding, 3);
+    assert_true((float)rec.embedding[0] == 0.1f);
+    assert_true(str_eq(rec.request_id, "r-1"));
+    assert_int_equal(vt_client_format_call(&call, buf, 40), -ENOSPC);
+}
+
+/* --- datagram mode against a socket bound here ------------------------------ */
+
+static int bind_dgram(const char *dir)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s/ingest.dgram", dir);
+    unlink(a.sun_path);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+static void test_dgram_send_and_queue_full(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    int srv = bind_dgram(dir);
+    vt_client *c;
+    assert_int_equal(vt_client_open(&c, dir, NULL), 0);
+    assert_int_equal(vt_client_send_line(c, "{\"a\":1}\n", 8), 0); /* trailing \n allowed */
+    assert_int_equal(vt_client_send_line(c, "{\"b\":\"x\"}", 9), 0);
+    assert_int_equal(vt_client_send_line(c, "{\"a\":\n1}", 8), -EINVAL);
+    assert_int_equal(vt_client_send_line(c, "\n", 1), -EINVAL);
+    char rb[256];
+    ssize_t k = recv(srv, rb, sizeof rb, 0);
+    assert_int_equal(k, 7);
+    assert_memory_equal(rb, "{\"a\":1}", 7);
+    k = recv(srv, rb, sizeof rb, 0);
+    assert_int_equal(k, 9);
+
+    /* Nobody reads: the kernel queue fills, sends return -EAGAIN at once. */
+    int full = 0, ok = 0;
+    double worst = 0;
+    for (int i = 0; i < 5000; i++) {
+        double t0 = now_s();
+        int rc = vt_client_send_line(c, "{\"service\":\"s\"}", 15);
+        double dt = now_s() - t0;
+        if (dt > worst)
+            worst = dt;
+        if (rc == 0)
+            ok++;
+        else {
+            assert_int_equal(rc, -EAGAIN);
+            full++;
+        }
+    }
+    assert_true(full > 0);
+    assert_true(worst < 0.05); /* never blocked (a generous bound for sanitizers) */
+    vt_client_stats st;
+    vt_client_get_stats(c, &st);
+    assert_int_equal(st.sent, (uint64_t)ok + 2);
+    assert_int_equal(st.dropped_full, (uint64_t)full);
+    assert_int_equal(st.dropped_bad, 2);
+    assert_int_equal(st.dropped, (uint64_t)full + 2);
+    /* Everything counted as sent is really there. */
+    int got = 0;
+    while (recv(srv, rb, sizeof rb, MSG_DONTWAIT) > 0)
+        got++;
+    assert_int_equal(got, ok);
+    vt_client_close(c);
+    close(srv);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_dgram_agent_down_then_back(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    vt_client *c;
+    vt_client_options o = {.mode = VT_CLIENT_DGRAM, .backoff_initial_ms = 50, .backoff_max_ms = 200};
+    assert_int_equal(vt_client_open(&c, dir, &o), 0); /* agent absent: open still works */
+    double worst = 0;
+    for (int i = 0; i < 2000; i++) {
+        double t0 = now_s();
+        assert_int_equal(vt_client_send_line(c, "{}", 2), -ENOTCONN);
+        double dt = now_s() - t0;
+        if (dt > worst)
+            worst = dt;
+    }
+    assert_true(worst < 0.05);
+    vt_client_stats st;
+    vt_client_get_stats(c, &st);
+    assert_int_equal(st.dropped_down, 2000);
+    assert_int_equal(st.sent, 0);
+    /* Backoff: 2000 sends made only a handful of connect attempts. */
+    assert_true(st.connect_fails >= 1 && st.connect_fails < 50);
+
+    /* The agent comes up: within the backoff cap the client reconnects. */
+    int srv = bind_dgram(dir);
+    double deadline = now_s() + 5;
+    while (vt_client_send_line(c, "{\"n\":1}", 7) != 0) {
+        assert_true(now_s() < deadline);
+        sleep_ms(10);
+    }
+    char rb[64];
+    assert_int_equal(recv(srv, rb, sizeof rb, 0), 7);
+
+    /* The agent restarts (new socket file): the next send reconnects at once. */
+    close(srv);
+    srv = bind_dgram(dir);
+    assert_int_equal(vt_client_send_line(c, "{\"n\":2}", 7), 0);
+    assert_int_equal(recv(srv, rb, sizeof rb, 0), 7);
+    assert_memory_equal(rb, "{\"n\":2}", 7);
+    vt_client_get_stats(c, &st);
+    assert_int_equal(st.connects, 2);
+    assert_int_equal(st.sent, 2);
+    vt_client_close(c);
+    close(srv);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* --- stream mode against a listener bound here ------------------------------ */
+
+static int listen_stream(const char *dir)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s/ingest.sock", dir);
+    unlink(a.sun_path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    return fd;
+}
+
+/* Read what is available within timeout_ms into a growing buffer. */
+struct sink {
+    char *buf;
+    size_t len, cap;
+};
+
+static void sink_read(struct sink *s, int fd, int timeout_ms)
+{
+    double deadline = now_s() + timeout_ms / 1000.0;
+    for (;;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        int left = (int)((deadline - now_s()) * 1000);
+        if (left < 0 || poll(&p, 1, left) <= 0)
+            return;
+        if (s->cap - s->len < 65536) {
+            s->cap = s->cap * 2 + 65536;
+            s->buf = realloc(s->buf, s->cap);
+            assert_non_null(s->buf);
+        }
+        ssize_t k = recv(fd, s->buf + s->len, s->cap - s->len, 0);
+        if (k <= 0)
+            return;
+        s->len += (size_t)k;
+    }
+}
+
+/* The complete lines of s: record ids {"i":N}; a trailing partial line is
+ * ignored as the agent ignores it. Returns the count; ids in out. */
+static size_t sink_ids(const struct sink *s, long *out, size_t max)
+{
+    size_t n = 0, start = 0;
+    for (size_t i = 0; i < s->len; i++) {
+        if (s->buf[i] != '\n')
+            continue;
+        long id;
+        char line[64];
+        size_t l = i - start < sizeof line - 1 ? i - start : sizeof line - 1;
+        memcpy(line, s->buf + start, l);
+        line[l] = 0;
+        assert_int_equal(sscanf(line, "{\"i\":%ld,", &id), 1);
+        assert_true(n < max);
+        out[n++] = id;
+        start = i + 1;
+    }
+    return n;
+}
+
+#define PAD "\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}"
+
+/* Every record is REC_LEN bytes with its newline. */
+#define REC_LEN (sizeof("{\"i\":000000," PAD))
+static int send_id(vt_client *c, long i)
+{
+    char line[512];
+    int n = snprintf(line, sizeof line, "{\"i\":%06ld," PAD, i);
+    assert_int_equal((size_t)n + 1, REC_LEN);
+    return vt_client_send_line(c, line, (size_t)n);
+}
+
+static void test_stream_partial_writes_and_reconnect(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    int lst = listen_stream(dir);
+    vt_client *c;
+    vt_client_options o = {.mode = VT_CLIENT_STREAM, .buffer_bytes = 64 * 1024,
+                           .backoff_initial_ms = 20, .backoff_max_ms = 100};
+    assert_int_equal(vt_client_open(&c, dir, &o), 0);
+    int a = accept(lst, NULL, NULL);
+    assert_true(a >= 0);
+
+    /* Nobody reads: the kernel fills, then our buffer, then sends drop. */
+    enum { N = 20000 };
+    static int rc[N];
+    long ids[N];
+    int nok = 0, nfull = 0;
+    double worst = 0;
+    for (long i = 0; i < N; i++) {
+        double t0 = now_s();
+        rc[i] = send_id(c, i);
+        double dt = now_s() - t0;
+        if (dt > worst)
+            worst = dt;
+        if (rc[i] == 0)
+            nok++;
+        else {
+            assert_int_equal(rc[i], -EAGAIN);
+            nfull++;
+        }
+    }
+    assert_true(worst < 0.05);
+    assert_true(nfull > 0);
+    vt_client_stats st;
+    vt_client_get_stats(c, &st);
+    assert_true(st.queued > 0);
+    assert_int_equal(st.dropped_full, (uint64_t)nfull);
+    assert_int_equal(st.sent + st.queued, (uint64_t)nok);
+
+    /* Drain a little at a time and flush until the client has written part
+     * of a record (all records have the same length, so st.bytes tells),
+     * then read what the kernel holds and close: the peer went away with a
+     * record cut in half. */
+    struct sink s1 = {0};
+    int cut = 0;
+    for (int k = 0; k < 2000 && !cut; k++) {
+        char tmp[1500];
+        ssize_t got = recv(a, tmp, sizeof tmp, MSG_DONTWAIT);
+        if (got > 0) {
+            if (s1.cap - s1.len < (size_t)got) {
+                s1.cap = s1.cap * 2 + 65536;
+                s1.buf = realloc(s1.buf, s1.cap);
+            }
+            memcpy(s1.buf + s1.len, tmp, (size_t)got);
+            s1.len += (size_t)got;
+        }
+        vt_client_flush(c);
+        vt_client_get_stats(c, &st);
+        cut = st.bytes % REC_LEN != 0 && st.queued > 0;
+    }
+    assert_true(cut);
+    sink_read(&s1, a, 50);
+    assert_int_equal(s1.len, st.bytes); /* everything written was read */
+    close(a);
+    close(lst);
+    lst = listen_stream(dir); /* the "agent" restarted */
+    long more = N;
+    for (int k = 0; k < 5; k++) /* the first one notices the broken connection */
+        if (send_id(c, more++) == 0)
+            nok++;
+    a = -1;
+    double deadline = now_s() + 5;
+    struct sink s2 = {0};
+    for (;;) {
+        int fl = vt_client_flush(c);
+        if (a < 0) {
+            struct pollfd p = {lst, POLLIN, 0};
+            if (poll(&p, 1, 10) > 0)
+                a = accept(lst, NULL, NULL);
+        } else {
+            sink_read(&s2, a, 10);
+            if (fl == 0)
+                break;
+        }
+        assert_true(now_s() < deadline);
+    }
+    sink_read(&s2, a, 100);
+    vt_client_get_stats(c, &st);
+    assert_int_equal(st.queued, 0);
+    assert_int_equal(st.connects, 2);
+    /* Exactly the cut record was given up and counted; everything else
+     * arrived whole, in order, once; the second connection starts on a line
+     * boundary (sink_ids asserts every line parses). */
+    assert_int_equal(st.dropped_down, 1);
+    assert_int_equal(st.sent + st.dropped_down, (uint64_t)nok);
+    size_t n1 = sink_ids(&s1, ids, N);
+    size_t n2 = sink_ids(&s2, ids + n1, N - n1);
+    assert_int_equal(n1 + n2 + 1, (size_t)nok);
+    assert_true(s1.len % REC_LEN != 0); /* s1 ends in the partial record */
+    assert_true(n1 > 0 && n2 > 0);
+    for (size_t i = 1; i < n1 + n2; i++)
+        assert_true(ids[i] > ids[i - 1]);
+    assert_int_equal(ids[n1], ids[n1 - 1] + 2); /* the cut one is missing */
+    assert_int_equal(ids[n1 + n2 - 1], more - 1);
+    print_message("stream reconnect: %zu + %zu records over two connections, 1 cut\n", n1, n2);
+    free(s1.buf);
+    free(s2.buf);
+    vt_client_close(c);
+    close(a);
+    close(lst);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_stream_exact_delivery(void **state)
+{
+    (void)state;
+    /* A reader that keeps up: every record arrives once, whole, in order, and
+     * partial writes (small socket buffer on the reader side) are resumed. */
+    char *dir = make_tmpdir();
+    int lst = listen_stream(dir);
+    vt_client *c;
+    vt_client_options o = {.mode = VT_CLIENT_STREAM, .buffer_bytes = 1 << 20};
+    assert_int_equal(vt_client_open(&c, dir, &o), 0);
+    int a = accept(lst, NULL, NULL);
+    int small = 4096;
+    setsockopt(a, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    enum { N = 3000 };
+    struct sink s = {0};
+    for (long i = 0; i < N; i++) {
+        assert_int_equal(send_id(c, i), 0);
+        if (i % 100 == 0)
+            sink_read(&s, a, 0);
+    }
+    double deadline = now_s() + 5;
+    while (vt_client_flush(c) > 0) {
+        sink_read(&s, a, 5);
+        assert_true(now_s() < deadline);
+    }
+    sink_read(&s, a, 100);
+    static long ids[N];
+    assert_int_equal(sink_ids(&s, ids, N), N);
+    for (long i = 0; i < N; i++)
+        assert_int_equal(ids[i], i);
+    vt_client_stats st;
+    vt_client_get_stats(c, &st);
+    assert_int_equal(st.sent, N);
+    assert_int_equal(st.dropped, 0);
+    assert_int_equal(st.bytes, s.len);
+    free(s.buf);
+    vt_client_close(c);
+    close(a);
+    close(lst);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_stream_agent_down_buffers_then_drops(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    vt_client *c;
+    vt_client_options o = {.mode = VT_CLIENT_STREAM, .buffer_bytes = 8192,
+                           .backoff_initial_ms = 20, .backoff_max_ms = 50};
+    assert_int_equal(vt_client_open(&c, dir, &o), 0);
+    int ok = 0, dropped = 0;
+    double worst = 0;
+    for (long i = 0; i < 1000; i++) {
+        double t0 = now_s();
+        int rc = send_id(c, i);
+        double dt = now_s() - t0;
+        if (dt > worst)
+            worst = dt;
+        if (rc == 0)
+            ok++;
+        else {
+            assert_int_equal(rc, -EAGAIN);
+            dropped++;
+        }
+    }
+    assert_true(worst < 0.05);
+    assert_true(ok > 0 && ok < 40); /* 8 KiB of ~230-byte records */
+    assert_int_equal(dropped, 1000 - ok);
+    assert_int_equal(vt_client_sync(c, 100), -ENOTCONN);
+    /* The agent appears: the buffered records go out, in order. */
+    int lst = listen_stream(dir);
+    double deadline = now_s() + 5;
+    while (vt_client_flush(c) != 0) {
+        assert_true(now_s() < deadline);
+        sleep_ms(5);
+    }
+    int a = accept(lst, NULL, NULL);
+    struct sink s = {0};
+    sink_read(&s, a, 100);
+    long ids[64];
+    assert_int_equal(sink_ids(&s, ids, 64), (size_t)ok);
+    for (int i = 0; i < ok; i++)
+        assert_int_equal(ids[i], i);
+    free(s.buf);
+    vt_client_close(c);
+    close(a);
+    close(lst);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_open_errors(void **state)
+{
+    (void)state;
+    vt_client *c;
+    vt_client_options bad = {.mode = 7};
+    assert_int_equal(vt_client_open(&c, "/tmp", &bad), -EINVAL);
+    char longdir[200];
+    memset(longdir, 'd', sizeof longdir - 1);
+    longdir[sizeof longdir - 1] = 0;
+    assert_int_equal(vt_client_open(&c, longdir, NULL), -ENAMETOOLONG);
+    assert_int_equal(vt_client_open(&c, "/nonexistent", NULL), 0);
+    assert_int_equal(vt_client_sync(c, 10), -EOPNOTSUPP);
+    vt_client_close(c);
+    vt_client_close(NULL);
+}
+
+/* --- a real vitals-agent ------------------------------------------------------ */
+
+static char agent_bin[PATH_MAX];
+
+static int find_agent(void)
+{
+    const char *env = getenv("VITALS_BIN");
+    if (env && *env) {
+        snprintf(agent_bin, sizeof agent_bin, "%s/vitals-agent", env);
+    } else {
+        char self[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n <= 0)
+            return 0;
+        self[n] = 0;
+        char *slash = strrchr(self, '/');
+        *slash = 0; /* <build>/tests */
+        slash = strrchr(self, '/');
+        *slash = 0; /* <build> */
+        snprintf(agent_bin, sizeof agent_bin, "%s/bin/vitals-agent", self);
+    }
+    return access(agent_bin, X_OK) == 0;
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t l = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+struct agent {
+    pid_t pid;
+    int admin, grpc, http;
+    char dir[PATH_MAX], sockdir[PATH_MAX + 8], spool[PATH_MAX + 8];
+};
+
+static void agent_start(struct agent *ag)
+{
+    char admin[32], grpc[32], http[32], log[PATH_MAX + 16];
+    snprintf(admin, sizeof admin, "127.0.0.1:%d", ag->admin);
+    snprintf(grpc, sizeof grpc, "127.0.0.1:%d", ag->grpc);
+    snprintf(http, sizeof http, "127.0.0.1:%d", ag->http);
+    snprintf(log, sizeof log, "%s/agent.log", ag->dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execl(agent_bin, agent_bin, "--socket-dir", ag->sockdir, "--spool-dir", ag->spool,
+              "--admin-addr", admin, "--otlp-grpc-addr", grpc, "--otlp-http-addr", http,
+              "--service", "client-test", "--fsync", "interval", (char *)NULL);
+        _exit(127);
+    }
+    ag->pid = pid;
+}
+
+/* GET /metrics; returns the value of the sample named exactly `name`, or -1. */
+static double agent_metric(struct agent *ag, const char *name)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ag->admin),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    const char req[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    if (write(fd, req, sizeof req - 1) != (ssize_t)(sizeof req - 1)) {
+        close(fd);
+        return -1;
+    }
+    static char body[1 << 20];
+    size_t len = 0;
+    ssize_t k;
+    while (len < sizeof body - 1 && (k = read(fd, body + len, sizeof body - 1 - len)) > 0)
+        len += (size_t)k;
+    close(fd);
+    body[len] = 0;
+    size_t nl = strlen(name);
+    for (char *p = body; (p = strstr(p, name)) != NULL; p++)
+        if ((p == body || p[-1] == '\n') && p[nl] == ' ')
+            return strtod(p + nl + 1, NULL);
+    return -1;
+}
+
+static void agent_wait_up(struct agent *ag)
+{
+    double deadline = now_s() + 20;
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/ingest.sock", ag->sockdir);
+    while (access(path, F_OK) != 0 || agent_metric(ag, "vitals_agent_records_accepted_total") < 0) {
+        int st;
+        assert_int_equal(waitpid(ag->pid, &st, WNOHANG), 0); /* still alive */
+        assert_true(now_s() < deadline);
+        sleep_ms(20);
+    }
+}
+
+static void agent_kill(struct agent *ag)
+{
+    if (ag->pid > 0) {
+        kill(ag->pid, SIGKILL);
+        waitpid(ag->pid, NULL, 0);
+        ag->pid = 0;
+    }
+}
+
+static struct agent *the_agent;
+
+static int agent_setup(void **state)
+{
+    if (!find_agent()) {
+        fprintf(stderr, "\n*** SKIPPING real-agent tests: no executable %s "
+                        "(build vitals-agent or set VITALS_BIN) ***\n\n", agent_bin);
+        *state = NULL;
+        return 0;
+    }
+    struct agent *ag = calloc(1, sizeof *ag);
+    char *d = make_tmpdir();
+    snprintf(ag->dir, sizeof ag->dir, "%s", d);
+    free(d);
+    snprintf(ag->sockdir, sizeof ag->sockdir, "%s/run", ag->dir);
+    snprintf(ag->spool, sizeof ag->spool, "%s/spool", ag->dir);
+    ag->admin = free_port();
+    ag->grpc = free_port();
+    ag->http = free_port();
+    the_agent = ag;
+    *state = ag;
+    return 0;
+}
+
+static int agent_teardown(void **state)
+{
+    struct agent *ag = *state;
+    if (ag) {
+        agent_kill(ag);
+        rm_rf(ag->dir);
+        free(ag);
+    }
+    the_agent = NULL;
+    return 0;
+}
+
+static void wait_metric(struct agent *ag, const char *name, double want)
+{
+    double deadline = now_s() + 10, v = -1;
+    while ((v = agent_metric(ag, name)) != want) {
+        if (now_s() > deadline)
+            fail_msg("%s = %g, want %g", name, v, want);
+        sleep_ms(20);
+    }
+}
+
+static void test_real_agent(void **state)
+{
+    struct agent *ag = *state;
+    if (!ag) {
+        skip();
+        return;
+    }
+    agent_start(ag);
+    agent_wait_up(ag);
+
+    vt_client *st, *dg;
+    vt_client_options so = {.mode = VT_CLIENT_STREAM, .backoff_initial_ms = 20, .backoff_max_ms = 100};
+    vt_client_options dopt = {.mode = VT_CLIENT_DGRAM, .backoff_initial_ms = 20, .backoff_max_ms = 100};
+    assert_int_equal(vt_client_open(&st, ag->sockdir, &so), 0);
+    assert_int_equal(vt_client_open(&dg, ag->sockdir, &dopt), 0);
+
+    /* Stream: builder records with hostile strings are all accepted. */
+    enum { NS = 2000, ND = 300 };
+    for (int i = 0; i < NS; i++) {
+        char buf[1024];
+        vt_client_rec r;
+        vt_client_rec_init(&r, buf, sizeof buf);
+        vt_client_rec_str(&r, "service", "svc \"quoted\"\n\\");
+        vt_client_rec_strn(&r, "model", "m\0\xff\x01", 4);
+        vt_client_rec_num(&r, "latency_ms", 100 + i);
+        vt_client_rec_object(&r, "labels");
+        vt_client_rec_str(&r, "tier", i % 2 ? "gold" : "fr\xc3\xa9\te");
+        vt_client_rec_end(&r);
+        assert_int_equal(vt_client_send_rec(st, &r), 0);
+    }
+    assert_int_equal(vt_client_sync(st, 10000), 0);
+    assert_true(agent_metric(ag, "vitals_agent_records_accepted_total") == NS);
+
+    /* Datagrams: the call struct. */
+    vt_client_metric m[] = {{"relevance", 0.9}};
+    vt_client_call call = VT_CLIENT_CALL_INIT;
+    call.model = "gpt-4o";
+    call.latency_ms = 812.5;
+    call.status = VT_CLIENT_STATUS_OK;
+    call.metrics = m;
+    call.n_metrics = 1;
+    int eagain = 0;
+    for (int i = 0; i < ND; i++) {
+        int rc;
+        /* The kernel's datagram queue is short (net.unix.max_dgram_qlen,
+         * 10 here): a full queue is -EAGAIN, dropped and counted; resend. */
+        while ((rc = vt_client_send_call(dg, &call)) == -EAGAIN) {
+            eagain++;
+            sleep_ms(1);
+        }
+        assert_int_equal(rc, 0);
+    }
+    wait_metric(ag, "vitals_agent_records_accepted_total", NS + ND);
+    vt_client_stats s;
+    vt_client_get_stats(dg, &s);
+    assert_int_equal(s.sent, ND);
+    assert_int_equal(s.dropped_full, (uint64_t)eagain);
+    assert_true(agent_metric(ag, "vitals_agent_datagrams_total") == ND);
+
+    /* The agent dies: sends stay fast; datagrams drop, the stream buffers. */
+    agent_kill(ag);
+    double worst = 0;
+    int dg_down = 0;
+    for (int i = 0; i < 500; i++) {
+        double t0 = now_s();
+        if (vt_client_send_call(dg, &call) == -ENOTCONN)
+            dg_down++;
+        assert_int_equal(vt_client_send_call(st, &call), 0);
+        double dt = now_s() - t0;
+        if (dt > worst)
+            worst = dt;
+    }
+    assert_int_equal(dg_down, 500);
+    assert_true(worst < 0.05);
+    vt_client_get_stats(dg, &s);
+    assert_int_equal(s.dropped_down, 500);
+    assert_int_equal(s.dropped, 500 + (uint64_t)eagain);
+
+    /* It comes back (same spool): both clients reconnect by themselves. */
+    agent_start(ag);
+    agent_wait_up(ag);
+    double base = agent_metric(ag, "vitals_agent_records_accepted_total");
+    double deadline = now_s() + 10;
+    while (vt_client_send_call(dg, &call) != 0) {
+        assert_true(now_s() < deadline);
+        sleep_ms(10);
+    }
+    assert_int_equal(vt_client_sync(st, 10000), 0);
+    wait_metric(ag, "vitals_agent_records_accepted_total", base + 500 + 1);
+    vt_client_get_stats(st, &s);
+    assert_int_equal(s.connects, 2);
+    assert_int_equal(s.dropped, 0);
+    assert_int_equal(s.sent, NS + 500);
+    /* nothing of what the builder wrote was rejected */
+    assert_true(agent_metric(ag, "vitals_agent_records_received_total") ==
+                agent_metric(ag, "vitals_agent_records_accepted_total"));
+    vt_client_close(st);
+    vt_client_close(dg);
+    agent_kill(ag);
+}
+
+int main(void)
+{
+    /* SIGPIPE keeps its default action: a client write to a closed peer that
+     * raised it would kill this test (the client must use MSG_NOSIGNAL). */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_builder_escaping),
+        cmocka_unit_test(test_builder_errors),
+        cmocka_unit_test(test_format_call),
+        cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_dgram_send_and_queue_full),
+        cmocka_unit_test(test_dgram_agent_down_then_back),
+        cmocka_unit_test(test_stream_exact_delivery),
+        cmocka_unit_test(test_stream_partial_writes_and_reconnect),
+        cmocka_unit_test(test_stream_agent_down_buffers_then_drops),
+        cmocka_unit_test_setup_teardown(test_real_agent, agent_setup, agent_teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    if (dec)
+        vt_record_decoder_free(dec);
+    return rc;
+}
