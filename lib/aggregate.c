@@ -97,7 +97,7 @@ static long find_metric(const struct vt_aggregate *a, const char *name, size_t l
     while (lo <= hi) {
         long mid = (lo + hi) / 2;
         const char *m = a->metrics[mid].name;
-        size_t mlen = strlen(m);
+        size_t mlen = a->metrics[mid].name_len;
         int c = memcmp(m, name, mlen < len ? mlen : len);
         if (c == 0)
             c = mlen < len ? -1 : mlen > len;
@@ -135,6 +135,7 @@ static vt_sketch *metric_sketch(struct vt_aggregate *a, const char *name, size_t
     struct vt_agg_metric *m = &a->metrics[pos];
     memcpy(m->name, name, len);
     m->name[len] = 0;
+    m->name_len = (uint32_t)len;
     vt_sketch_init_default(&m->sketch);
     return &m->sketch;
 }

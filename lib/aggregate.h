@@ -46,6 +46,7 @@ struct vt_agg_count {
 
 struct vt_agg_metric {
     char name[VT_AGG_MAX_METRIC_NAME + 1];
+    uint32_t name_len;
     vt_sketch sketch;
 };
 

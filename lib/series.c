@@ -45,13 +45,22 @@ size_t vt_series_key_from_record(const struct vt_record *rec, char *buf, size_t 
 
 uint64_t vt_series_hash(const char *key, size_t len)
 {
-    /* FNV-1a with a final avalanche (splitmix64) so that linear probing on
-     * the low bits sees well-mixed values. */
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 0x100000001b3ull;
+    /* Eight bytes per step (multiply-xorshift), then a splitmix64 finish so
+     * that linear probing on the low bits sees well-mixed values. Words are
+     * read little-endian, so the value is the same on every machine. */
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ (len * 0xff51afd7ed558ccdull);
+    const unsigned char *p = (const unsigned char *)key;
+    for (; len >= 8; p += 8, len -= 8) {
+        uint64_t w = 0;
+        for (int i = 7; i >= 0; i--)
+            w = w << 8 | p[i];
+        h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
+        h ^= h >> 29;
     }
+    uint64_t w = 0;
+    for (size_t i = len; i > 0; i--)
+        w = w << 8 | p[i - 1];
+    h = (h ^ w) * 0x94d049bb133111ebull;
     h ^= h >> 30;
     h *= 0xbf58476d1ce4e5b9ull;
     h ^= h >> 27;
