@@ -42,6 +42,8 @@
 struct agent_config {
     char *socket_dir, *spool_dir, *scorer, *admin_addr, *otlp_grpc_addr, *otlp_http_addr;
     char *service, *token_file, *agent_id, *log_level;
+    char *otlp_labels, *otlp_metrics;
+    int64_t otlp_max_request_bytes;
     int64_t window_ms, flush_interval_ms, frame_bytes, frame_interval_ms;
     int64_t batch_max_bytes, batch_max_aggregates, max_in_flight, compression_level;
     int64_t spool_max_bytes, segment_bytes, fsync_interval_ms, max_series, max_live_windows;
@@ -145,6 +147,11 @@ void ingest_free(struct agent *ag);                  /* after the loop ended */
 int ingest_record(struct agent *ag, struct vt_record *rec);
 void ingest_reject(struct agent *ag, enum vt_record_reject reason, const struct vt_record *hint);
 
+/* --- otlp.c --- */
+int otlp_start(struct agent *ag);  /* OTLP/gRPC + OTLP/HTTP listeners (empty address: off) */
+void otlp_stop(struct agent *ag);  /* close the listeners (idempotent) */
+void otlp_free(struct agent *ag);  /* after the loop ended and spool_free() */
+
 /* --- admin.c --- */
 int admin_start(struct agent *ag);
 void admin_stop(struct agent *ag);
@@ -174,6 +181,7 @@ struct agent {
     struct shipper *shipper;
     struct ingest *ingest;
     struct admin *admin;
+    struct otlp *otlp;
     bool stopping;
     int exit_code;
 };

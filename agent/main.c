@@ -38,9 +38,15 @@ static const struct vt_knob knobs[] = {
     K("admin-addr", VT_KNOB_STRING, admin_addr, "127.0.0.1:7401",
       "HOST:PORT of /healthz, /readyz and /metrics"),
     K("otlp-grpc-addr", VT_KNOB_STRING, otlp_grpc_addr, "127.0.0.1:4317",
-      "OTLP/gRPC listen address (reserved: OTLP ingest is not served yet)"),
+      "OTLP/gRPC listen address: TraceService/Export (empty: off)"),
     K("otlp-http-addr", VT_KNOB_STRING, otlp_http_addr, "127.0.0.1:4318",
-      "OTLP/HTTP listen address (reserved: OTLP ingest is not served yet)"),
+      "OTLP/HTTP listen address: POST /v1/traces, protobuf or JSON (empty: off)"),
+    K("otlp-labels", VT_KNOB_STRING, otlp_labels, "",
+      "span/resource attributes copied into labels, e.g. deployment.environment=env,tier"),
+    K("otlp-metrics", VT_KNOB_STRING, otlp_metrics, "",
+      "numeric span attributes mapped to metrics, attr=metric,... (ttft_ms/ttft_s: TTFT)"),
+    KR("otlp-max-request-bytes", VT_KNOB_BYTES, otlp_max_request_bytes, "64MiB",
+       "largest OTLP request, decompressed (over: RESOURCE_EXHAUSTED / 413)", 1024, 1LL << 30),
     K("service", VT_KNOB_STRING, service, "",
       "service of records that name none (in Kubernetes: the pod's app label)"),
     K("token-file", VT_KNOB_STRING, token_file, "",
@@ -208,6 +214,7 @@ static void finish(struct agent *ag)
     uv_close((uv_handle_t *)&sig.intr, NULL);
     uv_close((uv_handle_t *)&sig.hup, NULL);
     shipper_close(ag);
+    otlp_stop(ag);
     admin_stop(ag);
     spool_close(ag);
 }
@@ -237,6 +244,7 @@ static void begin_shutdown(struct agent *ag, int signum)
             (long long)ag->cfg.shutdown_grace_ms);
     ag->stopping = true;
     ingest_stop(ag);
+    otlp_stop(ag);
     struct window *last = ag->windows;
     while (last && last->next)
         last = last->next;
@@ -316,6 +324,8 @@ int main(int argc, char **argv)
     if (rc == 0)
         rc = ingest_start(&ag);
     if (rc == 0)
+        rc = otlp_start(&ag);
+    if (rc == 0)
         rc = admin_start(&ag);
     if (rc != 0) {
         vt_error("agent: start-up failed; exiting");
@@ -346,6 +356,7 @@ int main(int argc, char **argv)
     ingest_free(&ag);
     admin_free(&ag);
     spool_free(&ag);
+    otlp_free(&ag); /* after spool_free: its waiters may still answer OTLP calls */
     vt_record_decoder_free(ag.decoder);
     vt_metrics_free(ag.metrics);
     vt_config_free(knobs, N_KNOBS, &ag.cfg);
