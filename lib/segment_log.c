@@ -497,9 +497,14 @@ static int recover_segment(vt_seglog *log, uint64_t seq, uint64_t min_seq, int k
         }
         rep->truncated_bytes += size - res.good_end;
     }
-    if (res.corrupt_frames)
+    if (res.corrupt_frames) {
         vt_warn("seglog: segment %s: skipped %" PRIu64 " corrupt frame(s)", name,
                 res.corrupt_frames);
+        /* Never append after a corrupt region: a bad header in it may claim
+         * a length that reaches into bytes appended later, and readers must
+         * keep seeing exactly what this scan saw. Appends go to a new file. */
+        keep_fd = 0;
+    }
     struct seg s = {.first_seq = seq, .end_seq = res.end_seq, .bytes = res.good_end,
                     .frames = res.frames, .records = res.records};
     if (segs_push(log, &s) != 0) {

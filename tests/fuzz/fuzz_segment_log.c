@@ -15,6 +15,7 @@
  * reader agree with vt_seglog_scan.
  */
 #include <errno.h>
+#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,13 +102,26 @@ static int on_frame(void *ud, const vt_seglog_frame_info *f, const uint8_t *stor
  * driver runs thousands of inputs and a disk journal would dominate. */
 static char scratch[64];
 
+/* Empty the scratch directory (appends may have created more segments). */
+static void scratch_clean(void)
+{
+    DIR *d = opendir(scratch);
+    struct dirent *de;
+    char path[384];
+    if (!d)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", scratch, de->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
 static void scratch_remove(void)
 {
-    char path[128];
-    snprintf(path, sizeof path, "%s/0000000000000000.seg", scratch);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/LOCK", scratch);
-    unlink(path);
+    scratch_clean();
     rmdir(scratch);
 }
 
@@ -171,7 +185,7 @@ static void check_with_files(const uint8_t *b, size_t n, struct scan_state *s,
     int rc2 = vt_seglog_append(log, "{\"x\":1}\n", 8, 1, 42, &seq);
     if (rc2 == -EOVERFLOW && res->end_seq + 1 >= VT_SEGLOG_SEQ_LIMIT) {
         vt_seglog_close(log); /* the very end of the sequence space */
-        unlink(path);
+        scratch_clean();
         return;
     }
     if (rc2 != 0 || seq != res->end_seq)
@@ -181,7 +195,7 @@ static void check_with_files(const uint8_t *b, size_t n, struct scan_state *s,
         abort();
     vt_seglog_reader_close(r);
     vt_seglog_close(log);
-    unlink(path); /* the next input starts from an empty directory again */
+    scratch_clean(); /* the next input starts from an empty directory again */
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
