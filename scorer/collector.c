@@ -61,6 +61,8 @@ struct vt_collector {
     void *close_data;
     uv_timer_t timer;
     int64_t last_snapshot_ms;
+    vt_seglog_stats wal_stats; /* copied on the loop between jobs: the log is
+                                  single-threaded, metrics read this copy */
 
     /* metrics */
     vt_counter *received, *duplicates, *merged_records, *dropped_late, *wal_appends, *wal_syncs,
@@ -272,6 +274,7 @@ static void after_work_cb(uv_work_t *w, int status)
     vt_collector *c = w->data;
     enum job_kind k = c->job;
     c->job = JOB_NONE;
+    vt_seglog_stats_get(c->wal, &c->wal_stats);
     if (k == JOB_WAL) {
         finish_wal_job(c);
     } else {
@@ -280,10 +283,9 @@ static void after_work_cb(uv_work_t *w, int status)
             vt_error("snapshot failed: %s", strerror(c->job_rc ? -c->job_rc : EIO));
         } else {
             vt_counter_inc(c->snapshots);
-            vt_seglog_stats s;
-            vt_seglog_stats_get(c->wal, &s);
-            c->wal_bytes_at_snapshot = s.stored_bytes;
-            vt_info("snapshot written wal_seq=%" PRIu64 " wal_bytes=%" PRIu64, c->snap_seq, s.bytes);
+            c->wal_bytes_at_snapshot = c->wal_stats.stored_bytes;
+            vt_info("snapshot written wal_seq=%" PRIu64 " wal_bytes=%" PRIu64, c->snap_seq,
+                    c->wal_stats.bytes);
         }
         c->last_snapshot_ms = wall_ms();
     }
@@ -336,11 +338,10 @@ static void on_timer(uv_timer_t *t)
 {
     vt_collector *c = t->data;
     c->expire_wanted = true;
-    vt_seglog_stats s;
-    vt_seglog_stats_get(c->wal, &s);
+    const vt_seglog_stats *s = &c->wal_stats;
     int64_t now = wall_ms();
     if (c->changes_since_snapshot &&
-        (s.stored_bytes - c->wal_bytes_at_snapshot >= c->o.snapshot_wal_bytes ||
+        (s->stored_bytes - c->wal_bytes_at_snapshot >= c->o.snapshot_wal_bytes ||
          now - c->last_snapshot_ms >= c->o.snapshot_interval_ms))
         c->snapshot_wanted = true;
     start_job(c);
@@ -350,12 +351,12 @@ static void on_timer(uv_timer_t *t)
 
 static double m_wal_bytes(void *d)
 {
-    vt_collector *c = d;
-    vt_seglog_stats s;
-    /* stats are written by the job thread; a torn read of one counter is
-     * harmless for a gauge, and the segment table has its own mutex */
-    vt_seglog_stats_get(c->wal, &s);
-    return (double)s.bytes;
+    return (double)((vt_collector *)d)->wal_stats.bytes;
+}
+
+static double m_wal_written(void *d)
+{
+    return (double)((vt_collector *)d)->wal_stats.stored_bytes;
 }
 
 static double m_series(void *d)
@@ -426,6 +427,9 @@ static int register_metrics(vt_collector *c, vt_metrics *reg)
     for (size_t i = 0; i < sizeof reasons / sizeof *reasons; i++)
         vt_metrics_counter_get(c->rejected, reasons[i]);
     if (vt_metrics_gauge_fn(reg, "vitals_scorer_wal_bytes", "Bytes of WAL on disk.", m_wal_bytes, c) ||
+        vt_metrics_counter_fn(reg, "vitals_scorer_wal_written_bytes_total",
+                              "WAL bytes written since start (frame headers included).",
+                              m_wal_written, c) ||
         vt_metrics_gauge_fn(reg, "vitals_scorer_series", "Series held in the rollups.", m_series, c) ||
         vt_metrics_gauge_fn(reg, "vitals_scorer_rollup_buckets", "Rollup buckets, all tiers.",
                             m_buckets, c) ||
@@ -538,11 +542,8 @@ int vt_collector_open(vt_collector **out, uv_loop_t *loop, vt_store *store, vt_g
     rc = register_metrics(c, reg);
     if (rc)
         goto fail;
-    {
-        vt_seglog_stats s;
-        vt_seglog_stats_get(c->wal, &s);
-        c->wal_bytes_at_snapshot = s.stored_bytes;
-    }
+    vt_seglog_stats_get(c->wal, &c->wal_stats);
+    c->wal_bytes_at_snapshot = c->wal_stats.stored_bytes;
     c->last_snapshot_ms = wall_ms();
     rc = vt_grpc_server_register(srv, VT_COLLECTOR_PUSH_PATH, on_push, c);
     if (rc)

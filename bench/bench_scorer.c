@@ -1,0 +1,516 @@
+/*
+ * bench_scorer.c - the scorer daemon, measured from outside as agents see it.
+ *
+ * Starts the real build/bin/vitals-scorer (next to this program's build
+ * tree) on loopback with a temp data dir, pushes batches over gRPC with the
+ * lib/grpc client, and reads the daemon's own figures (/proc/<pid>/stat CPU,
+ * /proc/<pid>/status RSS, /metrics evaluation histogram):
+ *
+ *   push_batches_per_cpu_s       batches of 10 series x 8 sketches (aggregates
+ *                                built from bench/gen.h records), durable
+ *                                (WAL fsync per group commit) and acked,
+ *                                per second of scorer CPU (user + system)
+ *   eval_ms_10k_series_20_scores mean evaluation time, 10,000 series with
+ *                                data in the window, 20 scores (3 components,
+ *                                segment_by provider+model)
+ *   rss_mib_per_1k_series_2d     scorer RSS growth per 1,000 series holding
+ *                                2 days of data (every 10 s bucket of the last
+ *                                2 h, every 1 min bucket before) - measured
+ *                                on BENCH_SCORER_RSS_SERIES series (default
+ *                                100) and scaled linearly
+ *   restart_s_1gib_wal           SIGKILL after BENCH_SCORER_WAL_MIB (default
+ *                                1024) MiB of WAL were written with the
+ *                                default snapshot policy, then time from
+ *                                exec to /readyz 200
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "aggregate.h"
+#include "bench.h"
+#include "gen.h"
+#include "grpc.h"
+#include "record.h"
+#include "series.h"
+
+#define SERIES_PER_BATCH 10
+#define TEMPLATES 64
+#define INFLIGHT 64
+
+static char scorer_bin[4096];
+static char tmpdir[256];
+
+/* ---- daemon ------------------------------------------------------------------ */
+
+struct daemon {
+    pid_t pid;
+    int grpc_port, http_port;
+    char log[512];
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static size_t curl_sink(char *p, size_t sz, size_t n, void *ud)
+{
+    struct vt_str *b = ud; /* ptr is a malloc'ed growing buffer */
+    size_t add = sz * n;
+    char *nb = realloc((char *)b->ptr, b->len + add + 1);
+    if (!nb)
+        return 0;
+    memcpy(nb + b->len, p, add);
+    b->len += add;
+    nb[b->len] = 0;
+    b->ptr = nb;
+    return add;
+}
+
+/* GET a path; returns the HTTP status and a malloc'ed body in *body (may be NULL). */
+static long http_get(const struct daemon *d, const char *path, char **body)
+{
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", d->http_port, path);
+    CURL *c = curl_easy_init();
+    struct vt_str b = {0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curl_sink);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    long code = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(c);
+    if (body)
+        *body = (char *)b.ptr;
+    else
+        free((char *)b.ptr);
+    return code;
+}
+
+static double metric(const struct daemon *d, const char *name)
+{
+    char *body = NULL;
+    double v = -1;
+    if (http_get(d, "/metrics", &body) == 200 && body) {
+        size_t n = strlen(name);
+        for (char *l = body; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+            if (strncmp(l, name, n) == 0 && l[n] == ' ') {
+                v = strtod(l + n + 1, NULL);
+                break;
+            }
+    }
+    free(body);
+    return v;
+}
+
+static int daemon_start(struct daemon *d, const char *data_dir, const char *scores, int idx)
+{
+    snprintf(d->log, sizeof d->log, "%s/scorer-%d.log", tmpdir, idx);
+    d->grpc_port = d->http_port = 0;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        FILE *f = freopen(d->log, "w", stderr);
+        (void)f;
+        char *argv[20];
+        int a = 0;
+        argv[a++] = scorer_bin;
+        argv[a++] = "--data-dir";
+        argv[a++] = (char *)data_dir;
+        argv[a++] = "--grpc-addr";
+        argv[a++] = "127.0.0.1:0";
+        argv[a++] = "--http-addr";
+        argv[a++] = "127.0.0.1:0";
+        argv[a++] = "--eval-interval";
+        argv[a++] = "1s";
+        if (scores) {
+            argv[a++] = "--scores";
+            argv[a++] = (char *)scores;
+        }
+        argv[a] = NULL;
+        execv(scorer_bin, argv);
+        _exit(127);
+    }
+    d->pid = pid;
+    for (int i = 0; i < 60000 / 5; i++) {
+        FILE *f = fopen(d->log, "r");
+        char line[1024];
+        while (f && fgets(line, sizeof line, f)) {
+            char *p = strstr(line, "listening grpc=");
+            if (p) {
+                char *a = strstr(p, "(port ");
+                char *b = a ? strstr(a + 6, "(port ") : NULL;
+                if (a && b) {
+                    d->grpc_port = atoi(a + 6);
+                    d->http_port = atoi(b + 6);
+                }
+            }
+        }
+        if (f)
+            fclose(f);
+        if (d->http_port && http_get(d, "/readyz", NULL) == 200)
+            return 0;
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            fprintf(stderr, "bench_scorer: scorer exited early, see %s\n", d->log);
+            return -1;
+        }
+        usleep(5000);
+    }
+    return -1;
+}
+
+static void daemon_kill(struct daemon *d, int sig)
+{
+    kill(d->pid, sig);
+    int st;
+    waitpid(d->pid, &st, 0);
+}
+
+static double proc_cpu_s(pid_t pid)
+{
+    char path[64], buf[2048];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    unsigned long ut = 0, stt = 0;
+    /* after ")": state(3) ... utime is field 14, stime 15 */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stt) != 2)
+        return -1;
+    return (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double proc_rss_mib(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    double v = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            v = strtod(line + 6, NULL) / 1024.0;
+    if (f)
+        fclose(f);
+    return v;
+}
+
+/* ---- batches ------------------------------------------------------------------ */
+
+static Vitals__V1__WindowAggregate templates[TEMPLATES];
+static Vitals__V1__SeriesKey *keys;
+static uint32_t n_keys;
+
+static void build_templates(void)
+{
+    struct gen g;
+    gen_init(&g, 42);
+    struct vt_record_decoder *dec = vt_record_decoder_new(NULL, "bench");
+    struct vt_record rec;
+    char line[2048];
+    for (int t = 0; t < TEMPLATES; t++) {
+        struct vt_aggregate a;
+        vt_aggregate_init(&a);
+        for (int r = 0; r < 30; r++) {
+            size_t n = gen_record(&g, line, sizeof line);
+            if (vt_record_decode(dec, line, n, now_ms(), &rec) == VT_RECORD_DATA)
+                vt_aggregate_add(&a, &rec);
+        }
+        vt_aggregate_to_proto(&a, &templates[t]);
+        if (templates[t].n_metrics > 3) /* 5 fixed + 3 metric sketches = 8 */
+            templates[t].n_metrics = 3;
+        templates[t].window_ms = 10000;
+        vt_aggregate_free(&a);
+    }
+    vt_record_decoder_free(dec);
+}
+
+static void build_keys(uint32_t n)
+{
+    static const char *models[] = {"gpt-4o", "claude-sonnet-4", "llama-3.1-70b", "gpt-4o-mini"};
+    static const char *providers[] = {"openai", "anthropic", "self-hosted", "openai"};
+    keys = calloc(n, sizeof *keys);
+    n_keys = n;
+    for (uint32_t i = 0; i < n; i++) {
+        Vitals__V1__SeriesKey *k = &keys[i];
+        vitals__v1__series_key__init(k);
+        char buf[64];
+        snprintf(buf, sizeof buf, "svc-%u", i % 20);
+        k->service = strdup(buf);
+        k->model = (char *)models[(i / 20) % 4];
+        k->provider = (char *)providers[(i / 20) % 4];
+        k->version = "v1";
+        Vitals__V1__Label *l = malloc(sizeof *l);
+        vitals__v1__label__init(l);
+        l->key = "pod";
+        snprintf(buf, sizeof buf, "pod-%05u", i);
+        l->value = strdup(buf);
+        k->labels = malloc(sizeof *k->labels);
+        k->labels[0] = l;
+        k->n_labels = 1;
+    }
+}
+
+/* Pack batch number `seq`: series [first, first+10) mod n_keys, window ws. */
+static size_t pack_batch(uint8_t *buf, size_t cap, uint64_t seq, uint32_t first, int64_t ws)
+{
+    Vitals__V1__Batch b = VITALS__V1__BATCH__INIT;
+    Vitals__V1__WindowAggregate aggs[SERIES_PER_BATCH], *ptrs[SERIES_PER_BATCH];
+    char id[96];
+    snprintf(id, sizeof id, "bench/%lld/%llu", (long long)ws, (unsigned long long)seq);
+    b.schema_version = 1;
+    b.agent_id = "bench";
+    b.batch_id = id;
+    b.window_start_ms = ws;
+    b.spool_first = seq * 100 + 1;
+    b.spool_last = seq * 100 + 100;
+    for (int i = 0; i < SERIES_PER_BATCH; i++) {
+        aggs[i] = templates[(seq * SERIES_PER_BATCH + (uint64_t)i) % TEMPLATES];
+        aggs[i].series = &keys[(first + (uint32_t)i) % n_keys];
+        aggs[i].window_start_ms = ws;
+        ptrs[i] = &aggs[i];
+        b.records += aggs[i].count;
+    }
+    b.aggregates = ptrs;
+    b.n_aggregates = SERIES_PER_BATCH;
+    size_t n = vitals__v1__batch__get_packed_size(&b);
+    if (n > cap)
+        return 0;
+    return vitals__v1__batch__pack(&b, buf);
+}
+
+/* A push run: `total` batches, series chosen by next_cb. */
+struct pusher {
+    uv_loop_t loop;
+    vt_grpc_client_t *cli;
+    uint64_t total, sent, done, failed;
+    void (*next)(struct pusher *p, uint64_t seq, uint32_t *first, int64_t *ws);
+    int64_t base_ws;
+    uint32_t windows;
+    uint8_t buf[256 << 10];
+};
+
+static void send_one(struct pusher *p);
+
+static void on_ack(int status, const char *message, const uint8_t *resp, size_t len, void *data)
+{
+    struct pusher *p = data;
+    p->done++;
+    if (status != VT_GRPC_OK) {
+        if (p->failed++ < 5)
+            fprintf(stderr, "bench_scorer: push failed: %s %s\n", vt_grpc_status_name(status), message);
+    }
+    if (p->sent < p->total)
+        send_one(p);
+    else if (p->done == p->total)
+        vt_grpc_client_close(p->cli, NULL, NULL);
+}
+
+static void send_one(struct pusher *p)
+{
+    uint32_t first;
+    int64_t ws;
+    p->next(p, p->sent, &first, &ws);
+    size_t n = pack_batch(p->buf, sizeof p->buf, p->sent, first, ws);
+    p->sent++;
+    if (vt_grpc_call(p->cli, "/vitals.v1.Collector/Push", p->buf, n, 60000, on_ack, p)) {
+        p->done++;
+        p->failed++;
+    }
+}
+
+static uint64_t push_run(const struct daemon *d, uint64_t total,
+                         void (*next)(struct pusher *, uint64_t, uint32_t *, int64_t *),
+                         int64_t base_ws, uint32_t windows)
+{
+    struct pusher *p = calloc(1, sizeof *p);
+    uv_loop_init(&p->loop);
+    char target[64];
+    snprintf(target, sizeof target, "127.0.0.1:%d", d->grpc_port);
+    struct vt_grpc_client_opts o = {.target = target, .max_concurrent_calls = INFLIGHT};
+    vt_grpc_client_init(&p->loop, &p->cli, &o);
+    p->total = total;
+    p->next = next;
+    p->base_ws = base_ws;
+    p->windows = windows;
+    for (int i = 0; i < INFLIGHT && p->sent < total; i++)
+        send_one(p);
+    uv_run(&p->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&p->loop);
+    uint64_t failed = p->failed;
+    free(p);
+    return failed;
+}
+
+/* steady stream: rotating series, the current window */
+static void next_steady(struct pusher *p, uint64_t seq, uint32_t *first, int64_t *ws)
+{
+    *first = (uint32_t)((seq * SERIES_PER_BATCH) % n_keys);
+    *ws = p->base_ws;
+}
+
+/* 2 days: window w (0 = oldest) of every series; minutes before the last 2 h,
+ * 10 s buckets within it. */
+static void next_history(struct pusher *p, uint64_t seq, uint32_t *first, int64_t *ws)
+{
+    uint32_t per_window = n_keys / SERIES_PER_BATCH;
+    uint64_t w = seq / per_window;
+    *first = (uint32_t)((seq % per_window) * SERIES_PER_BATCH);
+    const uint64_t minutes = (2 * 24 - 2) * 60; /* 2 days minus the 2 h of 10 s tier */
+    if (w < minutes)
+        *ws = p->base_ws - 2 * 86400000LL + (int64_t)w * 60000;
+    else
+        *ws = p->base_ws - 2 * 3600000LL + (int64_t)(w - minutes) * 10000;
+}
+
+/* ---- scores file ------------------------------------------------------------------ */
+
+static void write_scores(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    fprintf(f, "{\"version\": 1, \"scores\": [");
+    for (int i = 0; i < 20; i++) {
+        char svc[32];
+        if (i < 10)
+            snprintf(svc, sizeof svc, "svc-*");
+        else
+            snprintf(svc, sizeof svc, "svc-%d", i);
+        fprintf(f,
+                "%s{\"name\": \"score_%d\", \"selector\": {\"service\": \"%s\"}, "
+                "\"segment_by\": [\"provider\", \"model\"], \"window\": \"5m\", \"components\": ["
+                "{\"name\": \"latency\", \"metric\": \"latency_ms\", \"stat\": \"p95\", \"weight\": 0.4, "
+                "\"good\": 1000, \"bad\": 5000},"
+                "{\"name\": \"errors\", \"stat\": \"error_rate\", \"weight\": 0.3, \"good\": 0.01, "
+                "\"bad\": 0.1},"
+                "{\"name\": \"cost\", \"metric\": \"cost_usd\", \"stat\": \"mean\", \"weight\": 0.3, "
+                "\"good\": 0.002, \"bad\": 0.02}]}",
+                i ? "," : "", i, svc);
+    }
+    fprintf(f, "]}\n");
+    fclose(f);
+}
+
+static void find_scorer(void)
+{
+    const char *env = getenv("VITALS_BIN");
+    if (env) {
+        snprintf(scorer_bin, sizeof scorer_bin, "%s/vitals-scorer", env);
+        return;
+    }
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    self[n > 0 ? n : 0] = 0;
+    char *slash = strrchr(self, '/'); /* <build>/bench/bench_scorer */
+    if (slash)
+        *slash = 0;
+    slash = strrchr(self, '/');
+    if (slash)
+        *slash = 0;
+    snprintf(scorer_bin, sizeof scorer_bin, "%s/bin/vitals-scorer", self);
+}
+
+static void rm_rf(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench_scorer: could not remove %s\n", dir);
+}
+
+int main(int argc, char **argv)
+{
+    bench_init(argc, argv, "scorer");
+    signal(SIGPIPE, SIG_IGN);
+    find_scorer();
+    if (access(scorer_bin, X_OK)) {
+        fprintf(stderr, "bench_scorer: %s not found (build vitals-scorer)\n", scorer_bin);
+        return 1;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/vt-bench-scorer-XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return 1;
+    uint64_t wal_mib = getenv("BENCH_SCORER_WAL_MIB") ? strtoull(getenv("BENCH_SCORER_WAL_MIB"), 0, 10) : 1024;
+    uint32_t rss_series = getenv("BENCH_SCORER_RSS_SERIES") ? (uint32_t)atoi(getenv("BENCH_SCORER_RSS_SERIES")) : 100;
+    build_templates();
+    char data[512], scores[512];
+    snprintf(data, sizeof data, "%s/data", tmpdir);
+    snprintf(scores, sizeof scores, "%s/scores.json", tmpdir);
+    write_scores(scores);
+
+    /* 1: pushes over 10k series (no scores loaded: evaluation would share the CPU) */
+    build_keys(10000);
+    struct daemon d;
+    if (daemon_start(&d, data, NULL, 0))
+        return 1;
+    int64_t ws = now_ms() - now_ms() % 10000 - 10000;
+    push_run(&d, 1000, next_steady, ws, 0); /* warm-up: every series has data */
+    double cpu0 = proc_cpu_s(d.pid);
+    const uint64_t n_push = 20000;
+    uint64_t failed = push_run(&d, n_push, next_steady, ws, 0);
+    double cpu = proc_cpu_s(d.pid) - cpu0;
+    bench_report("push_batches_per_cpu_s", cpu > 0 ? (double)(n_push - failed) / cpu : 0, "batches/cpu_s",
+                 ">= 20000");
+
+    /* 4: keep pushing until the WAL has seen wal_mib MiB (default snapshot
+     * policy), SIGKILL, restart (with the scores) and time it to /readyz */
+    while (metric(&d, "vitals_scorer_wal_written_bytes_total") < (double)wal_mib * 1048576) {
+        ws = now_ms() - now_ms() % 10000 - 10000;
+        push_run(&d, 5000, next_steady, ws, 0);
+    }
+    daemon_kill(&d, SIGKILL);
+    double t0 = bench_now();
+    if (daemon_start(&d, data, scores, 1))
+        return 1;
+    bench_report("restart_s_1gib_wal", bench_now() - t0, "s", "< 10");
+
+    /* 2: evaluation of 20 scores over the 10k series (all in the window) */
+    double c0 = metric(&d, "vitals_scorer_evaluation_seconds_count");
+    double s0 = metric(&d, "vitals_scorer_evaluation_seconds_sum");
+    double c1 = c0, s1 = s0;
+    for (int i = 0; i < 300 && c1 < c0 + 5; i++) {
+        usleep(200000);
+        c1 = metric(&d, "vitals_scorer_evaluation_seconds_count");
+        s1 = metric(&d, "vitals_scorer_evaluation_seconds_sum");
+    }
+    bench_report("eval_ms_10k_series_20_scores", c1 > c0 ? (s1 - s0) / (c1 - c0) * 1000 : -1, "ms",
+                 "< 100");
+    daemon_kill(&d, SIGTERM);
+    rm_rf(data);
+
+    /* 3: RSS of 2 days of data for rss_series series */
+    free(keys);
+    build_keys(rss_series);
+    if (daemon_start(&d, data, NULL, 2))
+        return 1;
+    usleep(300000);
+    double rss0 = proc_rss_mib(d.pid);
+    uint64_t windows = (2 * 24 - 2) * 60 + 2 * 360;
+    push_run(&d, windows * (rss_series / SERIES_PER_BATCH), next_history, now_ms() - now_ms() % 60000, 0);
+    usleep(6000000); /* one expiry pass: cascades anything that aged meanwhile */
+    double rss1 = proc_rss_mib(d.pid);
+    bench_report("rss_mib_per_1k_series_2d", (rss1 - rss0) * 1000.0 / rss_series, "MiB", NULL);
+    daemon_kill(&d, SIGTERM);
+    rm_rf(tmpdir);
+    curl_global_cleanup();
+    return 0;
+}
