@@ -700,7 +700,7 @@ static void test_flip_bytes(void **state)
         copy[at] ^= (uint8_t)(1u << (at % 8));
         vt_seglog_recovery rep;
         vt_seglog *log = open_with_segment(dir, copy, len, &rep);
-        int want[N], nw = 0;
+        int want[N + 1], nw = 0;
         for (int k = 0; k < N; k++)
             if (k != victim)
                 want[nw++] = k;
@@ -733,6 +733,20 @@ static void test_flip_bytes(void **state)
             assert_int_equal(vt_seglog_open(&log, &o, &rep), 0);
             assert_int_equal(rep.frames, N - 1);
             assert_int_equal(rep.corrupt_frames, 1);
+            /* Appends never go after a corrupt region: a new segment starts. */
+            char buf[8192];
+            uint64_t s;
+            size_t pn = make_payload(N, buf, sizeof buf);
+            assert_int_equal(vt_seglog_append(log, buf, pn, frame_records(N), 1000 + N, &s), 0);
+            assert_int_equal(s, rep.next_seq);
+            vt_seglog_stats st;
+            vt_seglog_stats_get(log, &st);
+            assert_int_equal(st.segments, 2);
+            want[nw] = N;
+            uint64_t seqs2[N + 1];
+            memcpy(seqs2, seqs, sizeof(uint64_t) * N);
+            seqs2[N] = s;
+            expect_frames(log, 0, want, nw + 1, seqs2);
             vt_seglog_close(log);
         }
         tried++;
