@@ -21,6 +21,7 @@
 #include "log.h"
 
 enum op_kind { OP_APPEND, OP_SYNC, OP_CHECKPOINT };
+#define NOT_RUN 1 /* op->status of an op skipped after a failed append */
 
 struct op {
     struct op *next;
@@ -77,11 +78,17 @@ static void io_work(uv_work_t *req)
 {
     struct spool *sp = req->data;
     vt_seglog *log = sp->ag->log;
+    bool failed = false;
     for (struct op *op = sp->running; op; op = op->next) {
+        if (failed) {
+            op->status = NOT_RUN; /* keep the order: nothing passes a failed append */
+            continue;
+        }
         switch (op->kind) {
         case OP_APPEND:
             op->status = vt_seglog_append(log, op->frame->buf, op->frame->len, op->frame->lines,
                                           op->frame->arrival_ms, &op->seq);
+            failed = op->status != 0;
             break;
         case OP_SYNC:
             op->status = vt_seglog_sync(log);
@@ -130,9 +137,15 @@ static void io_done(uv_work_t *req, int uvstatus)
     sp->stats = sp->worker_stats;
     for (struct op *op = sp->running, *next; op; op = next) {
         next = op->next;
+        if (op->status == NOT_RUN || uvstatus != 0) {
+            op->next = NULL;
+            *failed_tail = op;
+            failed_tail = &op->next;
+            continue;
+        }
         if (op->kind == OP_APPEND) {
             struct frame *f = op->frame;
-            if (op->status == 0 && uvstatus == 0) {
+            if (op->status == 0) {
                 vt_counter_inc(ag->m.frames);
                 sp->pending_bytes -= f->len;
                 sp->appended_id = f->id;

@@ -199,7 +199,8 @@ void window_tick(struct agent *ag, int64_t now_ms, bool force_close)
             w->queued = true;
             shipper_enqueue(ag, w);
         }
-        live += w->live;
+        if (!w->building) /* a build job owns w->live meanwhile */
+            live += w->live;
     }
     /* Bound memory: closed windows waiting to ship beyond max_live_windows
      * give up their aggregates (newest first) and are rebuilt from the spool
