@@ -47,7 +47,8 @@
  *   skipped and counted as one corrupt frame; every later frame is still
  *   read. Files whose names do not match are ignored; an unreadable segment is
  *   logged and skipped. None of this fails open. Appending resumes at the end
- *   of the last segment with next_seq = end of the newest good frame.
+ *   of the last segment (in a new segment if the last one had a corrupt
+ *   region) with next_seq = end of the newest good frame.
  *
  * Threads
  *   A log is not thread-safe: append, sync, sync_due, trim, checkpoint_*
