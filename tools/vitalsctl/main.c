@@ -187,6 +187,8 @@ static const char *fmt_num(double v, char *buf, size_t cap)
 {
     if (isnan(v))
         snprintf(buf, cap, "-");
+    else if (fabs(v) >= 1000 && fabs(v) < 1e12)
+        snprintf(buf, cap, "%.0f", v); /* latencies, token counts: no exponent */
     else
         snprintf(buf, cap, "%.4g", v);
     return buf;
