@@ -126,7 +126,8 @@ class Cluster:
             "--spool-dir", os.path.join(self.dir, "spool"),
             "--admin-addr", f"127.0.0.1:{self.admin}",
             "--scorer", f"http://127.0.0.1:{self.grpc}", "--token-file", self.token_file,
-            "--agent-id", "it-agent", *agent_args], self.dir)
+            "--agent-id", "it-agent", "--otlp-grpc-addr", "", "--otlp-http-addr", "",
+            *agent_args], self.dir)
 
     def start_scorer(self):
         self.scorer.start()

@@ -205,9 +205,41 @@ def test_sigterm_ships_and_exits():
         c.stop()
 
 
+def test_spool_bound_drops_oldest_exactly():
+    """With the scorer away, a 1 MiB spool keeps the newest records and counts
+    exactly the ones it dropped: after a restart the scorer receives
+    accepted - dropped, no more, no less."""
+    c = Cluster(agent_args=[*WINDOW, "--spool-max-bytes", "1MiB", "--segment-bytes", "64KiB",
+                            "--max-live-windows", "1"])
+    try:
+        c.start_agent()  # the scorer is not running yet
+        s = c.stream()
+        rng = random.Random(7)  # incompressible ids and latencies: ~3 MiB of spool
+        for chunk in range(10):
+            s.sendall(ndjson(record(i, request_id="%032x" % rng.getrandbits(128),
+                                    latency_ms=rng.random() * 1000) for i in range(10000)))
+            assert sync(s, chunk)
+        m = c.agent_metrics()
+        accepted = m["vitals_agent_records_accepted_total"]
+        dropped = m["vitals_agent_spool_dropped_records_total"]
+        assert accepted == 100000 and dropped > 0, m
+        assert m["vitals_agent_spool_bytes"] <= 1 << 20, m
+        c.agent.kill()  # only the spool survives: what it dropped is gone for good
+        c.start_scorer()
+        c.start_agent()
+        wait_shipped(c, accepted - dropped)
+        print(f"  accepted={accepted:.0f} dropped={dropped:.0f} shipped={c.scorer_records()}")
+    except Exception:
+        print(c.logs())
+        raise
+    finally:
+        c.stop()
+
+
 if __name__ == "__main__":
     r = Runner()
     for t in (test_cli, test_ingest_sync_rejects_idle, test_sigkill_agent,
-              test_scorer_down_then_up, test_sigterm_ships_and_exits):
+              test_scorer_down_then_up, test_sigterm_ships_and_exits,
+              test_spool_bound_drops_oldest_exactly):
         r.run(t)
     r.finish()
