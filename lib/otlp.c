@@ -52,7 +52,7 @@ struct anyval {
 };
 
 enum known {
-    K_OI_KIND, K_OP, K_RESP_MODEL, K_REQ_MODEL, K_LLM_MODEL,
+    K_OI_KIND, K_OP, K_RESP_MODEL, K_REQ_MODEL, K_LLM_MODEL, K_EMB_MODEL,
     K_PROV_NAME, K_SYSTEM, K_LLM_PROVIDER, K_LLM_SYSTEM,
     K_IN_TOKENS, K_PROMPT_TOKENS, K_OI_PROMPT,
     K_OUT_TOKENS, K_COMPLETION_TOKENS, K_OI_COMPLETION,
@@ -69,6 +69,7 @@ static const char *const known_keys[K__COUNT] = {
     [K_RESP_MODEL] = "gen_ai.response.model",
     [K_REQ_MODEL] = "gen_ai.request.model",
     [K_LLM_MODEL] = "llm.model_name",
+    [K_EMB_MODEL] = "embedding.model_name",
     [K_PROV_NAME] = "gen_ai.provider.name",
     [K_SYSTEM] = "gen_ai.system",
     [K_LLM_PROVIDER] = "llm.provider",
@@ -828,13 +829,13 @@ static void span_end(struct vt_otlp_decoder *d, int64_t now_ms, vt_otlp_sink_cb 
         }
     }
 
-    static const int model_keys[] = {K_RESP_MODEL, K_REQ_MODEL, K_LLM_MODEL};
+    static const int model_keys[] = {K_RESP_MODEL, K_REQ_MODEL, K_LLM_MODEL, K_EMB_MODEL};
     static const int prov_keys[] = {K_PROV_NAME, K_SYSTEM, K_LLM_PROVIDER, K_LLM_SYSTEM};
     static const int in_keys[] = {K_IN_TOKENS, K_PROMPT_TOKENS, K_OI_PROMPT};
     static const int out_keys[] = {K_OUT_TOKENS, K_COMPLETION_TOKENS, K_OI_COMPLETION};
     static const int err_keys[] = {K_ERROR_TYPE, K_EXC_TYPE};
     int k;
-    if ((k = first_set(d, model_keys, 3)) >= 0 &&
+    if ((k = first_set(d, model_keys, 4)) >= 0 &&
         take_str(d, &d->kv[k], &rec.model, d->lim.max_string, "model"))
         present |= VT_FIELD_BIT(VT_FIELD_MODEL);
     if ((k = first_set(d, prov_keys, 4)) >= 0 &&
