@@ -30,6 +30,7 @@ struct pend {
     struct pend *next;
     vt_grpc_call_t *call;
     Vitals__V1__Batch *batch;
+    struct vt_aggregate *prepared; /* batch->n_aggregates, decoded once */
     const uint8_t *raw; /* the request bytes (owned by call until respond) */
     size_t len;
     int64_t arrival_ms;
@@ -137,6 +138,13 @@ static bool queued(const struct pend *list, const Vitals__V1__Batch *b)
     return false;
 }
 
+static void free_prepared(struct vt_aggregate *prep, size_t n)
+{
+    for (size_t i = 0; prep && i < n; i++)
+        vt_aggregate_free(&prep[i]);
+    free(prep);
+}
+
 static void on_push(vt_grpc_call_t *call, void *data)
 {
     vt_collector *c = data;
@@ -159,8 +167,14 @@ static void on_push(vt_grpc_call_t *call, void *data)
         return;
     }
     char err[256];
-    int rc = vt_store_validate(c->store, b, err, sizeof err);
+    struct vt_aggregate *prep = calloc(b->n_aggregates ? b->n_aggregates : 1, sizeof *prep);
+    for (size_t i = 0; prep && i < b->n_aggregates; i++)
+        vt_aggregate_init(&prep[i]);
+    int rc = prep ? vt_store_validate(c->store, b, prep, err, sizeof err) : -ENOMEM;
+    if (rc && !prep)
+        snprintf(err, sizeof err, "out of memory");
     if (rc) {
+        free_prepared(prep, b->n_aggregates);
         if (rc == -EPROTO)
             reject(c, call, VT_GRPC_FAILED_PRECONDITION, "failed_precondition", err);
         else if (rc == -ENOMEM)
@@ -172,17 +186,20 @@ static void on_push(vt_grpc_call_t *call, void *data)
     }
     if (vt_store_seen(c->store, b)) {
         ack(c, call, b, true, 0);
+        free_prepared(prep, b->n_aggregates);
         vitals__v1__batch__free_unpacked(b, NULL);
         return;
     }
     struct pend *p = calloc(1, sizeof *p);
     if (!p) {
         reject(c, call, VT_GRPC_RESOURCE_EXHAUSTED, "resource_exhausted", "out of memory");
+        free_prepared(prep, b->n_aggregates);
         vitals__v1__batch__free_unpacked(b, NULL);
         return;
     }
     p->call = call;
     p->batch = b;
+    p->prepared = prep;
     p->raw = raw;
     p->len = len;
     p->arrival_ms = wall_ms();
@@ -247,7 +264,7 @@ static void finish_wal_job(vt_collector *c)
             reject(c, p->call, VT_GRPC_UNAVAILABLE, "unavailable", "WAL write failed; retry");
         } else {
             uint64_t dropped = 0;
-            int64_t n = vt_store_apply(c->store, p->batch, p->arrival_ms, &dropped);
+            int64_t n = vt_store_apply(c->store, p->batch, p->prepared, &dropped);
             if (n < 0) {
                 /* Durable but not merged: a restart will merge it. Tell the
                  * agent to retry; the retry is then a duplicate. */
@@ -262,6 +279,7 @@ static void finish_wal_job(vt_collector *c)
             }
         }
         vt_histogram_observe(c->push_seconds, (double)(uv_hrtime() - p->t0_ns) / 1e9);
+        free_prepared(p->prepared, p->batch->n_aggregates);
         vitals__v1__batch__free_unpacked(p->batch, NULL);
         free(p);
         p = next;
@@ -472,7 +490,7 @@ static int replay(vt_collector *c)
             bad++;
             continue;
         }
-        int64_t n = vt_store_apply(c->store, b, f.arrival_ms, NULL);
+        int64_t n = vt_store_apply(c->store, b, NULL, NULL);
         vitals__v1__batch__free_unpacked(b, NULL);
         if (n < 0) {
             bad++;
@@ -507,7 +525,7 @@ int vt_collector_open(vt_collector **out, uv_loop_t *loop, vt_store *store, vt_g
     if (!c->o.wal_segment_bytes)
         c->o.wal_segment_bytes = 64u << 20;
     if (!c->o.snapshot_wal_bytes)
-        c->o.snapshot_wal_bytes = 256u << 20;
+        c->o.snapshot_wal_bytes = 64u << 20;
     if (!c->o.snapshot_interval_ms)
         c->o.snapshot_interval_ms = 600000;
     c->o.data_dir = NULL;

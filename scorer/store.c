@@ -314,7 +314,8 @@ static void forget_ids(vt_store *st, int64_t cutoff)
 
 /* ---- validation ---------------------------------------------------------- */
 
-int vt_store_validate(vt_store *st, const Vitals__V1__Batch *b, char *err, size_t errlen)
+int vt_store_validate(vt_store *st, const Vitals__V1__Batch *b, struct vt_aggregate *prepared,
+                      char *err, size_t errlen)
 {
     if (b->schema_version != VT_STORE_SCHEMA_VERSION) {
         snprintf(err, errlen, "schema_version %u is not supported (this scorer speaks %d)",
@@ -341,8 +342,9 @@ int vt_store_validate(vt_store *st, const Vitals__V1__Batch *b, char *err, size_
                      "duplicate labels, or too long)", i);
             return -EBADMSG;
         }
-        vt_aggregate_reset(&st->scratch);
-        int rc = vt_aggregate_merge_proto(&st->scratch, a);
+        struct vt_aggregate *dst = prepared ? &prepared[i] : &st->scratch;
+        vt_aggregate_reset(dst);
+        int rc = vt_aggregate_merge_proto(dst, a);
         if (rc == -ENOMEM) {
             snprintf(err, errlen, "out of memory");
             return rc;
@@ -359,8 +361,11 @@ int vt_store_validate(vt_store *st, const Vitals__V1__Batch *b, char *err, size_
 /* ---- buckets ------------------------------------------------------------- */
 
 /* Index (absolute, in tb->b) of the bucket with `start`, creating it. */
-static struct bucket *bucket_get(vt_store *st, struct tier_buckets *tb, int64_t start)
+static struct bucket *bucket_get(vt_store *st, struct tier_buckets *tb, int64_t start,
+                                 bool *created)
 {
+    if (created)
+        *created = false;
     /* binary search in [head, head+n) */
     uint32_t lo = tb->head, hi = tb->head + tb->n;
     if (tb->n && tb->b[hi - 1].start < start) {
@@ -395,6 +400,8 @@ static struct bucket *bucket_get(vt_store *st, struct tier_buckets *tb, int64_t 
     memmove(&tb->b[lo + 1], &tb->b[lo], (size_t)(end - lo) * sizeof *tb->b);
     tb->b[lo].start = start;
     vt_aggregate_init(&tb->b[lo].agg);
+    if (created)
+        *created = true;
     tb->n++;
     st->n_buckets++;
     return &tb->b[lo];
@@ -431,9 +438,9 @@ static struct series *series_get(vt_store *st, const char *key, size_t len)
     return e->value;
 }
 
-int64_t vt_store_apply(vt_store *st, const Vitals__V1__Batch *b, int64_t now_ms, uint64_t *dropped)
+int64_t vt_store_apply(vt_store *st, const Vitals__V1__Batch *b,
+                       struct vt_aggregate *prepared, uint64_t *dropped)
 {
-    (void)now_ms; /* ownership follows the boundaries of the last vt_store_expire() */
     if (dropped)
         *dropped = 0;
     if (seen_batch(st, b->agent_id ? b->agent_id : "", b->batch_id, b->spool_last))
@@ -458,10 +465,21 @@ int64_t vt_store_apply(vt_store *st, const Vitals__V1__Batch *b, int64_t now_ms,
         if (!s)
             return -ENOMEM;
         int64_t start = align_down(a->window_start_ms, st->o.tiers[tier].resolution_ms);
-        struct bucket *bk = bucket_get(st, &s->t[tier], start);
+        bool fresh;
+        struct bucket *bk = bucket_get(st, &s->t[tier], start, &fresh);
         if (!bk)
             return -ENOMEM;
-        rc = vt_aggregate_merge_proto(&bk->agg, a);
+        if (prepared && fresh) {
+            /* an empty bucket takes the decoded aggregate as it is: swap,
+             * so the caller frees the empty one */
+            struct vt_aggregate tmp = bk->agg;
+            bk->agg = prepared[i];
+            prepared[i] = tmp;
+            rc = 0;
+        } else {
+            rc = prepared ? vt_aggregate_merge(&bk->agg, &prepared[i])
+                          : vt_aggregate_merge_proto(&bk->agg, a);
+        }
         if (rc)
             return rc;
         s->records += a->count;
@@ -484,7 +502,7 @@ static void expire_series(vt_store *st, struct series *s)
             struct bucket *old = &tb->b[tb->head];
             if (!last) {
                 int64_t start = align_down(old->start, st->o.tiers[i + 1].resolution_ms);
-                struct bucket *dst = bucket_get(st, &s->t[i + 1], start);
+                struct bucket *dst = bucket_get(st, &s->t[i + 1], start, NULL);
                 /* On ENOMEM the bucket's data is lost rather than kept in a
                  * tier that no longer owns its time (that would double count
                  * nothing, but break the one-tier rule). */
@@ -813,7 +831,7 @@ static int load_entries(vt_store *st, const uint8_t *p, size_t n)
             }
             struct series *s = series_get(st, st->key, (size_t)kn);
             int64_t start = align_down(a->window_start_ms, st->o.tiers[tier].resolution_ms);
-            struct bucket *bk = s ? bucket_get(st, &s->t[tier], start) : NULL;
+            struct bucket *bk = s ? bucket_get(st, &s->t[tier], start, NULL) : NULL;
             int rc = bk ? vt_aggregate_merge_proto(&bk->agg, a) : -ENOMEM;
             if (!rc) {
                 s->records += a->count;

@@ -81,25 +81,35 @@ int64_t vt_store_horizon_ms(const vt_store *st);
  * version, batch_id present, every aggregate (series key canonical, window
  * length, sketches, bounds - exactly what merging will check). Returns 0,
  * -EPROTO (unknown schema_version), or -EBADMSG; err names the problem
- * ("aggregates[3].latency_ms: ..."). A batch that passes applies cleanly
- * (short of -ENOMEM).
+ * ("aggregates[3]: ..."). A batch that passes applies cleanly (short of
+ * -ENOMEM).
+ * `prepared` may be NULL; otherwise it holds b->n_aggregates aggregates,
+ * vt_aggregate_init'ed by the caller (and freed by it), which receive the
+ * decoded aggregates: vt_store_apply then merges those instead of decoding
+ * the message a second time (the hot path: decoding costs more than merging).
  */
-int vt_store_validate(vt_store *st, const Vitals__V1__Batch *b, char *err, size_t errlen);
+int vt_store_validate(vt_store *st, const Vitals__V1__Batch *b, struct vt_aggregate *prepared,
+                      char *err, size_t errlen);
 
 /* True if the batch (agent_id, batch_id) was applied before, or ends at or
  * below the spool watermark of ids of its agent already forgotten. */
 bool vt_store_seen(const vt_store *st, const Vitals__V1__Batch *b);
 
 /*
- * Record batch_id and merge every aggregate of a validated batch. now_ms
- * decides which tier owns old data (pass wall-clock epoch ms). Records
+ * Record batch_id and merge every aggregate of a validated batch (from
+ * `prepared` if not NULL, see vt_store_validate; else decoded from b). The
+ * prepared aggregates are consumed: an aggregate landing in an empty bucket
+ * is moved there, not copied; the caller still frees the array with
+ * vt_aggregate_free on each element. The
+ * tier that owns a window follows the boundaries of the last
+ * vt_store_expire(). Records
  * outside retention are counted in *dropped (may be NULL) and not kept.
  * Returns the number of records merged (sum of aggregate counts), or
  * -ENOMEM / -EBADMSG. Applying an id already seen merges nothing and
  * returns 0.
  */
-int64_t vt_store_apply(vt_store *st, const Vitals__V1__Batch *b, int64_t now_ms,
-                       uint64_t *dropped);
+int64_t vt_store_apply(vt_store *st, const Vitals__V1__Batch *b,
+                       struct vt_aggregate *prepared, uint64_t *dropped);
 
 /* Cascade aged buckets into coarser tiers, drop expired data and forgotten
  * batch ids. Call every few seconds with wall-clock ms. */
