@@ -245,6 +245,13 @@ static void agent_start(struct agent *ag, const char *name, const char *scorer_u
     argv[n++] = "--scorer", argv[n++] = (char *)(scorer_url ? scorer_url : "");
     if (token_file)
         argv[n++] = "--token-file", argv[n++] = (char *)token_file;
+    /* BENCH_AGENT_ARGS: extra flags for experiments ("--compression-level 3") */
+    static char extra[512];
+    const char *e = getenv("BENCH_AGENT_ARGS");
+    if (e && !extra[0])
+        snprintf(extra, sizeof extra, "%s", e);
+    for (char *tok = extra[0] ? strtok(extra, " ") : NULL; tok && n < 30; tok = strtok(NULL, " "))
+        argv[n++] = tok;
     argv[n] = NULL;
     ag->pid = spawn(name, argv);
     char sock[PATH_MAX + 16];
@@ -575,6 +582,17 @@ static void phase_stream(struct agent *ag, const struct corpus *c)
     double rej0 = metric(ag->admin, "vitals_agent_records_received_total") - acc0;
     double spool0 = metric(ag->admin, "vitals_agent_spool_bytes");
     int fd = connect_unix(ag->sockdir, "ingest.sock", SOCK_STREAM);
+    /* BENCH_AGENT_PERF=1: profile the agent during the push (perf.data and
+     * perf.txt in the temp dir, kept with BENCH_AGENT_KEEP=1). */
+    pid_t perf = 0;
+    if (getenv("BENCH_AGENT_PERF")) {
+        char pidbuf[16], out[PATH_MAX];
+        snprintf(pidbuf, sizeof pidbuf, "%d", (int)ag->pid);
+        snprintf(out, sizeof out, "%s/perf.data", tmpdir);
+        char *pargv[] = {"/usr/bin/perf", "record", "-g", "-o", out, "-p", pidbuf, NULL};
+        perf = spawn("perf", pargv);
+        sleep_s(1);
+    }
     double cpu0 = proc_cpu(ag->pid), t0 = bench_now();
     size_t sent = 0, bytes = 0;
     while (sent < total) {
@@ -589,6 +607,13 @@ static void phase_stream(struct agent *ag, const struct corpus *c)
     stream_sync(fd, 2);
     double cpu = proc_cpu(ag->pid) - cpu0, wall = bench_now() - t0;
     close(fd);
+    if (perf > 0) {
+        kill(perf, SIGINT);
+        waitpid(perf, NULL, 0);
+        for (int i = 0; i < npids; i++)
+            if (pids[i] == perf)
+                pids[i] = 0;
+    }
     double acc = metric(ag->admin, "vitals_agent_records_accepted_total") - acc0;
     double rej = metric(ag->admin, "vitals_agent_records_received_total") - acc0 - acc - rej0;
     if (acc != (double)total)
@@ -745,14 +770,20 @@ int main(int argc, char **argv)
     struct corpus c;
     corpus_gen(&c, 50000, 42);
 
+    /* BENCH_AGENT_ONLY=stream: just the 1M-record stream phase (profiling) */
+    const char *only = getenv("BENCH_AGENT_ONLY");
     struct agent a;
     agent_start(&a, "agent-a", NULL, NULL);
-    phase_rss(&a);
-    phase_client(&a, &c);
+    if (!only)
+        phase_rss(&a);
+    if (!only)
+        phase_client(&a, &c);
     phase_stream(&a, &c);
-    phase_dgram(&a, &c);
+    if (!only)
+        phase_dgram(&a, &c);
     stop(a.pid);
-    phase_ship(&c);
+    if (!only)
+        phase_ship(&c);
     free(c.buf);
     free(c.off);
     return 0;
