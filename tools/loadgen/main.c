@@ -353,16 +353,13 @@ int main(int argc, char **argv)
     }
     enum vt_config_result cr = vt_config_load(&prog, knobs, N_KNOBS, &c, n_rest, rest, err,
                                               sizeof err);
-    if (cr == VT_CONFIG_EXIT) {
+    if (cr != VT_CONFIG_OK) {
+        if (cr == VT_CONFIG_ERROR)
+            fprintf(stderr, "vitals-loadgen: %s\n", err);
+        vt_config_free(knobs, N_KNOBS, &c);
         free(scen);
         free(rest);
-        return 0;
-    }
-    if (cr == VT_CONFIG_ERROR) {
-        fprintf(stderr, "vitals-loadgen: %s\n", err);
-        free(scen);
-        free(rest);
-        return 2;
+        return cr == VT_CONFIG_EXIT ? 0 : 2;
     }
     struct lg_traffic *t = malloc(sizeof *t);
     struct tally *ta = calloc(1, sizeof *ta);

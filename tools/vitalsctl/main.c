@@ -791,6 +791,7 @@ int main(int argc, char **argv)
     }
     if (cr == VT_CONFIG_ERROR) {
         fprintf(stderr, "vitalsctl: %s\n", err);
+        vt_config_free(knobs, N_KNOBS, &c);
         return CTL_EXIT_CANNOT;
     }
     int rc = CTL_EXIT_CANNOT;
