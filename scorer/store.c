@@ -667,6 +667,18 @@ void vt_store_stats_get(const vt_store *st, struct vt_store_stats *out)
 
 #define SNAP_MAGIC "VTSNAP01"
 
+/* crc32_iscsi takes an int length: feed big buffers in 1 GiB steps. */
+static uint32_t crc_big(const uint8_t *p, size_t n, uint32_t crc)
+{
+    while (n) {
+        size_t k = n > (1u << 30) ? (1u << 30) : n;
+        crc = crc32_iscsi((unsigned char *)p, (int)k, crc);
+        p += k;
+        n -= k;
+    }
+    return crc;
+}
+
 struct wbuf {
     FILE *f;
     uint32_t crc;
@@ -892,7 +904,7 @@ int vt_store_snapshot_load(vt_store *st, const char *path, uint64_t *wal_seq)
         return -EBADMSG;
     }
     memcpy(&crc, p + n - 4, 4);
-    if (crc32_iscsi(p, (int)(n - 4 - 1), 0) != crc || p[n - 5] != 0) {
+    if (crc_big(p, n - 4 - 1, 0) != crc || p[n - 5] != 0) {
         free(p);
         return -EBADMSG;
     }
