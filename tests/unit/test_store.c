@@ -1,0 +1,309 @@
+/* test_store.c - the scorer's rollup store (scorer/store.c, compiled in here
+ * since scorer/ is a program, not a library): retention parsing, merging,
+ * one-tier-per-time cascade, expiry, dedupe with watermark, validation, and
+ * the snapshot round trip. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <unistd.h>
+
+#include "../../scorer/store.c"
+
+#define MIN 60000LL
+#define HOUR (60 * MIN)
+#define DAY (24 * HOUR)
+
+static const int64_t NOW = 1764288000000LL; /* a multiple of 10 minutes */
+
+static vt_store *new_store(void)
+{
+    struct vt_store_opts o = {0};
+    char err[128];
+    assert_int_equal(vt_store_parse_retention(VT_STORE_DEFAULT_RETENTION, &o, err, sizeof err), 0);
+    vt_store *st;
+    assert_int_equal(vt_store_new(&st, &o), 0);
+    return st;
+}
+
+/* A batch with one aggregate per (service, window, count) triple. */
+struct tb {
+    Vitals__V1__Batch b;
+    Vitals__V1__WindowAggregate a[4], *ap[4];
+    Vitals__V1__SeriesKey k[4];
+    Vitals__V1__Sketch lat[4];
+    uint64_t bucket[4];
+};
+
+static void make(struct tb *t, const char *id, uint64_t spool_last, size_t n, const char **svc,
+                 const int64_t *ws, const uint64_t *count)
+{
+    memset(t, 0, sizeof *t);
+    vitals__v1__batch__init(&t->b);
+    t->b.schema_version = 1;
+    t->b.agent_id = "agent";
+    t->b.batch_id = (char *)id;
+    t->b.spool_last = spool_last;
+    for (size_t i = 0; i < n; i++) {
+        vitals__v1__series_key__init(&t->k[i]);
+        t->k[i].service = (char *)svc[i];
+        t->k[i].model = t->k[i].provider = t->k[i].version = "";
+        vitals__v1__window_aggregate__init(&t->a[i]);
+        t->a[i].series = &t->k[i];
+        t->a[i].window_start_ms = ws[i];
+        t->a[i].window_ms = 10000;
+        t->a[i].count = count[i];
+        /* a latency sketch with all values in one bucket (index 640 = 1024 ms at scale 6) */
+        vitals__v1__sketch__init(&t->lat[i]);
+        t->lat[i].scale = 6;
+        t->lat[i].count = count[i];
+        t->lat[i].sum = 1000.0 * (double)count[i];
+        t->lat[i].min = t->lat[i].max = 1000.0;
+        t->bucket[i] = count[i];
+        static Vitals__V1__Buckets pos[4];
+        vitals__v1__buckets__init(&pos[i]);
+        pos[i].offset = 637;
+        pos[i].n_counts = 1;
+        pos[i].counts = &t->bucket[i];
+        t->lat[i].positive = &pos[i];
+        t->a[i].latency_ms = &t->lat[i];
+        t->ap[i] = &t->a[i];
+    }
+    t->b.aggregates = t->ap;
+    t->b.n_aggregates = n;
+}
+
+struct sum {
+    uint64_t series, records;
+    double lat_sum;
+};
+
+static int sum_cb(void *ud, const char *key, size_t len, const struct vt_aggregate *agg)
+{
+    struct sum *s = ud;
+    s->series++;
+    s->records += agg->count;
+    s->lat_sum += vt_sketch_sum(&agg->latency_ms);
+    return 0;
+}
+
+static struct sum query(vt_store *st, int64_t from, int64_t to)
+{
+    struct sum s = {0};
+    struct vt_aggregate scratch;
+    vt_aggregate_init(&scratch);
+    assert_int_equal(vt_store_query(st, from, to, &scratch, sum_cb, &s), 0);
+    vt_aggregate_free(&scratch);
+    return s;
+}
+
+static void test_retention_parse(void **state)
+{
+    (void)state;
+    struct vt_store_opts o = {0};
+    char err[128];
+    assert_int_equal(vt_store_parse_retention("10s:2h,1m:2d,10m:15d", &o, err, sizeof err), 0);
+    assert_int_equal(o.n_tiers, 3);
+    assert_int_equal(o.tiers[1].resolution_ms, MIN);
+    assert_int_equal(o.tiers[2].retention_ms, 15 * DAY);
+    assert_int_equal(vt_store_parse_retention("10s", &o, err, sizeof err), -EINVAL);
+    assert_int_equal(vt_store_parse_retention("10s:2h,15s:1d", &o, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "multiple"));
+    assert_int_equal(vt_store_parse_retention("10s:2h,1m:1h", &o, err, sizeof err), -EINVAL);
+    assert_int_equal(vt_store_parse_retention("x:2h", &o, err, sizeof err), -EINVAL);
+}
+
+static void test_merge_and_dedupe(void **state)
+{
+    (void)state;
+    vt_store *st = new_store();
+    vt_store_expire(st, NOW);
+    struct tb t;
+    const char *svc[] = {"a", "b", "a"};
+    int64_t ws[] = {NOW - MIN, NOW - MIN, NOW - MIN + 5000}; /* the 3rd shares a's 10 s bucket */
+    uint64_t cnt[] = {3, 4, 5};
+    make(&t, "agent/1", 10, 3, svc, ws, cnt);
+    char err[128];
+    assert_int_equal(vt_store_validate(st, &t.b, NULL, err, sizeof err), 0);
+    assert_false(vt_store_seen(st, &t.b));
+    assert_int_equal(vt_store_apply(st, &t.b, NULL, NULL), 12);
+    assert_true(vt_store_seen(st, &t.b));
+    assert_int_equal(vt_store_apply(st, &t.b, NULL, NULL), 0); /* duplicate: nothing */
+    struct sum s = query(st, NOW - 5 * MIN, NOW);
+    assert_int_equal(s.series, 2);
+    assert_int_equal(s.records, 12);
+    assert_true(s.lat_sum > 11999 && s.lat_sum < 12001);
+    /* prepared path gives the same */
+    struct tb t2;
+    make(&t2, "agent/2", 20, 3, svc, ws, cnt);
+    struct vt_aggregate prep[3];
+    for (int i = 0; i < 3; i++)
+        vt_aggregate_init(&prep[i]);
+    assert_int_equal(vt_store_validate(st, &t2.b, prep, err, sizeof err), 0);
+    assert_int_equal(vt_store_apply(st, &t2.b, prep, NULL), 12);
+    for (int i = 0; i < 3; i++)
+        vt_aggregate_free(&prep[i]);
+    s = query(st, NOW - 5 * MIN, NOW);
+    assert_int_equal(s.records, 24);
+    /* ranges: a bucket belongs to [from, to) by its start */
+    assert_int_equal(query(st, NOW - MIN + 10000, NOW).records, 0);
+    assert_int_equal(query(st, NOW - MIN, NOW - MIN + 10000).records, 24);
+    vt_store_free(st);
+}
+
+static void test_validation(void **state)
+{
+    (void)state;
+    vt_store *st = new_store();
+    struct tb t;
+    const char *svc[] = {"a", "b"};
+    int64_t ws[] = {NOW, NOW};
+    uint64_t cnt[] = {3, 4};
+    char err[128];
+    make(&t, "agent/1", 0, 2, svc, ws, cnt);
+    t.b.schema_version = 2;
+    assert_int_equal(vt_store_validate(st, &t.b, NULL, err, sizeof err), -EPROTO);
+    t.b.schema_version = 1;
+    t.a[1].errors = 99; /* more errors than records */
+    assert_int_equal(vt_store_validate(st, &t.b, NULL, err, sizeof err), -EBADMSG);
+    assert_non_null(strstr(err, "aggregates[1]"));
+    t.a[1].errors = 0;
+    t.bucket[0] = 2; /* sketch count disagrees with its buckets */
+    assert_int_equal(vt_store_validate(st, &t.b, NULL, err, sizeof err), -EBADMSG);
+    assert_non_null(strstr(err, "aggregates[0]"));
+    t.bucket[0] = 3;
+    t.b.batch_id = "";
+    assert_int_equal(vt_store_validate(st, &t.b, NULL, err, sizeof err), -EBADMSG);
+    vt_store_free(st);
+}
+
+static void test_cascade_and_expiry(void **state)
+{
+    (void)state;
+    vt_store *st = new_store();
+    struct tb t;
+    const char *svc[] = {"a", "a", "a", "a"};
+    /* all land in tier 0 (no expire has run): 3 h ago (x2, same minute), 3 d ago, 20 d ago */
+    int64_t ws[] = {NOW - 3 * HOUR, NOW - 3 * HOUR + 20000, NOW - 3 * DAY, NOW - 20 * DAY};
+    uint64_t cnt[] = {1, 2, 4, 8};
+    make(&t, "agent/1", 0, 4, svc, ws, cnt);
+    assert_int_equal(vt_store_apply(st, &t.b, NULL, NULL), 15);
+    struct vt_store_stats ss;
+    vt_store_stats_get(st, &ss);
+    assert_int_equal(ss.buckets, 4);
+    vt_store_expire(st, NOW);
+    vt_store_stats_get(st, &ss);
+    /* the two 10 s buckets of the same minute became one 1 min bucket, the
+     * 3-day-old one a 10 min bucket, the 20-day-old one is gone */
+    assert_int_equal(ss.buckets, 2);
+    assert_int_equal(ss.records, 7);
+    assert_int_equal(query(st, NOW - 4 * HOUR, NOW).records, 3);
+    assert_int_equal(query(st, NOW - 4 * DAY, NOW).records, 7);
+    assert_int_equal(query(st, 0, NOW).records, 7);
+    /* late data now goes straight to the tier that owns its time */
+    int64_t ws2[] = {NOW - 3 * HOUR + 30000};
+    uint64_t cnt2[] = {16};
+    make(&t, "agent/2", 0, 1, svc, ws2, cnt2);
+    assert_int_equal(vt_store_apply(st, &t.b, NULL, NULL), 16);
+    vt_store_stats_get(st, &ss);
+    assert_int_equal(ss.buckets, 2);
+    /* older than the horizon: dropped and counted */
+    int64_t ws3[] = {NOW - 16 * DAY};
+    make(&t, "agent/3", 0, 1, svc, ws3, cnt2);
+    uint64_t dropped = 0;
+    assert_int_equal(vt_store_apply(st, &t.b, NULL, &dropped), 0);
+    assert_int_equal(dropped, 16);
+    /* everything expires eventually; the series goes away */
+    vt_store_expire(st, NOW + 30 * DAY);
+    vt_store_stats_get(st, &ss);
+    assert_int_equal(ss.buckets, 0);
+    assert_int_equal(ss.series, 0);
+    vt_store_free(st);
+}
+
+static void test_dedupe_watermark(void **state)
+{
+    (void)state;
+    vt_store *st = new_store();
+    vt_store_expire(st, NOW);
+    struct tb t;
+    const char *svc[] = {"a"};
+    int64_t ws[] = {NOW - MIN};
+    uint64_t cnt[] = {1};
+    make(&t, "agent/old", 100, 1, svc, ws, cnt);
+    t.b.window_start_ms = NOW - MIN;
+    assert_int_equal(vt_store_apply(st, &t.b, NULL, NULL), 1);
+    /* 16 days later the id is forgotten but the watermark still knows */
+    vt_store_expire(st, NOW + 16 * DAY + 2 * HOUR);
+    struct vt_store_stats ss;
+    vt_store_stats_get(st, &ss);
+    assert_int_equal(ss.batch_ids, 0);
+    assert_true(vt_store_seen(st, &t.b));
+    t.b.batch_id = "agent/new";
+    t.b.spool_last = 101;
+    assert_false(vt_store_seen(st, &t.b));
+    vt_store_free(st);
+}
+
+static void test_snapshot_roundtrip(void **state)
+{
+    (void)state;
+    vt_store *st = new_store();
+    vt_store_expire(st, NOW);
+    struct tb t;
+    const char *svc[] = {"a", "b", "a"};
+    int64_t ws[] = {NOW - MIN, NOW - MIN, NOW - 3 * DAY};
+    uint64_t cnt[] = {3, 4, 5};
+    make(&t, "agent/1", 10, 3, svc, ws, cnt);
+    assert_int_equal(vt_store_apply(st, &t.b, NULL, NULL), 12);
+    char dir[] = "/tmp/vt-store-test-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/snapshot.bin", dir);
+    assert_int_equal(vt_store_snapshot_write(st, path, 42), 0);
+
+    vt_store *st2 = new_store();
+    vt_store_expire(st2, NOW);
+    uint64_t seq = 0;
+    assert_int_equal(vt_store_snapshot_load(st2, path, &seq), 0);
+    assert_int_equal(seq, 42);
+    struct sum a = query(st, 0, NOW), b = query(st2, 0, NOW);
+    assert_int_equal(a.records, b.records);
+    assert_int_equal(a.series, b.series);
+    assert_true(a.lat_sum == b.lat_sum);
+    assert_true(vt_store_seen(st2, &t.b));
+    struct vt_store_stats s1, s2;
+    vt_store_stats_get(st, &s1);
+    vt_store_stats_get(st2, &s2);
+    assert_int_equal(s1.buckets, s2.buckets);
+
+    /* a damaged snapshot is refused, not half-loaded silently */
+    FILE *f = fopen(path, "r+b");
+    fseek(f, 40, SEEK_SET);
+    fputc(0x5a, f);
+    fclose(f);
+    vt_store *st3 = new_store();
+    assert_int_equal(vt_store_snapshot_load(st3, path, &seq), -EBADMSG);
+    snprintf(path, sizeof path, "%s/none.bin", dir);
+    assert_int_equal(vt_store_snapshot_load(st3, path, &seq), -ENOENT);
+    snprintf(path, sizeof path, "%s/snapshot.bin", dir);
+    unlink(path);
+    rmdir(dir);
+    vt_store_free(st3);
+    vt_store_free(st2);
+    vt_store_free(st);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_retention_parse),  cmocka_unit_test(test_merge_and_dedupe),
+        cmocka_unit_test(test_validation),       cmocka_unit_test(test_cascade_and_expiry),
+        cmocka_unit_test(test_dedupe_watermark), cmocka_unit_test(test_snapshot_roundtrip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
