@@ -2,7 +2,7 @@
 // BatchSpanProcessor -> an OTLP exporter) that sends the spans of
 // tests/integration/test_otlp.py to a vitals-agent.
 //
-//   node send.js <grpc|proto|json> <url> <service.name> [gzip]
+//   node send.js <grpc|proto|json> <url> <service.name | -> [gzip]
 //
 // The spans are fixed (see SPANS below and the test's EXPECTED table): GenAI
 // spans with new and old attribute names, OpenInference LLM and EMBEDDING
@@ -13,7 +13,7 @@
 'use strict';
 const api = require('@opentelemetry/api');
 const { BasicTracerProvider, BatchSpanProcessor } = require('@opentelemetry/sdk-trace-base');
-const { resourceFromAttributes } = require('@opentelemetry/resources');
+const { defaultResource, resourceFromAttributes } = require('@opentelemetry/resources');
 
 const [kind, url, service, comp] = process.argv.slice(2);
 const warnings = [];
@@ -46,9 +46,10 @@ exp.export = (spans, done) => realExport(spans, (r) => {
 });
 
 const provider = new BasicTracerProvider({
-  resource: resourceFromAttributes({
-    'service.name': service, 'deployment.environment': 'prod', 'tier': 'silver',
-  }),
+  // service "-": no service.name, so the SDK's "unknown_service:..." default goes out
+  resource: defaultResource().merge(resourceFromAttributes(Object.assign(
+    service === '-' ? {} : { 'service.name': service },
+    { 'deployment.environment': 'prod', 'tier': 'silver' }))),
   spanProcessors: [new BatchSpanProcessor(exp, { maxExportBatchSize: 512, scheduledDelayMillis: 100 })],
 });
 const tracer = provider.getTracer('vitals-otlp-it', '1.0.0');
