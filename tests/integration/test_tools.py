@@ -379,10 +379,70 @@ def test_demo_run_non_interactive():
     shutil.rmtree(d, ignore_errors=True)
 
 
+def test_demo_run_ctrl_c_on_a_terminal():
+    """Interactive mode on a real pseudo-terminal: the table is redrawn in
+    place, and Ctrl-C (a ^C through the terminal, not a signal to one pid)
+    stops everything and says where the data is."""
+    import fcntl
+    import pty
+    import select
+    import termios
+    d = tempfile.mkdtemp(prefix="vitals-demo-tty-")
+    master, slave = pty.openpty()
+
+    def pre():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    p = subprocess.Popen([os.path.join(SRC, "scripts/demo-run"), "--dir", d], cwd=SRC,
+                         stdin=slave, stdout=slave, stderr=slave, preexec_fn=pre,
+                         env=dict(os.environ, VITALS_BIN=BIN))
+    os.close(slave)
+    buf = bytearray()
+
+    def pump(secs, until=None):
+        end = time.time() + secs
+        while time.time() < end and not (until and until in buf):
+            r, _, _ = select.select([master], [], [], 0.2)
+            if r:
+                try:
+                    buf.extend(os.read(master, 65536))
+                except OSError:
+                    return
+    pids = []
+    try:
+        pump(60, b"provider=anthropic")  # segments are listed once they have data
+        assert b"doc_extract_health" in buf and b"provider=anthropic" in buf, buf[-2000:]
+        assert b"\033[H\033[2J" in buf  # redrawn in place
+        pids = [int(x) for x in open(os.path.join(d, "pids")).read().split()]
+        assert len(pids) == 3
+        os.write(master, b"\x03")
+        pump(30, b"stopped. Data is in")
+        p.wait(timeout=10)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        os.close(master)
+    text = buf.decode(errors="replace")
+    assert p.returncode == 0 and "stopped. Data is in " + d in text, text[-2000:]
+    assert "final sync answered" in text, text[-2000:]
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}") or \
+            open(f"/proc/{pid}/stat").read().split()[2] == "Z", pid
+    shutil.rmtree(d, ignore_errors=True)
+
+
 if __name__ == "__main__":
     r = Runner()
     for t in (test_help_version_usage, test_loadgen_deterministic_and_paced,
               test_loadgen_counts_match_agent_and_scorer, test_loadgen_dgram_and_failures,
-              test_check_config, test_vitalsctl_against_api, test_demo_run_non_interactive):
+              test_check_config, test_vitalsctl_against_api, test_demo_run_non_interactive,
+              test_demo_run_ctrl_c_on_a_terminal):
         r.run(t)
     r.finish()
