@@ -411,8 +411,8 @@ def test_demo_run_ctrl_c_on_a_terminal():
                     return
     pids = []
     try:
-        pump(60, b"provider=anthropic")  # segments are listed once they have data
-        assert b"doc_extract_health" in buf and b"provider=anthropic" in buf, buf[-2000:]
+        pump(60, b"model=claude-3-5-sonnet")  # segments are listed once they have data
+        assert b"doc_extract_health" in buf and b"model=claude-3-5-sonnet" in buf, buf[-2000:]
         assert b"\033[H\033[2J" in buf  # redrawn in place
         pids = [int(x) for x in open(os.path.join(d, "pids")).read().split()]
         assert len(pids) == 3
