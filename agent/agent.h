@@ -46,6 +46,7 @@ struct agent_config {
     int64_t otlp_max_request_bytes;
     int64_t window_ms, flush_interval_ms, frame_bytes, frame_interval_ms;
     int64_t batch_max_bytes, batch_max_aggregates, max_in_flight, compression_level;
+    int64_t ship_compression_level;
     int64_t spool_max_bytes, segment_bytes, fsync_interval_ms, max_series, max_live_windows;
     int64_t shutdown_grace_ms, backoff_initial_ms, backoff_max_ms, ship_timeout_ms;
     int64_t ready_max_lag_ms, max_connections, max_pending_bytes;

@@ -317,7 +317,7 @@ int shipper_start(struct agent *ag)
         .metadata = md,
         .n_metadata = s->auth ? 1 : 0,
         .compression = VT_GRPC_ENC_ZSTD,
-        .compression_level = (int)ag->cfg.compression_level,
+        .compression_level = (int)ag->cfg.ship_compression_level,
         .max_concurrent_calls = (uint32_t)ag->cfg.max_in_flight,
         .user_agent = "vitals-agent/" VITALS_VERSION,
     };

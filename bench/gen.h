@@ -22,6 +22,7 @@ struct gen {
     uint64_t s;
     int64_t ts;
     uint64_t n;
+    const char *service; /* NULL: four services in turn; else this one (one pod's view) */
 };
 
 static inline void gen_init(struct gen *g, uint64_t seed)
@@ -29,6 +30,7 @@ static inline void gen_init(struct gen *g, uint64_t seed)
     g->s = seed * 0x9e3779b97f4a7c15ull + 1;
     g->ts = 1764288000000;
     g->n = 0;
+    g->service = NULL;
 }
 
 static inline uint64_t gen_u64(struct gen *g)
@@ -72,7 +74,8 @@ static inline size_t gen_record(struct gen *g, char *buf, size_t cap)
         "\"cost_usd\":%.6f,\"metrics\":{\"relevance\":%.2f,\"hallucination\":%d,"
         "\"feedback\":%d},\"labels\":{\"region\":\"%s\",\"tier\":\"%s\"},"
         "\"embedding\":[%.2f,%.2f,%.2f],\"request_id\":\"r-%llu\"}",
-        (long long)g->ts, services[gen_u64(g) % 4], models[m], providers[m],
+        (long long)g->ts, g->service ? (gen_u64(g), g->service) : services[gen_u64(g) % 4],
+        models[m], providers[m],
         10 + (int)(gen_u64(g) % 3), latency, latency * (0.1 + 0.1 * gen_unit(g)),
         error ? "error" : "ok", error ? ",\"error_type\":\"timeout\"" : "", in_tok, out_tok,
         (in_tok * 2.5 + out_tok * 10) * 1e-6, 0.6 + 0.4 * gen_unit(g),
