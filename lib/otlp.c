@@ -453,6 +453,8 @@ static bool num_of(struct vt_otlp_decoder *d, const struct anyval *v, double *ou
 
 static bool valid_utf8(struct vt_str s)
 {
+    if (!s.len)
+        return true;
     const unsigned char *p = (const unsigned char *)s.ptr, *end = p + s.len;
     while (p < end) {
         unsigned c = *p;
@@ -1295,7 +1297,7 @@ static void pb_span(struct vt_otlp_decoder *d, struct pb b, int64_t now_ms, vt_o
     if (bad || r < 0) {
         /* Not even LLM-ness is known: reject, attributed to the resource. */
         d->kv_set = UINT64_C(1) << K_REQ_MODEL; /* counted as an LLM span */
-        d->kv[K_REQ_MODEL] = (struct anyval){.type = AV_STRING};
+        d->kv[K_REQ_MODEL] = (struct anyval){.type = AV_STRING, .s = {"", 0}};
         d->pending = VT_REJECT_NONE;
         pend(d, VT_REJECT_PARSE_ERROR, "malformed span");
     }
@@ -1655,7 +1657,7 @@ static void json_span(struct vt_otlp_decoder *d, const json_t *sp, int64_t now_m
     }
     if (bad) {
         d->kv_set = UINT64_C(1) << K_REQ_MODEL;
-        d->kv[K_REQ_MODEL] = (struct anyval){.type = AV_STRING};
+        d->kv[K_REQ_MODEL] = (struct anyval){.type = AV_STRING, .s = {"", 0}};
         d->pending = VT_REJECT_NONE;
         pend(d, VT_REJECT_PARSE_ERROR, "malformed span");
     }
@@ -1718,7 +1720,7 @@ int vt_otlp_decode_json(struct vt_otlp_decoder *d, const char *buf, size_t len, 
     json_error_t jerr;
     json_t *root = json_loadb(buf ? buf : "", len, 0, &jerr);
     if (!root) {
-        if (jerr.text[0] && strstr(jerr.text, "memory"))
+        if (json_error_code(&jerr) == json_error_out_of_memory)
             return -ENOMEM;
         snprintf(res->message, sizeof res->message, "invalid JSON at byte %d: %s",
                  jerr.position, jerr.text);
