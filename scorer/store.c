@@ -146,6 +146,8 @@ int vt_store_new(vt_store **out, const struct vt_store_opts *opts)
     if (!st)
         return -ENOMEM;
     st->o = *opts;
+    if (!st->o.cold_scale)
+        st->o.cold_scale = VT_STORE_COLD_SCALE;
     if (!st->o.max_series)
         st->o.max_series = DEFAULT_MAX_SERIES;
     for (size_t i = 0; i < VT_STORE_MAX_TIERS; i++)
@@ -407,6 +409,21 @@ static struct bucket *bucket_get(vt_store *st, struct tier_buckets *tb, int64_t 
     return &tb->b[lo];
 }
 
+/* Keep a coarse tier's bucket at cold_scale or coarser (see store.h). */
+static void make_cold(const vt_store *st, int tier, struct vt_aggregate *a)
+{
+    if (tier == 0)
+        return;
+    vt_sketch *fixed[] = {&a->latency_ms, &a->ttft_ms, &a->input_tokens, &a->output_tokens,
+                          &a->cost_usd};
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
+        if (fixed[i]->scale > st->o.cold_scale)
+            vt_sketch_downscale(fixed[i], st->o.cold_scale);
+    for (uint32_t i = 0; i < a->n_metrics; i++)
+        if (a->metrics[i].sketch.scale > st->o.cold_scale)
+            vt_sketch_downscale(&a->metrics[i].sketch, st->o.cold_scale);
+}
+
 static int tier_for(const vt_store *st, int64_t t)
 {
     for (size_t i = 0; i < st->o.n_tiers; i++)
@@ -482,6 +499,7 @@ int64_t vt_store_apply(vt_store *st, const Vitals__V1__Batch *b,
         }
         if (rc)
             return rc;
+        make_cold(st, tier, &bk->agg);
         s->records += a->count;
         st->records += a->count;
         if (start > s->last_ms)
@@ -506,8 +524,10 @@ static void expire_series(vt_store *st, struct series *s)
                 /* On ENOMEM the bucket's data is lost rather than kept in a
                  * tier that no longer owns its time (that would double count
                  * nothing, but break the one-tier rule). */
-                if (dst)
+                if (dst) {
                     vt_aggregate_merge(&dst->agg, &old->agg);
+                    make_cold(st, (int)i + 1, &dst->agg);
+                }
                 else
                     st->records -= old->agg.count, s->records -= old->agg.count;
             } else {
@@ -845,6 +865,8 @@ static int load_entries(vt_store *st, const uint8_t *p, size_t n)
             int64_t start = align_down(a->window_start_ms, st->o.tiers[tier].resolution_ms);
             struct bucket *bk = s ? bucket_get(st, &s->t[tier], start, NULL) : NULL;
             int rc = bk ? vt_aggregate_merge_proto(&bk->agg, a) : -ENOMEM;
+            if (!rc)
+                make_cold(st, tier, &bk->agg);
             if (!rc) {
                 s->records += a->count;
                 st->records += a->count;

@@ -60,7 +60,15 @@ struct vt_store_opts {
     size_t n_tiers;      /* >= 1; each resolution a multiple of the previous,
                             each retention longer than the previous */
     uint32_t max_series; /* 0 -> 100000 */
+    int cold_scale;      /* sketches in tiers after the first are kept at most
+                            at this scale (0 -> VT_STORE_COLD_SCALE): old data
+                            feeds baselines, where 2% relative error is fine,
+                            and it is most of the memory */
 };
+
+/* Scale 4: relative error (2^(1/16)-1)/(2^(1/16)+1) = 2.2%, 4x fewer buckets
+ * than the agents' scale 6. The first tier keeps what agents send. */
+#define VT_STORE_COLD_SCALE 4
 
 typedef struct vt_store vt_store;
 

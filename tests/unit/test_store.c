@@ -80,6 +80,7 @@ static void make(struct tb *t, const char *id, uint64_t spool_last, size_t n, co
 struct sum {
     uint64_t series, records;
     double lat_sum;
+    int scale;
 };
 
 static int sum_cb(void *ud, const char *key, size_t len, const struct vt_aggregate *agg)
@@ -88,6 +89,7 @@ static int sum_cb(void *ud, const char *key, size_t len, const struct vt_aggrega
     s->series++;
     s->records += agg->count;
     s->lat_sum += vt_sketch_sum(&agg->latency_ms);
+    s->scale = agg->latency_ms.scale;
     return 0;
 }
 
@@ -201,7 +203,11 @@ static void test_cascade_and_expiry(void **state)
      * 3-day-old one a 10 min bucket, the 20-day-old one is gone */
     assert_int_equal(ss.buckets, 2);
     assert_int_equal(ss.records, 7);
-    assert_int_equal(query(st, NOW - 4 * HOUR, NOW).records, 3);
+    struct sum q = query(st, NOW - 4 * HOUR, NOW);
+    assert_int_equal(q.records, 3);
+    assert_int_equal(q.scale, VT_STORE_COLD_SCALE); /* coarse tiers keep coarse sketches */
+    assert_true(q.lat_sum == 3000.0);                /* sums stay exact */
+    assert_int_equal(query(st, NOW - 5 * MIN, NOW + MIN).records, 0);
     assert_int_equal(query(st, NOW - 4 * DAY, NOW).records, 7);
     assert_int_equal(query(st, 0, NOW).records, 7);
     /* late data now goes straight to the tier that owns its time */
