@@ -285,6 +285,11 @@ const vt_sketch *vt_aggregate_sketch(const struct vt_aggregate *a, const char *n
     return at >= 0 ? &a->metrics[at].sketch : NULL;
 }
 
+vt_sketch *vt_aggregate_metric(struct vt_aggregate *a, const char *name)
+{
+    return metric_sketch(a, name, strlen(name));
+}
+
 uint64_t vt_aggregate_missing(const struct vt_aggregate *a, const char *field)
 {
     for (int f = VT_FIELD_FIRST; f <= VT_FIELD_LAST; f++) {

@@ -97,6 +97,11 @@ int vt_aggregate_merge(struct vt_aggregate *dst, const struct vt_aggregate *src)
  * "output_tokens", "cost_usd", or a metric name. NULL if none. */
 const vt_sketch *vt_aggregate_sketch(const struct vt_aggregate *a, const char *name);
 
+/* The sketch of named metric `name`, created empty if absent. NULL when the
+ * aggregate already holds VT_AGG_MAX_METRICS names, the name is too long, or
+ * out of memory. (For callers that prepare an accumulator by name.) */
+vt_sketch *vt_aggregate_metric(struct vt_aggregate *a, const char *name);
+
 /* Missing count of a field by its JSON name ("latency_ms"); 0 if unknown. */
 uint64_t vt_aggregate_missing(const struct vt_aggregate *a, const char *field);
 uint64_t vt_aggregate_invalid_total(const struct vt_aggregate *a);

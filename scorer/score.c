@@ -338,17 +338,9 @@ static int needs_add_metric(struct needs *n, const char *metric)
 static int acc_init(struct vt_aggregate *a, const struct needs *n)
 {
     vt_aggregate_init(a);
-    if (n->n_names == 0)
-        return 0;
-    a->metrics = calloc(n->n_names, sizeof *a->metrics);
-    if (!a->metrics)
-        return -ENOMEM;
-    a->cap_metrics = a->n_metrics = n->n_names;
-    for (uint32_t i = 0; i < n->n_names; i++) {
-        assert(strlen(n->names[i]) <= VT_AGG_MAX_METRIC_NAME);
-        strcpy(a->metrics[i].name, n->names[i]);
-        vt_sketch_init_default(&a->metrics[i].sketch);
-    }
+    for (uint32_t i = 0; i < n->n_names; i++)
+        if (!vt_aggregate_metric(a, n->names[i]))
+            return -ENOMEM;
     return 0;
 }
 
