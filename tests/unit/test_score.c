@@ -834,7 +834,7 @@ static void t_golden(void **st)
             if (!ev)
                 fail_msg("no segment %s in %s", seg, score);
         }
-        double got;
+        double got = NAN;
         const char *gots = NULL;
         if (strcmp(compn, "-") != 0) {
             int ci = -1;
