@@ -160,12 +160,24 @@ struct vt_otlp_decoder {
     char first_span[20];
 };
 
-static uint32_t fnv1a(const char *s, size_t n)
+/* Hash of an attribute key: its length and its first and last 8 bytes, so
+ * that the cost does not grow with the key (keys share long prefixes such as
+ * "gen_ai.usage." but differ in length or tail; collisions only cost a
+ * memcmp). */
+static uint32_t key_hash(const char *s, size_t n)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
+    uint64_t a = 0, b = 0;
+    if (n >= 8) {
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+    } else if (n) {
+        memcpy(&a, s, n);
+    }
+    uint64_t h = (a * UINT64_C(0x9E3779B97F4A7C15)) ^ (b * UINT64_C(0xC2B2AE3D27D4EB4F)) ^
+                 ((uint64_t)n * UINT64_C(0x165667B19E3779F9));
+    h ^= h >> 29;
+    h *= UINT64_C(0xBF58476D1CE4E5B9);
+    return (uint32_t)(h >> 32);
 }
 
 static struct keyent *tab_slot(struct vt_otlp_decoder *d, const char *k, size_t n, uint32_t h)
@@ -179,7 +191,7 @@ static struct keyent *tab_slot(struct vt_otlp_decoder *d, const char *k, size_t 
 
 static const struct keyent *tab_find(const struct vt_otlp_decoder *d, const char *k, size_t n)
 {
-    uint32_t h = fnv1a(k, n);
+    uint32_t h = key_hash(k, n);
     for (uint32_t i = h & d->tab_mask;; i = (i + 1) & d->tab_mask) {
         const struct keyent *e = &d->tab[i];
         if (!e->key)
@@ -192,7 +204,7 @@ static const struct keyent *tab_find(const struct vt_otlp_decoder *d, const char
 static struct keyent *tab_add(struct vt_otlp_decoder *d, const char *k)
 {
     size_t n = strlen(k);
-    uint32_t h = fnv1a(k, n);
+    uint32_t h = key_hash(k, n);
     struct keyent *e = tab_slot(d, k, n, h);
     if (!e->key)
         *e = (struct keyent){k, (uint32_t)n, h, -1, -1, -1};
@@ -1022,8 +1034,12 @@ struct pbf {
     size_t len;
 };
 
-static int pb_varint(struct pb *b, uint64_t *out)
+static inline int pb_varint(struct pb *b, uint64_t *out)
 {
+    if (b->p < b->end && *b->p < 0x80) { /* the common one-byte case */
+        *out = *b->p++;
+        return 0;
+    }
     uint64_t v = 0;
     for (int shift = 0; shift < 64; shift += 7) {
         if (b->p >= b->end)
@@ -1039,7 +1055,7 @@ static int pb_varint(struct pb *b, uint64_t *out)
 }
 
 /* Read the next field: 1 = got one, 0 = end of message, -1 = malformed. */
-static int pb_next(struct pb *b, struct pbf *f)
+static inline int pb_next(struct pb *b, struct pbf *f)
 {
     if (b->p >= b->end)
         return 0;
@@ -1098,7 +1114,9 @@ static bool pb_keyvalue(struct pb b, struct vt_str *key, struct anyval *v)
     struct pbf f;
     int r;
     *key = (struct vt_str){"", 0};
-    memset(v, 0, sizeof *v);
+    v->type = AV_NONE;
+    v->bad = false;
+    v->j = NULL;
     while ((r = pb_next(&b, &f)) == 1) {
         if (f.num == 1 && f.wt == 2)
             *key = (struct vt_str){(const char *)f.ptr, f.len};
@@ -1106,7 +1124,7 @@ static bool pb_keyvalue(struct pb b, struct vt_str *key, struct anyval *v)
             struct pb a = pb_of(&f);
             struct pbf g;
             int q;
-            memset(v, 0, sizeof *v); /* a repeated value field: the last wins */
+            v->type = AV_NONE; /* a repeated value field: the last wins */
             while ((q = pb_next(&a, &g)) == 1) {
                 switch (g.num) {
                 case 1: if (g.wt != 2) return false;
