@@ -1057,6 +1057,9 @@ static inline int pb_varint(struct pb *b, uint64_t *out)
 /* Read the next field: 1 = got one, 0 = end of message, -1 = malformed. */
 static inline int pb_next(struct pb *b, struct pbf *f)
 {
+    f->u = 0;
+    f->ptr = NULL;
+    f->len = 0;
     if (b->p >= b->end)
         return 0;
     uint64_t tag;
