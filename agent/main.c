@@ -266,11 +266,17 @@ static void on_signal(uv_signal_t *h, int signum)
     begin_shutdown(ag, signum);
 }
 
+/* Wakes up just after each window boundary (and at least once a second to
+ * follow the wall clock), so a window closes - and ships - when it ends, not
+ * up to a tick later; idle, that is one wake-up per second at most. */
 static void on_tick(uv_timer_t *t)
 {
     struct agent *ag = t->data;
     set_clock(ag);
-    window_tick(ag, agent_now_ms(ag), false);
+    int64_t now = agent_now_ms(ag);
+    window_tick(ag, now, false);
+    int64_t next = ag->cfg.window_ms - now % ag->cfg.window_ms + 1;
+    uv_timer_start(t, on_tick, (uint64_t)(next < 1000 ? next : 1000), 0);
 }
 
 int main(int argc, char **argv)
@@ -343,7 +349,7 @@ int main(int argc, char **argv)
     uv_timer_init(ag.loop, &sig.tick);
     uv_timer_init(ag.loop, &sig.shutdown);
     sig.tick.data = sig.shutdown.data = &ag;
-    uv_timer_start(&sig.tick, on_tick, 0, 1000);
+    uv_timer_start(&sig.tick, on_tick, 0, 0);
     vt_info("agent: %s started (agent id %s, window %lld ms, scorer %s)", VITALS_VERSION,
             ag.cfg.agent_id, (long long)ag.cfg.window_ms,
             *ag.cfg.scorer ? ag.cfg.scorer : "none");
