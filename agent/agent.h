@@ -119,6 +119,8 @@ void window_frame_appended(struct agent *ag, struct window *w, uint64_t first_se
                            uint32_t lines, int status);
 void window_tick(struct agent *ag, int64_t now_ms, bool force_close);
 void window_free(struct window *w);
+/* Forget a window's aggregates (it becomes cold: rebuilt from the spool). */
+void window_discard(struct window *w);
 /* Pack the aggregates of a window (worker thread): sorted series, batches of
  * at most max_aggregates / max_bytes. Returns 0 or -errno. */
 int window_pack(const struct agent_config *cfg, const char *agent_id, struct window *w,
@@ -163,7 +165,7 @@ struct agent_metrics {
     vt_counter *rejected[VT_REJECT__COUNT];
     vt_counter *spool_dropped, *spool_write_errors, *frames;
     vt_counter *batches_sent, *batches_acked, *batches_retried, *batches_rejected,
-        *batches_duplicate, *records_shipped, *bytes_shipped, *windows_rebuilt,
+        *batches_duplicate, *records_shipped, *bytes_shipped, *windows_built,
         *series_overflow;
     vt_histogram *ship_latency;
     vt_gauge *series;
@@ -183,6 +185,8 @@ struct agent {
     struct ingest *ingest;
     struct admin *admin;
     struct otlp *otlp;
+    char ship_id[192];                 /* agent id + "." + spool incarnation: names batches */
+    char *line_buf;                    /* max_record_bytes + 1024: canonical lines (OTLP) */
     bool stopping;
     int exit_code;
 };

@@ -128,13 +128,14 @@ int ingest_record(struct agent *ag, struct vt_record *rec)
 {
     /* The canonical line is what a replay will decode: fold the record as
      * that decode will see it (arrival and default ts from the frame). */
-    char line[65536 + 1024];
+    char *line = ag->line_buf;
+    size_t cap = (size_t)ag->cfg.max_record_bytes + 1024;
     vt_counter_inc(ag->m.received);
     struct frame *f = spool_frame(ag, agent_now_ms(ag));
     rec->arrival_ms = f->arrival_ms;
     if (!(rec->present & VT_FIELD_BIT(VT_FIELD_TS)))
         rec->ts_ms = f->arrival_ms;
-    int n = vt_record_format_json(rec, line, sizeof line);
+    int n = vt_record_format_json(rec, line, cap);
     if (n < 0 || n > ag->cfg.max_record_bytes) {
         ingest_reject(ag, VT_REJECT_TOO_LARGE, rec);
         return -E2BIG;

@@ -184,7 +184,7 @@ static int register_metrics(struct agent *ag)
         "Batches refused for good by the scorer, set aside in <spool-dir>/rejected.");
     m->bytes_shipped = vt_metrics_counter(r, "vitals_agent_shipped_bytes_total",
                                           "Batch bytes sent, before gRPC compression.");
-    m->windows_rebuilt = vt_metrics_counter(r, "vitals_agent_windows_built_total",
+    m->windows_built = vt_metrics_counter(r, "vitals_agent_windows_built_total",
                                             "Windows packed into batches.");
     m->series_overflow = vt_metrics_counter(
         r, "vitals_agent_series_overflow_records_total",
@@ -247,11 +247,7 @@ static void begin_shutdown(struct agent *ag, int signum)
     ag->stopping = true;
     ingest_stop(ag);
     otlp_stop(ag);
-    struct window *last = ag->windows;
-    while (last && last->next)
-        last = last->next;
-    if (last && !last->sealed)
-        spool_seal_window(ag); /* a restart must not add to a window we may ship now */
+    window_tick(ag, agent_now_ms(ag), true); /* seals the last window with "#seal" */
     sig.shutdown_deadline = agent_now_ms(ag) + ag->cfg.shutdown_grace_ms;
     uv_timer_start(&sig.shutdown, on_shutdown_check, 0, 50);
 }
@@ -322,7 +318,8 @@ int main(int argc, char **argv)
     lim.max_metrics = (uint32_t)ag.cfg.max_metrics;
     lim.max_embedding = (uint32_t)ag.cfg.max_embedding;
     ag.decoder = vt_record_decoder_new(&lim, ag.cfg.service);
-    if (!ag.decoder || register_metrics(&ag) != 0) {
+    ag.line_buf = malloc((size_t)ag.cfg.max_record_bytes + 1024);
+    if (!ag.decoder || !ag.line_buf || register_metrics(&ag) != 0) {
         fprintf(stderr, "vitals-agent: cannot start: out of memory or bad limits\n");
         return 1;
     }
@@ -366,6 +363,7 @@ int main(int argc, char **argv)
     spool_free(&ag);
     otlp_free(&ag); /* after spool_free: its waiters may still answer OTLP calls */
     vt_record_decoder_free(ag.decoder);
+    free(ag.line_buf);
     vt_metrics_free(ag.metrics);
     vt_config_free(knobs, N_KNOBS, &ag.cfg);
     uv_loop_close(ag.loop);

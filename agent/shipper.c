@@ -208,11 +208,21 @@ static void on_built(struct agent *ag, struct window *w, uint8_t **batches, size
                      char **ids, uint32_t n, uint64_t records, int status)
 {
     struct shipper *s = ag->shipper;
+    w->building = false;
+    if (!s) { /* shut down while building: the spool keeps the window */
+        for (uint32_t i = 0; i < n; i++) {
+            free(batches[i]);
+            free(ids[i]);
+        }
+        free(batches);
+        free(lens);
+        free(ids);
+        return;
+    }
     struct entry *e = s->head;
     while (e && e->w != w)
         e = e->next;
     assert(e);
-    w->building = false;
     if (status) {
         vt_error("shipper: building window %lld failed: %s; retrying", (long long)w->start_ms,
                  strerror(-status));
@@ -223,7 +233,7 @@ static void on_built(struct agent *ag, struct window *w, uint8_t **batches, size
         pump(s);
         return;
     }
-    vt_counter_inc(ag->m.windows_rebuilt); /* counts builds; rebuilt = cold ones */
+    vt_counter_inc(ag->m.windows_built);
     e->b = calloc(n ? n : 1, sizeof *e->b);
     if (!e->b)
         abort();
@@ -284,6 +294,8 @@ static void pump(struct shipper *s)
 void shipper_enqueue(struct agent *ag, struct window *w)
 {
     struct shipper *s = ag->shipper;
+    if (!s)
+        return; /* shutting down: the window stays in the spool for the next start */
     struct entry *e = calloc(1, sizeof *e);
     if (!e)
         abort();

@@ -14,8 +14,13 @@
  * close a window early.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "agent.h"
 #include "log.h"
@@ -65,6 +70,7 @@ struct spool {
     struct build *builds, **builds_tail, *building;
     uv_work_t build_work;
     struct vt_record_decoder *build_decoder; /* worker-owned */
+    _Atomic uint64_t checkpoint;             /* last saved: lines below it are shipped */
     uv_timer_t frame_timer, sync_timer, retry_timer;
     int closing_handles;
 };
@@ -94,7 +100,14 @@ static void io_work(uv_work_t *req)
             op->status = vt_seglog_sync(log);
             break;
         case OP_CHECKPOINT:
-            op->status = vt_seglog_checkpoint_save(log, "shipper", op->seq);
+            /* The data first: a checkpoint must never be ahead of the spool
+             * on disk, or a power loss would let new lines reuse numbers
+             * that replay then skips. */
+            op->status = vt_seglog_sync(log);
+            if (op->status == 0)
+                op->status = vt_seglog_checkpoint_save(log, "shipper", op->seq);
+            if (op->status == 0)
+                atomic_store(&sp->checkpoint, op->seq);
             if (op->status == 0) {
                 int n = vt_seglog_trim(log, op->seq);
                 op->status = n < 0 ? n : 0;
@@ -369,15 +382,23 @@ static void build_work(uv_work_t *req)
         if (b->status)
             return;
         vt_seglog_frame fr;
-        while (vt_seglog_reader_next(r, &fr) == 1 && fr.first_seq < w->end_seq) {
+        int rc;
+        while ((rc = vt_seglog_reader_next(r, &fr)) == 1 && fr.first_seq < w->end_seq) {
             uint64_t skip = fr.first_seq < w->first_seq ? w->first_seq - fr.first_seq : 0;
             window_replay_payload(sp->build_decoder, w, fr.arrival_ms, (const char *)fr.data,
                                   fr.len, (uint32_t)ag->cfg.max_series, skip);
         }
         vt_seglog_reader_close(r);
+        if (rc < 0) {
+            /* A partial window must not ship under the whole window's id:
+             * drop what was folded and let the shipper retry the build. */
+            window_discard(w);
+            b->status = rc;
+            return;
+        }
         w->live = true;
     }
-    b->status = window_pack(&ag->cfg, ag->cfg.agent_id, w, &b->batches, &b->lens, &b->ids,
+    b->status = window_pack(&ag->cfg, ag->ship_id, w, &b->batches, &b->lens, &b->ids,
                             &b->n, &b->records);
 }
 
@@ -424,11 +445,55 @@ void spool_build(struct agent *ag, struct window *w, spool_built_cb done)
 
 static void on_drop(void *ud, uint64_t from, uint64_t to, uint64_t records)
 {
-    struct agent *ag = ud; /* worker thread: counters are atomic */
-    vt_counter_add(ag->m.spool_dropped, records);
+    struct agent *ag = ud; /* worker thread: counters and the checkpoint are atomic */
+    uint64_t ckpt = atomic_load(&ag->spool->checkpoint);
+    /* Lines below the checkpoint had shipped already: only the rest is lost
+     * (exact unless the segment had gaps, which only corruption makes). */
+    uint64_t lost = to <= ckpt ? 0 : to - (from > ckpt ? from : ckpt);
+    if (lost > records)
+        lost = records;
+    vt_counter_add(ag->m.spool_dropped, lost);
     vt_warn("spool: full (spool-max-bytes); dropped the oldest segment, lines %llu..%llu "
-            "(%llu lines lost)", (unsigned long long)from, (unsigned long long)to,
-            (unsigned long long)records);
+            "(%llu not yet shipped)", (unsigned long long)from, (unsigned long long)to,
+            (unsigned long long)lost);
+}
+
+/* The spool's incarnation: a random id made with the spool and renewed when
+ * line numbers could repeat (a power loss cut the tail below the
+ * checkpoint). Batch ids carry it, so the scorer never mistakes new lines
+ * for old ones it has seen under the same numbers. */
+static int incarnation(struct agent *ag, bool renew)
+{
+    char path[4096], tmp[4200], id[32] = "";
+    snprintf(path, sizeof path, "%s/incarnation", ag->cfg.spool_dir);
+    FILE *f = renew ? NULL : fopen(path, "r");
+    if (f) {
+        if (!fgets(id, sizeof id, f))
+            id[0] = 0;
+        fclose(f);
+        id[strcspn(id, "\n")] = 0;
+    }
+    if (strlen(id) != 16) {
+        uint64_t r;
+        if (getrandom(&r, sizeof r, 0) != sizeof r)
+            r = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+        snprintf(id, sizeof id, "%016llx", (unsigned long long)r);
+        snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+        if (fd < 0 || write(fd, id, 16) != 16 || fsync(fd) != 0 || rename(tmp, path) != 0) {
+            if (fd >= 0)
+                close(fd);
+            return -errno;
+        }
+        close(fd);
+        int dfd = open(ag->cfg.spool_dir, O_RDONLY | O_DIRECTORY);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+    }
+    snprintf(ag->ship_id, sizeof ag->ship_id, "%s.%.8s", ag->cfg.agent_id, id);
+    return 0;
 }
 
 /* Rebuild window metadata (not aggregates) from every frame past the
@@ -487,13 +552,8 @@ int spool_open(struct agent *ag)
     sp->ops_tail = &sp->ops;
     sp->waiters_tail = &sp->waiters;
     sp->builds_tail = &sp->builds;
-    struct vt_record_limits lim;
-    vt_record_limits_default(&lim);
-    lim.max_record_bytes = (uint32_t)ag->cfg.max_record_bytes;
-    lim.max_labels = (uint32_t)ag->cfg.max_labels;
-    lim.max_metrics = (uint32_t)ag->cfg.max_metrics;
-    lim.max_embedding = (uint32_t)ag->cfg.max_embedding;
-    sp->build_decoder = vt_record_decoder_new(&lim, ag->cfg.service);
+    sp->build_decoder = vt_record_decoder_new(vt_record_decoder_limits(ag->decoder),
+                                              ag->cfg.service);
     if (!sp->build_decoder)
         return -ENOMEM;
     vt_seglog_opts o = {
@@ -525,6 +585,24 @@ int spool_open(struct agent *ag)
                 strerror(-rc));
         from = rec.first_seq;
     }
+    bool renew = false;
+    if (from > rec.next_seq) {
+        /* The checkpoint is past the end of the spool: its tail was lost
+         * (power loss with --fsync none|interval). Start again at the end,
+         * under a new incarnation so that reused line numbers stay unique. */
+        vt_warn("spool: shipper checkpoint %llu is past the end of the spool (%llu): the tail "
+                "was lost; continuing under a new incarnation", (unsigned long long)from,
+                (unsigned long long)rec.next_seq);
+        from = rec.next_seq;
+        renew = true;
+    }
+    atomic_store(&sp->checkpoint, from);
+    if ((rc = incarnation(ag, renew)) != 0) {
+        vt_error("spool: cannot write %s/incarnation: %s", ag->cfg.spool_dir, strerror(-rc));
+        return rc;
+    }
+    if (renew && (rc = vt_seglog_checkpoint_save(ag->log, "shipper", from)) != 0)
+        return rc;
     rc = replay(ag, from);
     if (rc)
         return rc;

@@ -171,8 +171,8 @@ void window_frame_appended(struct agent *ag, struct window *w, uint64_t first_se
 }
 
 /* Drop the aggregates and the table itself: a cold window costs only its
- * metadata, however long it waits. */
-static void evict(struct window *w)
+ * metadata, however long it waits, and is rebuilt from the spool. */
+void window_discard(struct window *w)
 {
     uint32_t i = 0;
     struct vt_series_entry *e;
@@ -187,6 +187,15 @@ static void evict(struct window *w)
 
 void window_tick(struct agent *ag, int64_t now_ms, bool force_close)
 {
+    if (force_close) {
+        /* A "#seal" line, so that a restart within the same window period
+         * cannot add lines to a window that may already have shipped. */
+        struct window *last = ag->windows;
+        while (last && last->next)
+            last = last->next;
+        if (last && !last->sealed)
+            spool_seal_window(ag);
+    }
     uint32_t live = 0;
     bool in_order = true; /* windows ship in spool order: stop at the first not ready */
     for (struct window *w = ag->windows; w; w = w->next) {
@@ -199,8 +208,8 @@ void window_tick(struct agent *ag, int64_t now_ms, bool force_close)
             w->queued = true;
             shipper_enqueue(ag, w);
         }
-        if (!w->building) /* a build job owns w->live meanwhile */
-            live += w->live;
+        if (!w->building && w->live) /* a build job owns w->live meanwhile */
+            live++;
     }
     /* Bound memory: closed windows waiting to ship beyond max_live_windows
      * give up their aggregates (newest first) and are rebuilt from the spool
@@ -210,10 +219,10 @@ void window_tick(struct agent *ag, int64_t now_ms, bool force_close)
     struct window *cand[64];
     uint32_t n = 0;
     for (struct window *w = ag->windows; w && n < 64; w = w->next)
-        if (w->live && w->sealed && w->queued && !w->building)
+        if (!w->building && w->live && w->sealed && w->queued)
             cand[n++] = w;
     while (n > 0 && live > (uint32_t)ag->cfg.max_live_windows) {
-        evict(cand[--n]);
+        window_discard(cand[--n]);
         live--;
     }
 }
@@ -222,7 +231,7 @@ void window_free(struct window *w)
 {
     if (!w)
         return;
-    evict(w);
+    window_discard(w);
     free(w);
 }
 
@@ -345,7 +354,7 @@ out:
         free(ids);
         return rc;
     }
-    evict(w); /* the aggregates are in the batches now */
+    window_discard(w); /* the aggregates are in the batches now */
     *batches_out = batches;
     *lens_out = lens;
     *ids_out = ids;

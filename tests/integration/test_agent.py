@@ -236,10 +236,57 @@ def test_spool_bound_drops_oldest_exactly():
         c.stop()
 
 
+def test_sigterm_with_no_grace_while_writing():
+    """SIGTERM with --shutdown-grace 0 right after a record: the last frames
+    are still being written when the shipper goes away. Exit 0, every time."""
+    for i in range(8):
+        c = Cluster(agent_args=["--shutdown-grace", "0", "--fsync", "always"])
+        try:
+            c.start_agent()  # no scorer: shipping fails, the spool keeps everything
+            c.dgram(ndjson([record(i)]))
+            time.sleep(0.05)
+            rc = c.agent.kill(signal.SIGTERM, timeout=15)
+            assert rc == 0, f"run {i}: exit code {rc}\n{c.agent.log()[-3000:]}"
+        finally:
+            c.stop()
+
+
+def test_power_loss_behind_checkpoint():
+    """The spool's tail is lost (power loss with --fsync interval) after its
+    windows shipped: the checkpoint points past the end of the spool. New
+    lines must still reach the scorer, under a new spool incarnation, rather
+    than be skipped or refused as duplicates of old line numbers."""
+    c = Cluster(agent_args=WINDOW)
+    try:
+        c.start_scorer()
+        c.start_agent()
+        s = c.stream()
+        s.sendall(ndjson(record(i) for i in range(500)))
+        assert sync(s, 1)
+        wait_shipped(c, 500)
+        c.agent.kill()
+        spool = os.path.join(c.dir, "spool")
+        for name in os.listdir(spool):  # what a power loss leaves of unsynced data
+            if name.endswith(".seg"):
+                open(os.path.join(spool, name), "w").close()
+        c.start_agent()
+        s = c.stream()
+        s.sendall(ndjson(record(i) for i in range(300)))
+        assert sync(s, 2)
+        wait_shipped(c, 800)
+        assert "past the end of the spool" in c.agent.log()
+    except Exception:
+        print(c.logs())
+        raise
+    finally:
+        c.stop()
+
+
 if __name__ == "__main__":
     r = Runner()
     for t in (test_cli, test_ingest_sync_rejects_idle, test_sigkill_agent,
               test_scorer_down_then_up, test_sigterm_ships_and_exits,
-              test_spool_bound_drops_oldest_exactly):
+              test_spool_bound_drops_oldest_exactly, test_sigterm_with_no_grace_while_writing,
+              test_power_loss_behind_checkpoint):
         r.run(t)
     r.finish()
