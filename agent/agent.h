@@ -29,6 +29,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <uv.h>
 
 #include "aggregate.h"
@@ -190,6 +191,25 @@ struct agent {
     bool stopping;
     int exit_code;
 };
+
+/* The spool's line format, read in this one place by the start-up replay and
+ * by rebuilds: a record as received, "!reason service" for a rejected one,
+ * "#seal" closing a window. Takes the next line of [*p, end), advances *p. */
+enum spool_line { SPOOL_LINE_EMPTY, SPOOL_LINE_RECORD, SPOOL_LINE_INVALID, SPOOL_LINE_SEAL };
+
+static inline enum spool_line spool_line_next(const char **p, const char *end,
+                                              const char **line, size_t *len)
+{
+    const char *nl = memchr(*p, '\n', (size_t)(end - *p));
+    *line = *p;
+    *len = nl ? (size_t)(nl - *p) : (size_t)(end - *p);
+    *p += *len + 1;
+    if (*len == 0)
+        return SPOOL_LINE_EMPTY;
+    if ((*line)[0] == '#')
+        return SPOOL_LINE_SEAL;
+    return (*line)[0] == '!' ? SPOOL_LINE_INVALID : SPOOL_LINE_RECORD;
+}
 
 static inline int64_t agent_now_ms(struct agent *ag)
 {

@@ -511,20 +511,15 @@ static int replay(struct agent *ag, uint64_t from)
         if (w->live && w->lines == 0 && w->frames_pending == 0)
             w->live = false; /* created by replay: aggregates come from a rebuild */
         uint64_t skip = fr.first_seq < from ? from - fr.first_seq : 0;
-        const char *p = (const char *)fr.data, *end = p + fr.len;
-        uint64_t n = 0;
-        while (p < end) {
-            const char *nl = memchr(p, '\n', (size_t)(end - p));
-            size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
-            if (n++ >= skip) {
-                if (len == 5 && memcmp(p, "#seal", 5) == 0)
-                    w->sealed = true;
-                else if (len && p[0] == '!')
-                    w->invalid++;
-                else if (len)
-                    w->records++;
-            }
-            p += len + 1;
+        const char *p = (const char *)fr.data, *end = p + fr.len, *line;
+        size_t len;
+        for (uint64_t i = 0; p < end; i++) {
+            enum spool_line kind = spool_line_next(&p, end, &line, &len);
+            if (i < skip)
+                continue;
+            w->sealed |= kind == SPOOL_LINE_SEAL;
+            w->invalid += kind == SPOOL_LINE_INVALID;
+            w->records += kind == SPOOL_LINE_RECORD;
         }
         uint64_t first = fr.first_seq + skip;
         if (w->lines == 0)

@@ -82,30 +82,26 @@ static enum vt_record_reject reject_by_name(const char *name, size_t len)
 void window_replay_payload(struct vt_record_decoder *dec, struct window *w, int64_t arrival_ms,
                            const char *data, size_t len, uint32_t max_series, uint64_t skip_lines)
 {
-    const char *p = data, *end = data + len;
-    uint64_t n = 0;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        if (n++ >= skip_lines && l) {
-            if (p[0] == '#') {
-                /* "#seal": a marker, not data */
-            } else if (p[0] == '!') {
-                const char *sp = memchr(p, ' ', l);
-                size_t rlen = sp ? (size_t)(sp - p - 1) : l - 1;
-                const char *svc = sp ? sp + 1 : "";
-                size_t slen = sp ? (size_t)(p + l - svc) : 0;
-                fold_invalid(w, reject_by_name(p + 1, rlen), svc, slen, max_series);
-            } else {
-                struct vt_record rec;
-                enum vt_record_kind k = vt_record_decode(dec, p, l, arrival_ms, &rec);
-                if (k == VT_RECORD_DATA)
-                    fold_record(w, &rec, max_series);
-                else if (k == VT_RECORD_REJECTED) /* limits changed since: count it */
-                    fold_invalid(w, rec.reject, "", 0, max_series);
-            }
+    const char *p = data, *end = data + len, *l;
+    size_t n;
+    for (uint64_t i = 0; p < end; i++) {
+        enum spool_line kind = spool_line_next(&p, end, &l, &n);
+        if (i < skip_lines)
+            continue;
+        if (kind == SPOOL_LINE_INVALID) {
+            const char *sp = memchr(l, ' ', n);
+            size_t rlen = sp ? (size_t)(sp - l - 1) : n - 1;
+            const char *svc = sp ? sp + 1 : "";
+            size_t slen = sp ? (size_t)(l + n - svc) : 0;
+            fold_invalid(w, reject_by_name(l + 1, rlen), svc, slen, max_series);
+        } else if (kind == SPOOL_LINE_RECORD) {
+            struct vt_record rec;
+            enum vt_record_kind k = vt_record_decode(dec, l, n, arrival_ms, &rec);
+            if (k == VT_RECORD_DATA)
+                fold_record(w, &rec, max_series);
+            else if (k == VT_RECORD_REJECTED) /* limits changed since: count it */
+                fold_invalid(w, rec.reject, "", 0, max_series);
         }
-        p += l + 1;
     }
 }
 
