@@ -10,6 +10,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -42,6 +43,7 @@ void vt_aggregate_free(struct vt_aggregate *a)
         vt_sketch_free(&a->metrics[i].sketch);
     free(a->metrics);
     free(a->embedding_sum);
+    free(a->errors_by_type);
     vt_aggregate_init(a);
 }
 
@@ -58,7 +60,26 @@ void vt_aggregate_reset(struct vt_aggregate *a)
         *fixed_sketch(a, i) = *fixed_sketch(&keep, i);
     a->metrics = keep.metrics;
     a->cap_metrics = keep.cap_metrics;
+    a->errors_by_type = keep.errors_by_type;
+    a->cap_error_types = keep.cap_error_types;
     free(keep.embedding_sum);
+}
+
+/* Room for one more error type; false if out of memory. Most series see
+ * no error at all, so the table is not part of every aggregate. */
+static bool error_room(struct vt_aggregate *a)
+{
+    if (a->n_error_types < a->cap_error_types)
+        return true;
+    uint32_t cap = a->cap_error_types ? a->cap_error_types * 2 : 2;
+    if (cap > VT_AGG_MAX_ERROR_TYPES)
+        cap = VT_AGG_MAX_ERROR_TYPES;
+    struct vt_agg_count *t = realloc(a->errors_by_type, cap * sizeof *t);
+    if (!t)
+        return false;
+    a->errors_by_type = t;
+    a->cap_error_types = cap;
+    return true;
 }
 
 static void count_name(struct vt_aggregate *a, const char *name, size_t len, uint64_t n)
@@ -72,6 +93,8 @@ static void count_name(struct vt_aggregate *a, const char *name, size_t len, uin
             return;
         }
     }
+    if (!error_room(a))
+        return; /* out of memory: the error still counts in a->errors */
     /* The last slot is reserved for "other" once the table is full. */
     if (a->n_error_types < VT_AGG_MAX_ERROR_TYPES - 1) {
         struct vt_agg_count *c = &a->errors_by_type[a->n_error_types++];
@@ -492,60 +515,58 @@ static int validate(const Vitals__V1__WindowAggregate *msg)
             strnlen(msg->exemplars[i]->request_id, VT_AGG_EXEMPLAR_ID_LEN + 1) >
                 VT_AGG_EXEMPLAR_ID_LEN)
             return -EBADMSG;
-    /* Sketches: validate each by building it (cheap next to the merge). */
-    const Vitals__V1__Sketch *all[N_FIXED + VT_AGG_MAX_METRICS];
-    size_t n = 0;
     const Vitals__V1__Sketch *fixed[] = {msg->latency_ms, msg->ttft_ms, msg->input_tokens,
                                          msg->output_tokens, msg->cost_usd};
     for (int i = 0; i < N_FIXED; i++)
-        if (fixed[i])
-            all[n++] = fixed[i];
+        if (fixed[i] && vt_sketch_check_proto(fixed[i]))
+            return -EBADMSG;
     for (size_t i = 0; i < msg->n_metrics; i++)
-        all[n++] = msg->metrics[i]->sketch;
-    for (size_t i = 0; i < n; i++) {
-        vt_sketch s;
-        int rc = vt_sketch_from_proto(&s, all[i], 0);
-        vt_sketch_free(&s);
-        if (rc)
-            return rc == -ENOMEM ? rc : -EBADMSG;
-    }
+        if (vt_sketch_check_proto(msg->metrics[i]->sketch))
+            return -EBADMSG;
     return 0;
 }
 
 int vt_aggregate_merge_proto(struct vt_aggregate *dst, const Vitals__V1__WindowAggregate *msg)
 {
+    /* Validated as a whole first, then merged straight into dst: after a
+     * good validation only -ENOMEM (or a counter overflow) can stop it. */
     int rc = validate(msg);
     if (rc)
         return rc;
-    struct vt_aggregate src;
-    vt_aggregate_init(&src);
-    src.count = msg->count;
-    src.errors = msg->errors;
+    dst->count += msg->count;
+    dst->errors += msg->errors;
     for (size_t i = 0; i < msg->n_errors_by_type; i++)
-        count_name(&src, msg->errors_by_type[i]->name, strlen(msg->errors_by_type[i]->name),
+        count_name(dst, msg->errors_by_type[i]->name, strlen(msg->errors_by_type[i]->name),
                    msg->errors_by_type[i]->count);
     const Vitals__V1__Sketch *fixed[] = {msg->latency_ms, msg->ttft_ms, msg->input_tokens,
                                          msg->output_tokens, msg->cost_usd};
-    for (int i = 0; i < N_FIXED && !rc; i++)
+    for (int i = 0; i < N_FIXED; i++)
         if (fixed[i])
-            rc = vt_sketch_merge_proto(fixed_sketch(&src, i), fixed[i]);
-    for (size_t i = 0; i < msg->n_metrics && !rc; i++) {
-        vt_sketch *s = metric_sketch(&src, msg->metrics[i]->name, strlen(msg->metrics[i]->name));
-        rc = s ? vt_sketch_merge_proto(s, msg->metrics[i]->sketch) : -EBADMSG;
+            rc |= vt_sketch_merge_proto(fixed_sketch(dst, i), fixed[i]);
+    for (size_t i = 0; i < msg->n_metrics; i++) {
+        vt_sketch *s = metric_sketch(dst, msg->metrics[i]->name, strlen(msg->metrics[i]->name));
+        if (s)
+            rc |= vt_sketch_merge_proto(s, msg->metrics[i]->sketch);
+        else
+            dst->metrics_dropped += msg->metrics[i]->sketch->count;
     }
-    if (!rc && msg->n_embedding_sum)
-        rc = add_embedding(&src, msg->embedding_sum, (uint32_t)msg->n_embedding_sum,
-                           msg->embedding_count);
+    if (msg->n_embedding_sum) {
+        if (dst->embedding_sum && dst->embedding_dim != msg->n_embedding_sum)
+            dst->embedding_mismatch += msg->embedding_count;
+        else
+            rc |= add_embedding(dst, msg->embedding_sum, (uint32_t)msg->n_embedding_sum,
+                                msg->embedding_count);
+    }
     for (size_t i = 0; i < msg->n_invalid_by_reason; i++)
         for (int r = 1; r < VT_REJECT__COUNT; r++)
             if (msg->invalid_by_reason[i]->name &&
                 strcmp(msg->invalid_by_reason[i]->name, vt_record_reject_name(r)) == 0)
-                src.invalid_by_reason[r] += msg->invalid_by_reason[i]->count;
+                dst->invalid_by_reason[r] += msg->invalid_by_reason[i]->count;
     for (size_t i = 0; i < msg->n_missing_by_field; i++)
         for (int f = VT_FIELD_FIRST; f <= VT_FIELD_LAST; f++)
             if (msg->missing_by_field[i]->name &&
                 strcmp(msg->missing_by_field[i]->name, vt_record_field_name(f)) == 0)
-                src.missing_by_field[f] += msg->missing_by_field[i]->count;
+                dst->missing_by_field[f] += msg->missing_by_field[i]->count;
     for (size_t i = 0; i < msg->n_exemplars; i++) {
         const Vitals__V1__Exemplar *e = msg->exemplars[i];
         struct vt_exemplar x = {
@@ -554,10 +575,7 @@ int vt_aggregate_merge_proto(struct vt_aggregate *dst, const Vitals__V1__WindowA
             .latency_ms = isfinite(e->latency_ms) ? e->latency_ms : 0,
             .ts_ms = e->ts_ms};
         snprintf(x.request_id, sizeof x.request_id, "%s", e->request_id);
-        add_exemplar(&src, &x);
+        add_exemplar(dst, &x);
     }
-    if (!rc)
-        rc = vt_aggregate_merge(dst, &src);
-    vt_aggregate_free(&src);
-    return rc;
+    return rc ? -ENOMEM : 0;
 }

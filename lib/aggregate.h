@@ -62,8 +62,9 @@ struct vt_exemplar {
 struct vt_aggregate {
     uint64_t count;                 /* records */
     uint64_t errors;                /* records with status "error" */
-    struct vt_agg_count errors_by_type[VT_AGG_MAX_ERROR_TYPES];
+    struct vt_agg_count *errors_by_type; /* n_error_types used; allocated on the first error */
     uint32_t n_error_types;         /* "" (no error_type given) and "other" included */
+    uint32_t cap_error_types;
     vt_sketch latency_ms, ttft_ms, input_tokens, output_tokens, cost_usd;
     struct vt_agg_metric *metrics;  /* n_metrics used, sorted by name */
     uint32_t n_metrics, cap_metrics;

@@ -1236,6 +1236,51 @@ static int check_buckets(const Vitals__V1__Buckets *b, int scale, uint64_t *tota
     return 0;
 }
 
+/* Everything a message must satisfy besides its scale (checked by whoever
+ * builds at that scale): bucket ranges, counts adding up without overflow,
+ * a consistent collapsed_count, finite min <= max on the right sides of 0.
+ * Sets the per-store totals and collapsed flags. 0 or -EBADMSG. */
+static int check_msg(const Vitals__V1__Sketch *msg, uint64_t *pt, uint64_t *nt, int *pcol,
+                     int *ncol)
+{
+    uint64_t pl, nl;
+    *pcol = *ncol = 0;
+    if (msg->scale < VT_SKETCH_MIN_SCALE || msg->scale > VT_SKETCH_MAX_SCALE ||
+        !(msg->zero_threshold >= 0) || !isfinite(msg->zero_threshold))
+        return -EBADMSG;
+    if (check_buckets(msg->positive, msg->scale, pt, &pl) ||
+        check_buckets(msg->negative, msg->scale, nt, &nl))
+        return -EBADMSG;
+    uint64_t total = msg->zero_count;
+    if (total > UINT64_MAX - *pt || total + *pt > UINT64_MAX - *nt ||
+        total + *pt + *nt != msg->count)
+        return -EBADMSG;
+    uint64_t cc = msg->collapsed_count;
+    if (cc != 0) {
+        if (pl + nl == cc && pl <= cc) /* both (or the only non-empty one) */
+            *pcol = pl != 0, *ncol = nl != 0;
+        else if (cc == pl)
+            *pcol = 1;
+        else if (cc == nl)
+            *ncol = 1;
+        else
+            return -EBADMSG;
+    }
+    /* sum is not checked: a sum of doubles can legitimately overflow to
+     * +-inf, and +inf merged with -inf is NaN. */
+    if (msg->count > 0 && (!isfinite(msg->min) || !isfinite(msg->max) || msg->min > msg->max ||
+                           (*nt && !(msg->min < 0)) || (*pt && !(msg->max > 0))))
+        return -EBADMSG;
+    return 0;
+}
+
+int vt_sketch_check_proto(const Vitals__V1__Sketch *msg)
+{
+    uint64_t pt, nt;
+    int pcol, ncol;
+    return msg ? check_msg(msg, &pt, &nt, &pcol, &ncol) : -EBADMSG;
+}
+
 static int store_from_proto(vt_sketch_store *st, const Vitals__V1__Buckets *b, uint64_t total,
                             uint32_t max_bins)
 {
@@ -1265,36 +1310,11 @@ static int from_proto_into(vt_sketch *s, const Vitals__V1__Sketch *msg, uint32_t
         return -EBADMSG; /* the scale was out of range */
     if (rc)
         return rc;
-    if (!(msg->zero_threshold >= 0) || !isfinite(msg->zero_threshold))
-        return -EBADMSG;
+    uint64_t pt, nt;
+    int pcol, ncol;
+    if ((rc = check_msg(msg, &pt, &nt, &pcol, &ncol)) != 0)
+        return rc;
     s->zero_threshold = msg->zero_threshold;
-    uint64_t pt, pl, nt, nl;
-    if (check_buckets(msg->positive, msg->scale, &pt, &pl) ||
-        check_buckets(msg->negative, msg->scale, &nt, &nl))
-        return -EBADMSG;
-    uint64_t total = msg->zero_count;
-    if (total > UINT64_MAX - pt || total + pt > UINT64_MAX - nt || total + pt + nt != msg->count)
-        return -EBADMSG;
-    uint64_t cc = msg->collapsed_count;
-    int pcol = 0, ncol = 0;
-    if (cc != 0) {
-        if (pl + nl == cc && pl <= cc) /* both (or the only non-empty one) */
-            pcol = pl != 0, ncol = nl != 0;
-        else if (cc == pl)
-            pcol = 1;
-        else if (cc == nl)
-            ncol = 1;
-        else
-            return -EBADMSG;
-    }
-    if (msg->count > 0) {
-        /* sum is not checked: a sum of doubles can legitimately overflow
-         * to +-inf, and +inf merged with -inf is NaN. */
-        if (!isfinite(msg->min) || !isfinite(msg->max) || msg->min > msg->max)
-            return -EBADMSG;
-        if ((nt && !(msg->min < 0)) || (pt && !(msg->max > 0)))
-            return -EBADMSG;
-    }
     rc = store_from_proto(&s->pos, msg->positive, pt, s->max_bins);
     if (!rc)
         rc = store_from_proto(&s->neg, msg->negative, nt, s->max_bins);
@@ -1325,8 +1345,82 @@ int vt_sketch_from_proto(vt_sketch *s, const Vitals__V1__Sketch *msg, uint32_t m
     return rc;
 }
 
+/* dst's store += the buckets of a validated message at dst's scale: reserve
+ * first (all-or-nothing allocation), then add from the top down, as
+ * merge_store does; buckets at or below zfold join the zero bucket. */
+static int merge_buckets(vt_sketch *dst, vt_sketch_store *d, const Vitals__V1__Buckets *b,
+                         uint64_t total, int32_t zfold, int reserve_only)
+{
+    if (total == 0)
+        return 0;
+    int32_t lo = INT32_MAX, hi = INT32_MIN;
+    for (size_t k = 0; k < b->n_counts; k++)
+        if (b->counts[k]) {
+            int32_t j = (int32_t)(b->offset + (int64_t)k);
+            if (j < lo)
+                lo = j;
+            hi = j;
+        }
+    if (hi <= zfold) {
+        if (!reserve_only)
+            dst->zero_count += total;
+        return 0;
+    }
+    if (lo <= zfold)
+        lo = zfold + 1;
+    if (reserve_only)
+        return store_reserve(d, lo, hi, total, dst->max_bins);
+    for (size_t k = b->n_counts; k-- > 0;) {
+        uint64_t c = b->counts[k];
+        int32_t j = (int32_t)(b->offset + (int64_t)k);
+        if (!c)
+            continue;
+        if (j <= zfold) {
+            dst->zero_count += c;
+            continue;
+        }
+        int rc = store_add(d, j, c, dst->max_bins);
+        assert(rc == 0); /* reserved */
+        (void)rc;
+    }
+    return 0;
+}
+
 int vt_sketch_merge_proto(vt_sketch *dst, const Vitals__V1__Sketch *msg)
 {
+    /* The common case - same scale, same zero threshold - merges straight
+     * from the message: validate, reserve, add. Anything else goes through
+     * a temporary sketch and vt_sketch_merge. */
+    if (msg && dst && msg->scale == dst->scale && msg->zero_threshold == dst->zero_threshold) {
+        uint64_t pt, nt;
+        int pcol, ncol;
+        int rc = check_msg(msg, &pt, &nt, &pcol, &ncol);
+        if (rc || msg->count == 0)
+            return rc;
+        if (dst->count > UINT64_MAX - msg->count)
+            return -EOVERFLOW;
+        int32_t zfold = zero_fold_index(dst->scale, dst->zero_threshold);
+        rc = merge_buckets(dst, &dst->pos, msg->positive, pt, zfold, 1);
+        if (!rc)
+            rc = merge_buckets(dst, &dst->neg, msg->negative, nt, zfold, 1);
+        if (rc)
+            return rc;
+        merge_buckets(dst, &dst->pos, msg->positive, pt, zfold, 0);
+        merge_buckets(dst, &dst->neg, msg->negative, nt, zfold, 0);
+        dst->pos.collapsed |= (uint8_t)pcol;
+        dst->neg.collapsed |= (uint8_t)ncol;
+        dst->zero_count += msg->zero_count;
+        dst->count += msg->count;
+        dst->sum += msg->sum;
+        if (msg->min < dst->min)
+            dst->min = msg->min;
+        if (msg->max > dst->max)
+            dst->max = msg->max;
+        assert(dst->count == dst->zero_count + dst->pos.total + dst->neg.total);
+        store_check(&dst->pos, dst->max_bins);
+        store_check(&dst->neg, dst->max_bins);
+        return 0;
+    }
     vt_sketch tmp;
     int rc = vt_sketch_from_proto(&tmp, msg, dst->max_bins);
     if (!rc)

@@ -225,6 +225,10 @@ void vt_sketch_proto_release(Vitals__V1__Sketch *msg);
  * max_bins), -ENOMEM; on error *s is a valid empty sketch. */
 int vt_sketch_from_proto(vt_sketch *s, const Vitals__V1__Sketch *msg, uint32_t max_bins);
 
+/* Validate msg as vt_sketch_from_proto would, without building anything.
+ * 0 or -EBADMSG. */
+int vt_sketch_check_proto(const Vitals__V1__Sketch *msg);
+
 /* dst += the sketch in msg (validated as above). Errors as vt_sketch_merge
  * plus -EBADMSG; dst unchanged on -EBADMSG. */
 int vt_sketch_merge_proto(vt_sketch *dst, const Vitals__V1__Sketch *msg);
