@@ -59,7 +59,7 @@ static const struct vt_knob knobs[] = {
     KR("flush-interval", VT_KNOB_DURATION, frame_interval_ms, "200ms",
        "longest a received record waits in memory before it is written to the spool",
        1, 60000),
-    KR("frame-bytes", VT_KNOB_BYTES, frame_bytes, "128KiB",
+    KR("frame-bytes", VT_KNOB_BYTES, frame_bytes, "512KiB",
        "spool frame size: records are compressed and written in frames of about this size",
        4096, 16 << 20),
     KR("batch-max-bytes", VT_KNOB_BYTES, batch_max_bytes, "4MiB",

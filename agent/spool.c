@@ -263,12 +263,15 @@ struct frame *spool_frame(struct agent *ag, int64_t now_ms)
     }
     if (f)
         return f;
+    /* Frames start small and grow: a sync cuts most of them early. */
+    size_t cap = (size_t)ag->cfg.frame_bytes + 4096 < 64 * 1024 ? (size_t)ag->cfg.frame_bytes + 4096
+                                                                 : 64 * 1024;
     f = calloc(1, sizeof *f);
-    if (!f || !(f->buf = malloc((size_t)ag->cfg.frame_bytes + 4096))) {
+    if (!f || !(f->buf = malloc(cap))) {
         vt_error("spool: out of memory opening a frame");
         abort();
     }
-    f->cap = (size_t)ag->cfg.frame_bytes + 4096;
+    f->cap = cap;
     f->id = sp->next_frame_id++;
     f->arrival_ms = now_ms;
     f->window = window_get(ag, now_ms);
