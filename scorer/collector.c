@@ -23,14 +23,15 @@
 
 #define EXPIRE_EVERY_MS 5000
 #define MAX_GROUP 1024 /* batches per WAL job */
+#define POOL_MAX 128   /* free pends kept (each with its unpack arena) */
 
 enum job_kind { JOB_NONE = 0, JOB_WAL, JOB_SNAPSHOT };
 
 struct pend {
     struct pend *next;
     vt_grpc_call_t *call;
-    Vitals__V1__Batch *batch;
-    struct vt_aggregate *prepared; /* batch->n_aggregates, decoded once */
+    Vitals__V1__Batch *batch;      /* unpacked into arena */
+    struct vt_pb_arena arena;      /* kept across uses (pend pool) */
     const uint8_t *raw; /* the request bytes (owned by call until respond) */
     size_t len;
     int64_t arrival_ms;
@@ -48,6 +49,9 @@ struct vt_collector {
     char *snap_path;
     struct vt_collector_opts o;
 
+    struct pend *pool;            /* free pends with warm arenas */
+    uint32_t pool_len;
+    struct vt_pb_arena replay_arena;
     struct pend *q_head, *q_tail; /* waiting for the next job */
     uint32_t q_len;
     struct pend *job_list;        /* in the running job */
@@ -138,11 +142,39 @@ static bool queued(const struct pend *list, const Vitals__V1__Batch *b)
     return false;
 }
 
-static void free_prepared(struct vt_aggregate *prep, size_t n)
+/* A pend from the pool (its arena warm from earlier batches), or a new one. */
+static struct pend *pend_get(vt_collector *c)
 {
-    for (size_t i = 0; prep && i < n; i++)
-        vt_aggregate_free(&prep[i]);
-    free(prep);
+    struct pend *p = c->pool;
+    if (p) {
+        c->pool = p->next;
+        c->pool_len--;
+    } else {
+        p = malloc(sizeof *p);
+        if (!p)
+            return NULL;
+        if (vt_pb_arena_init(&p->arena, 0)) {
+            free(p);
+            return NULL;
+        }
+    }
+    struct vt_pb_arena keep = p->arena;
+    memset(p, 0, sizeof *p);
+    p->arena = keep;
+    return p;
+}
+
+static void pend_put(vt_collector *c, struct pend *p)
+{
+    vt_pb_arena_reset(&p->arena); /* frees the batch */
+    if (c->pool_len >= POOL_MAX) {
+        vt_pb_arena_free(&p->arena);
+        free(p);
+        return;
+    }
+    p->next = c->pool;
+    c->pool = p;
+    c->pool_len++;
 }
 
 static void on_push(vt_grpc_call_t *call, void *data)
@@ -158,48 +190,42 @@ static void on_push(vt_grpc_call_t *call, void *data)
                "missing or wrong bearer token");
         return;
     }
+    struct pend *p = pend_get(c);
+    if (!p) {
+        reject(c, call, VT_GRPC_RESOURCE_EXHAUSTED, "resource_exhausted", "out of memory");
+        return;
+    }
     size_t len;
     const uint8_t *raw = vt_grpc_call_request(call, &len);
-    Vitals__V1__Batch *b = vitals__v1__batch__unpack(NULL, len, raw);
+    Vitals__V1__Batch *b = vitals__v1__batch__unpack(&p->arena.pc, len, raw);
     if (!b) {
+        pend_put(c, p);
         reject(c, call, VT_GRPC_INVALID_ARGUMENT, "invalid_argument",
                "request is not a vitals.v1.Batch");
         return;
     }
+    /* Validation decodes every aggregate into the store's scratch (no
+     * allocation once warm); the merge after the WAL write reads the message
+     * again, straight into the rollup buckets. */
     char err[256];
-    struct vt_aggregate *prep = calloc(b->n_aggregates ? b->n_aggregates : 1, sizeof *prep);
-    for (size_t i = 0; prep && i < b->n_aggregates; i++)
-        vt_aggregate_init(&prep[i]);
-    int rc = prep ? vt_store_validate(c->store, b, prep, err, sizeof err) : -ENOMEM;
-    if (rc && !prep)
-        snprintf(err, sizeof err, "out of memory");
+    int rc = vt_store_validate(c->store, b, NULL, err, sizeof err);
     if (rc) {
-        free_prepared(prep, b->n_aggregates);
         if (rc == -EPROTO)
             reject(c, call, VT_GRPC_FAILED_PRECONDITION, "failed_precondition", err);
         else if (rc == -ENOMEM)
             reject(c, call, VT_GRPC_RESOURCE_EXHAUSTED, "resource_exhausted", err);
         else
             reject(c, call, VT_GRPC_INVALID_ARGUMENT, "invalid_argument", err);
-        vitals__v1__batch__free_unpacked(b, NULL);
+        pend_put(c, p);
         return;
     }
     if (vt_store_seen(c->store, b)) {
         ack(c, call, b, true, 0);
-        free_prepared(prep, b->n_aggregates);
-        vitals__v1__batch__free_unpacked(b, NULL);
-        return;
-    }
-    struct pend *p = calloc(1, sizeof *p);
-    if (!p) {
-        reject(c, call, VT_GRPC_RESOURCE_EXHAUSTED, "resource_exhausted", "out of memory");
-        free_prepared(prep, b->n_aggregates);
-        vitals__v1__batch__free_unpacked(b, NULL);
+        pend_put(c, p);
         return;
     }
     p->call = call;
     p->batch = b;
-    p->prepared = prep;
     p->raw = raw;
     p->len = len;
     p->arrival_ms = wall_ms();
@@ -264,7 +290,7 @@ static void finish_wal_job(vt_collector *c)
             reject(c, p->call, VT_GRPC_UNAVAILABLE, "unavailable", "WAL write failed; retry");
         } else {
             uint64_t dropped = 0;
-            int64_t n = vt_store_apply(c->store, p->batch, p->prepared, &dropped);
+            int64_t n = vt_store_apply(c->store, p->batch, NULL, &dropped);
             if (n < 0) {
                 /* Durable but not merged: a restart will merge it. Tell the
                  * agent to retry; the retry is then a duplicate. */
@@ -279,9 +305,7 @@ static void finish_wal_job(vt_collector *c)
             }
         }
         vt_histogram_observe(c->push_seconds, (double)(uv_hrtime() - p->t0_ns) / 1e9);
-        free_prepared(p->prepared, p->batch->n_aggregates);
-        vitals__v1__batch__free_unpacked(p->batch, NULL);
-        free(p);
+        pend_put(c, p);
         p = next;
     }
     c->ready = ok;
@@ -485,13 +509,13 @@ static int replay(vt_collector *c)
     while ((rc = vt_seglog_reader_next(r, &f)) == 1) {
         if (f.first_seq < from)
             continue;
-        Vitals__V1__Batch *b = vitals__v1__batch__unpack(NULL, f.len, f.data);
+        vt_pb_arena_reset(&c->replay_arena);
+        Vitals__V1__Batch *b = vitals__v1__batch__unpack(&c->replay_arena.pc, f.len, f.data);
         if (!b) {
             bad++;
             continue;
         }
         int64_t n = vt_store_apply(c->store, b, NULL, NULL);
-        vitals__v1__batch__free_unpacked(b, NULL);
         if (n < 0) {
             bad++;
             continue;
@@ -500,6 +524,7 @@ static int replay(vt_collector *c)
         batches++;
     }
     vt_seglog_reader_close(r);
+    vt_pb_arena_reset(&c->replay_arena);
     if (rc < 0)
         return rc;
     vt_store_expire(c->store, wall_ms());
@@ -544,7 +569,7 @@ int vt_collector_open(vt_collector **out, uv_loop_t *loop, vt_store *store, vt_g
     vt_seglog_opts so = {.dir = waldir,
                          .segment_bytes = c->o.wal_segment_bytes,
                          .fsync = VT_SEGLOG_FSYNC_NONE, /* we sync per group ourselves */
-                         .compression_level = 1};
+                         .compression_level = -5}; /* zstd fast mode: the WAL is written once, read on restart only */
     vt_seglog_recovery rec;
     rc = vt_seglog_open(&c->wal, &so, &rec);
     if (rc) {
@@ -554,7 +579,11 @@ int vt_collector_open(vt_collector **out, uv_loop_t *loop, vt_store *store, vt_g
     if (rec.corrupt_frames || rec.truncated_bytes)
         vt_warn("WAL recovery: corrupt_frames=%" PRIu64 " truncated_bytes=%" PRIu64,
                 rec.corrupt_frames, rec.truncated_bytes);
+    rc = vt_pb_arena_init(&c->replay_arena, 0);
+    if (rc)
+        goto fail;
     rc = replay(c);
+    vt_pb_arena_free(&c->replay_arena); /* only start-up needs it */
     if (rc)
         goto fail;
     rc = register_metrics(c, reg);
@@ -622,6 +651,12 @@ static void on_timer_closed(uv_handle_t *h)
     vt_collector_close_cb cb = c->close_cb;
     void *data = c->close_data;
     vt_seglog_close(c->wal);
+    while (c->pool) {
+        struct pend *p = c->pool;
+        c->pool = p->next;
+        vt_pb_arena_free(&p->arena);
+        free(p);
+    }
     free(c->snap_path);
     free(c->token);
     free(c);

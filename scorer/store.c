@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <isa-l/crc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +74,78 @@ static int64_t floor_div(int64_t a, int64_t b)
 static int64_t align_down(int64_t t, int64_t res)
 {
     return floor_div(t, res) * res;
+}
+
+/* ---- protobuf arena ------------------------------------------------------ */
+
+struct vt_pb_arena_chunk {
+    struct vt_pb_arena_chunk *next;
+    max_align_t data[];
+};
+
+#define ARENA_ALIGN 16
+
+static void *arena_alloc(void *ud, size_t size)
+{
+    struct vt_pb_arena *a = ud;
+    size = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+    a->want += size;
+    if (size <= a->cap - a->used) {
+        void *p = a->buf + a->used;
+        a->used += size;
+        return p;
+    }
+    struct vt_pb_arena_chunk *c = malloc(sizeof *c + size);
+    if (!c)
+        return NULL;
+    c->next = a->extra;
+    a->extra = c;
+    return c->data;
+}
+
+static void arena_nofree(void *ud, void *p)
+{
+    (void)ud, (void)p; /* released by vt_pb_arena_reset */
+}
+
+int vt_pb_arena_init(struct vt_pb_arena *a, size_t initial)
+{
+    memset(a, 0, sizeof *a);
+    a->cap = initial ? initial : 64u << 10;
+    a->buf = malloc(a->cap);
+    if (!a->buf)
+        return -ENOMEM;
+    a->pc.alloc = arena_alloc;
+    a->pc.free = arena_nofree;
+    a->pc.allocator_data = a;
+    return 0;
+}
+
+void vt_pb_arena_reset(struct vt_pb_arena *a)
+{
+    bool spilled = a->extra != NULL;
+    while (a->extra) {
+        struct vt_pb_arena_chunk *c = a->extra;
+        a->extra = c->next;
+        free(c);
+    }
+    if (spilled && a->want > a->cap) { /* grow the block to what the last round needed */
+        size_t ncap = a->want + a->want / 4;
+        uint8_t *nb = malloc(ncap);
+        if (nb) {
+            free(a->buf);
+            a->buf = nb;
+            a->cap = ncap;
+        }
+    }
+    a->used = a->want = 0;
+}
+
+void vt_pb_arena_free(struct vt_pb_arena *a)
+{
+    vt_pb_arena_reset(a);
+    free(a->buf);
+    memset(a, 0, sizeof *a);
 }
 
 /* ---- options --------------------------------------------------------- */

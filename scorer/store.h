@@ -47,6 +47,29 @@
 #include "vitals/v1/vitals.pb-c.h"
 
 #define VT_STORE_MAX_TIERS 6
+
+/*
+ * A bump allocator for protobuf-c unpacking (batches on the push path, WAL
+ * replay, snapshot load): protobuf-c allocates every sub-message, string and
+ * repeated field separately, and freeing a message walks all of it again;
+ * with an arena one unpack costs a few pointer bumps and "free" is a reset.
+ * Pass &arena.pc as the allocator; free the message with vt_pb_arena_reset
+ * (never with *__free_unpacked). Memory beyond the first block is kept in
+ * extra chunks until the next reset, which grows the block to fit, so a
+ * steady stream of similar messages allocates nothing after the first.
+ */
+struct vt_pb_arena_chunk;
+struct vt_pb_arena {
+    ProtobufCAllocator pc;            /* alloc / no-op free / this arena */
+    uint8_t *buf;
+    size_t cap, used, want;           /* want: bytes the last round needed */
+    struct vt_pb_arena_chunk *extra;  /* overflow since the last reset */
+};
+/* 0 or -ENOMEM. `initial` bytes are reserved up front (0 -> 64 KiB). */
+int vt_pb_arena_init(struct vt_pb_arena *a, size_t initial);
+/* Forget everything allocated (all messages unpacked with it die). */
+void vt_pb_arena_reset(struct vt_pb_arena *a);
+void vt_pb_arena_free(struct vt_pb_arena *a);
 #define VT_STORE_DEFAULT_RETENTION "10s:2h,1m:2d,10m:15d"
 #define VT_STORE_SCHEMA_VERSION 1 /* the Batch.schema_version we accept */
 
