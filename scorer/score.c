@@ -457,6 +457,10 @@ struct seg {
 
 struct score_rt {
     const struct vt_score_def *def;
+    int leader;                    /* -1, or the earlier score whose population
+                                      (selector, segment_by, window) this one
+                                      shares: it reads no data itself and takes
+                                      the leader's accumulators (see share) */
     struct needs cur_needs, base_needs;
     struct base_range *base;       /* distinct baseline ranges */
     uint32_t n_base;
@@ -592,6 +596,93 @@ static int rt_init(struct score_rt *rt, const struct vt_score_def *d)
     return 0;
 }
 
+static struct seg *seg_of_tuple(struct score_rt *rt, const char *tuple, size_t n);
+
+/* ---- shared populations ------------------------------------------------
+ * Scores often read the same series the same way and differ only in their
+ * components, thresholds or mode (a shadow copy of a live score, one score
+ * per audience). Such scores share one read: the first of them (the leader)
+ * accumulates the union of what they all need, the others copy its segment
+ * accumulators after the pass - segments are few, series are many. */
+
+static bool str_eq(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_population(const struct score_rt *a, const struct score_rt *b)
+{
+    const struct vt_score_def *x = a->def, *y = b->def;
+    if (x->window_ms != y->window_ms || a->n_base || b->n_base ||
+        !str_eq(x->selector.service, y->selector.service) ||
+        !str_eq(x->selector.model, y->selector.model) ||
+        !str_eq(x->selector.provider, y->selector.provider) ||
+        !str_eq(x->selector.version, y->selector.version) ||
+        x->selector.n_labels != y->selector.n_labels || x->n_segment_by != y->n_segment_by)
+        return false;
+    for (uint32_t i = 0; i < x->selector.n_labels; i++)
+        if (!str_eq(x->selector.labels[i].key, y->selector.labels[i].key) ||
+            !str_eq(x->selector.labels[i].value, y->selector.labels[i].value))
+            return false;
+    for (uint32_t i = 0; i < x->n_segment_by; i++)
+        if (x->segment_by[i].part != y->segment_by[i].part ||
+            !str_eq(x->segment_by[i].name, y->segment_by[i].name))
+            return false;
+    return true;
+}
+
+/* leader's needs |= follower's (and its whole accumulator gets the names). */
+static int needs_union(struct score_rt *leader, const struct score_rt *f)
+{
+    struct needs *n = &leader->cur_needs;
+    n->fixed |= f->cur_needs.fixed;
+    n->embedding |= f->cur_needs.embedding;
+    n->exemplars |= f->cur_needs.exemplars;
+    for (uint32_t i = 0; i < f->cur_needs.n_names; i++)
+        if (needs_add_metric(n, f->cur_needs.names[i]) ||
+            !vt_aggregate_metric(&leader->whole, f->cur_needs.names[i]))
+            return -ENOMEM;
+    return 0;
+}
+
+static void group_scores(struct score_rt *rt, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        rt[i].leader = -1;
+        for (uint32_t j = 0; j < i; j++)
+            if (rt[j].leader < 0 && same_population(&rt[j], &rt[i])) {
+                if (needs_union(&rt[j], &rt[i]) == 0)
+                    rt[i].leader = (int)j;
+                break;
+            }
+    }
+}
+
+/* Fill follower f from its leader's accumulators (before either folds its
+ * segments into its whole). */
+static void share(struct score_rt *f, const struct score_rt *l)
+{
+    f->err = l->err;
+    f->result.segments_dropped = l->result.segments_dropped;
+    if (acc_merge(&f->whole, &l->whole, &f->cur_needs))
+        f->err = -ENOMEM;
+    if (!l->def->n_segment_by)
+        return;
+    uint32_t it = 0;
+    struct vt_series_entry *en;
+    while ((en = vt_series_table_next((struct vt_series_table *)&l->segs, &it)) != NULL) {
+        const struct seg *ls = en->value;
+        if (!ls || !ls->seen)
+            continue;
+        struct seg *fs = seg_of_tuple(f, en->key, en->len);
+        if (!fs)
+            continue;
+        fs->seen = true;
+        if (acc_merge(&fs->cur, &ls->cur, &f->cur_needs))
+            f->err = -ENOMEM;
+    }
+}
+
 static int engine_setup(struct vt_score_engine *e, struct vt_score_config *cfg,
                         struct score_rt **rt_out, struct pass **passes,
                         struct pass_entry **entries)
@@ -608,6 +699,8 @@ static int engine_setup(struct vt_score_engine *e, struct vt_score_config *cfg,
         if (rc)
             break;
     }
+    if (!rc)
+        group_scores(rt, n);
     *passes = calloc(total ? total : 1, sizeof **passes);
     *entries = calloc(total ? total : 1, sizeof **entries);
     if (rc || !*passes || !*entries) {
@@ -816,14 +909,21 @@ static struct seg *seg_find(struct vt_score_engine *e, struct score_rt *rt, cons
         n += v.len;
         e->tuple[n++] = '\0';
     }
-    uint64_t h = vt_series_hash(e->tuple, n);
-    struct vt_series_entry *en;
     if (!create) {
-        en = vt_series_table_find(&rt->segs, e->tuple, n, h);
+        struct vt_series_entry *en =
+            vt_series_table_find(&rt->segs, e->tuple, n, vt_series_hash(e->tuple, n));
         return en ? en->value : NULL;
     }
+    return seg_of_tuple(rt, e->tuple, n);
+}
+
+/* The segment of a tuple ("v1\0v2\0"), created if new; NULL when out of
+ * room (counted) or memory (rt->err). */
+static struct seg *seg_of_tuple(struct score_rt *rt, const char *tuple, size_t n)
+{
+    struct vt_series_entry *en;
     int created = 0;
-    en = vt_series_table_upsert(&rt->segs, e->tuple, n, h, &created);
+    en = vt_series_table_upsert(&rt->segs, tuple, n, vt_series_hash(tuple, n), &created);
     if (!en) {
         if (errno == ENOSPC)
             rt->result.segments_dropped++;
@@ -832,7 +932,7 @@ static struct seg *seg_find(struct vt_score_engine *e, struct score_rt *rt, cons
         return NULL;
     }
     if (created || !en->value) {
-        en->value = seg_new(rt, e->tuple, n);
+        en->value = seg_new(rt, tuple, n);
         if (!en->value)
             rt->err = -ENOMEM;
     }
@@ -1186,8 +1286,9 @@ int vt_score_engine_evaluate(struct vt_score_engine *e, const struct vt_score_so
             }
         }
         /* 2. ranges: current window first, so segments exist before their
-         * baselines are read. */
-        add_entry(e, now_ms - rt->def->window_ms, now_ms, i, -1);
+         * baselines are read. Followers read nothing (see share). */
+        if (rt->leader < 0)
+            add_entry(e, now_ms - rt->def->window_ms, now_ms, i, -1);
     }
     for (uint32_t i = 0; i < e->cfg.n_scores; i++) {
         struct score_rt *rt = &e->rt[i];
@@ -1206,6 +1307,9 @@ int vt_score_engine_evaluate(struct vt_score_engine *e, const struct vt_score_so
         if (rc < 0)
             return rc;
     }
+    for (uint32_t i = 0; i < e->cfg.n_scores; i++)
+        if (e->rt[i].leader >= 0)
+            share(&e->rt[i], &e->rt[e->rt[i].leader]);
     /* 4. score */
     for (uint32_t i = 0; i < e->cfg.n_scores; i++) {
         if (e->rt[i].err)
