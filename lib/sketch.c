@@ -975,6 +975,22 @@ static int merge_store(vt_sketch *dst, vt_sketch_store *d, const vt_sketch_store
     return 0;
 }
 
+/* The last step of every merge, once the buckets are in: the totals. */
+static void merge_totals(vt_sketch *dst, uint64_t zero_count, uint64_t count, double sum,
+                         double min, double max)
+{
+    dst->zero_count += zero_count;
+    dst->count += count;
+    dst->sum += sum;
+    if (min < dst->min)
+        dst->min = min;
+    if (max > dst->max)
+        dst->max = max;
+    assert(dst->count == dst->zero_count + dst->pos.total + dst->neg.total);
+    store_check(&dst->pos, dst->max_bins);
+    store_check(&dst->neg, dst->max_bins);
+}
+
 int vt_sketch_merge(vt_sketch *dst, const vt_sketch *src)
 {
     if (!dst || !src)
@@ -1010,16 +1026,7 @@ int vt_sketch_merge(vt_sketch *dst, const vt_sketch *src)
         }
         merge_store(dst, &dst->pos, &from->pos, shift, zfold, 0);
         merge_store(dst, &dst->neg, &from->neg, shift, zfold, 0);
-        dst->zero_count += from->zero_count;
-        dst->count += from->count;
-        dst->sum += from->sum;
-        if (from->min < dst->min)
-            dst->min = from->min;
-        if (from->max > dst->max)
-            dst->max = from->max;
-        assert(dst->count == dst->zero_count + dst->pos.total + dst->neg.total);
-        store_check(&dst->pos, dst->max_bins);
-        store_check(&dst->neg, dst->max_bins);
+        merge_totals(dst, from->zero_count, from->count, from->sum, from->min, from->max);
     }
     if (from == &tmp)
         vt_sketch_free(&tmp);
@@ -1409,16 +1416,7 @@ int vt_sketch_merge_proto(vt_sketch *dst, const Vitals__V1__Sketch *msg)
         merge_buckets(dst, &dst->neg, msg->negative, nt, zfold, 0);
         dst->pos.collapsed |= (uint8_t)pcol;
         dst->neg.collapsed |= (uint8_t)ncol;
-        dst->zero_count += msg->zero_count;
-        dst->count += msg->count;
-        dst->sum += msg->sum;
-        if (msg->min < dst->min)
-            dst->min = msg->min;
-        if (msg->max > dst->max)
-            dst->max = msg->max;
-        assert(dst->count == dst->zero_count + dst->pos.total + dst->neg.total);
-        store_check(&dst->pos, dst->max_bins);
-        store_check(&dst->neg, dst->max_bins);
+        merge_totals(dst, msg->zero_count, msg->count, msg->sum, msg->min, msg->max);
         return 0;
     }
     vt_sketch tmp;
