@@ -22,13 +22,10 @@
 #include <nghttp2/nghttp2.h>
 
 #include "grpc.h"
+#include "grpc_conn.h"
 #include "grpc_frame.h"
 #include "log.h"
 
-#define READ_BUF_SIZE (64 * 1024)
-#define WRITE_HIGH (256 * 1024)
-#define STREAM_WINDOW (1 << 20)
-#define CONN_WINDOW (16 << 20)
 #define MAX_TRANSPARENT_RETRIES 5
 
 enum { C_RESOLVING, C_CONNECTING, C_READY };
@@ -67,24 +64,16 @@ struct ccall {
 };
 
 struct cconn {
-    uv_tcp_t tcp;
+    struct vt_grpc_conn io; /* io.tcp.data = this */
     uv_timer_t ctimer;
     uv_connect_t creq;
     uv_getaddrinfo_t gai;
     vt_grpc_client_t *cli;
     struct cconn *prev, *next;
-    nghttp2_session *h2;
     struct ccall *active;
     int state;
     int handles;
     int gai_pending;
-    int closing;
-    int in_recv;
-    int writing;
-    uv_write_t wreq;
-    uint8_t *wbuf;
-    size_t wlen, wcap;
-    char rbuf[READ_BUF_SIZE];
 };
 
 struct vt_grpc_client {
@@ -120,11 +109,6 @@ static void client_maybe_finish(vt_grpc_client_t *cli);
 
 static void deliver_cb(uv_timer_t *t);
 
-static void call_free_cb(uv_handle_t *h)
-{
-    free(h->data);
-}
-
 static void call_unref(struct ccall *call)
 {
     assert(call->refs > 0);
@@ -136,12 +120,7 @@ static void call_unref(struct ccall *call)
     free(call->grpc_message);
     free(call->result_msg);
     vt_grpc_reader_free(&call->reader);
-    if (call->timer_init) {
-        call->timer.data = call;
-        uv_close((uv_handle_t *)&call->timer, call_free_cb);
-    } else {
-        free(call);
-    }
+    vt_grpc_free_with_timer(call, &call->timer, call->timer_init);
 }
 
 static void queue_remove(vt_grpc_client_t *cli, struct ccall *call)
@@ -238,7 +217,7 @@ static void call_deadline_cb(uv_timer_t *t)
      * close callback must find the call already done. */
     fail(call, VT_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
     if (c) {
-        nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, call->stream_id,
+        nghttp2_submit_rst_stream(c->io.h2, NGHTTP2_FLAG_NONE, call->stream_id,
                                   NGHTTP2_CANCEL);
         conn_flush(c);
     }
@@ -251,11 +230,8 @@ static ssize_t req_read(nghttp2_session *h2, int32_t stream_id, uint8_t *buf,
                         nghttp2_data_source *source, void *user_data)
 {
     struct ccall *call = source->ptr;
-    size_t n = call->req_len - call->req_off;
-    if (n > length)
-        n = length;
-    memcpy(buf, call->req + call->req_off, n);
-    call->req_off += n;
+    size_t n = vt_grpc_body_read(buf, length, call->req, call->req_len,
+                                 &call->req_off);
     if (call->req_off == call->req_len)
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     return (ssize_t)n;
@@ -381,7 +357,7 @@ static int on_stream_close(nghttp2_session *h2, int32_t stream_id,
                            uint32_t error_code, void *user_data)
 {
     struct cconn *c = user_data;
-    if (c->closing)
+    if (c->io.closing)
         return 0;
     struct ccall *call = nghttp2_session_get_stream_user_data(h2, stream_id);
     if (!call || !call->conn)
@@ -408,15 +384,13 @@ static void conn_maybe_free(struct cconn *c)
     if (c->handles || c->gai_pending)
         return;
     vt_grpc_client_t *cli = c->cli;
-    if (c->h2)
-        nghttp2_session_del(c->h2);
+    vt_grpc_conn_release(&c->io);
     if (c->prev)
         c->prev->next = c->next;
     else
         cli->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    free(c->wbuf);
     free(c);
     client_maybe_finish(cli);
 }
@@ -433,7 +407,7 @@ static void conn_handle_closed(uv_handle_t *h)
 static void conn_fail(struct cconn *c, const char *why)
 {
     vt_grpc_client_t *cli = c->cli;
-    if (c->closing)
+    if (c->io.closing)
         return;
     while (c->active) {
         struct ccall *call = c->active;
@@ -450,82 +424,33 @@ static void conn_fail(struct cconn *c, const char *why)
 
 static void conn_close(struct cconn *c)
 {
-    if (c->closing)
+    if (c->io.closing)
         return;
-    c->closing = 1;
+    c->io.closing = 1;
     assert(!c->active);
     if (c->cli->conn == c)
         c->cli->conn = NULL;
     if (c->gai_pending)
         uv_cancel((uv_req_t *)&c->gai);
-    uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+    uv_close((uv_handle_t *)&c->io.tcp, conn_handle_closed);
     uv_close((uv_handle_t *)&c->ctimer, conn_handle_closed);
-}
-
-static void on_write(uv_write_t *req, int status)
-{
-    struct cconn *c = req->data;
-    c->writing = 0;
-    if (status < 0) {
-        conn_fail(c, "connection lost (write failed)");
-        return;
-    }
-    conn_flush(c);
 }
 
 static void conn_flush(struct cconn *c)
 {
-    if (c->closing || c->writing || c->in_recv || c->state != C_READY)
-        return;
-    c->wlen = 0;
-    while (c->wlen < WRITE_HIGH) {
-        const uint8_t *data;
-        ssize_t n = nghttp2_session_mem_send(c->h2, &data);
-        if (n < 0) {
-            conn_fail(c, nghttp2_strerror((int)n));
-            return;
-        }
-        if (n == 0)
-            break;
-        if (c->wlen + (size_t)n > c->wcap) {
-            size_t cap = c->wcap ? c->wcap : 16384;
-            while (cap < c->wlen + (size_t)n)
-                cap *= 2;
-            uint8_t *p = realloc(c->wbuf, cap);
-            if (!p) {
-                conn_fail(c, "out of memory");
-                return;
-            }
-            c->wbuf = p;
-            c->wcap = cap;
-        }
-        memcpy(c->wbuf + c->wlen, data, (size_t)n);
-        c->wlen += (size_t)n;
-    }
-    if (c->wlen == 0) {
-        if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2))
-            conn_fail(c, "connection closed by peer (GOAWAY)");
-        return;
-    }
-    uv_buf_t b = uv_buf_init((char *)c->wbuf, (unsigned)c->wlen);
-    c->wreq.data = c;
-    c->writing = 1;
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write)) {
-        c->writing = 0;
-        conn_fail(c, "connection lost (write failed)");
-    }
+    if (c->state == C_READY) /* before that there is no session */
+        vt_grpc_conn_flush(&c->io);
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void conn_io_fail(struct vt_grpc_conn *io, const char *why)
 {
-    struct cconn *c = h->data;
-    *buf = uv_buf_init(c->rbuf, sizeof(c->rbuf));
+    conn_fail(VT_GRPC_CONTAINER_OF(io, struct cconn, io), why);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct cconn *c = s->data;
-    if (c->closing)
+    if (c->io.closing)
         return;
     if (nread < 0) {
         conn_fail(c, nread == UV_EOF ? "connection closed by server"
@@ -534,10 +459,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
-    c->in_recv = 1;
-    ssize_t rv = nghttp2_session_mem_recv(c->h2, (const uint8_t *)buf->base,
-                                          (size_t)nread);
-    c->in_recv = 0;
+    ssize_t rv = vt_grpc_conn_recv(&c->io, buf, nread);
     if (rv < 0) {
         conn_fail(c, nghttp2_strerror((int)rv));
         return;
@@ -557,7 +479,7 @@ static void on_connect(uv_connect_t *req, int status)
 {
     struct cconn *c = req->data;
     vt_grpc_client_t *cli = c->cli;
-    if (c->closing)
+    if (c->io.closing)
         return;
     if (status < 0) {
         char msg[96];
@@ -566,19 +488,16 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     uv_timer_stop(&c->ctimer);
-    uv_tcp_nodelay(&c->tcp, 1);
-    if (nghttp2_session_client_new(&c->h2, cli->cbs, c)) {
-        c->h2 = NULL;
+    if (nghttp2_session_client_new(&c->io.h2, cli->cbs, c)) {
+        c->io.h2 = NULL;
         conn_fail(c, "out of memory");
         return;
     }
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, VT_GRPC_STREAM_WINDOW},
     };
-    nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 2);
-    nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read)) {
+    if (vt_grpc_conn_start(&c->io, iv, 2, on_read)) {
         conn_fail(c, "read failed");
         return;
     }
@@ -591,7 +510,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct cconn *c = req->data;
     c->gai_pending = 0;
-    if (c->closing) {
+    if (c->io.closing) {
         uv_freeaddrinfo(res);
         conn_maybe_free(c);
         return;
@@ -606,7 +525,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     }
     c->state = C_CONNECTING;
     c->creq.data = c;
-    int rc = uv_tcp_connect(&c->creq, &c->tcp, res->ai_addr, on_connect);
+    int rc = uv_tcp_connect(&c->creq, &c->io.tcp, res->ai_addr, on_connect);
     uv_freeaddrinfo(res);
     if (rc) {
         char msg[96];
@@ -624,9 +543,9 @@ static void start_connect(vt_grpc_client_t *cli)
         return;
     }
     c->cli = cli;
-    uv_tcp_init(cli->loop, &c->tcp);
+    vt_grpc_conn_init(&c->io, cli->loop, conn_io_fail);
     uv_timer_init(cli->loop, &c->ctimer);
-    c->tcp.data = c->ctimer.data = c;
+    c->io.tcp.data = c->ctimer.data = c;
     c->handles = 2;
     c->next = cli->conns;
     if (cli->conns)
@@ -679,7 +598,7 @@ static void submit(vt_grpc_client_t *cli, struct cconn *c, struct ccall *call)
         NV(cli->md[i].name, cli->md[i].value);
 #undef NV
     nghttp2_data_provider prd = {.source.ptr = call, .read_callback = req_read};
-    int32_t id = nghttp2_submit_request(c->h2, NULL, nv, n, &prd, call);
+    int32_t id = nghttp2_submit_request(c->io.h2, NULL, nv, n, &prd, call);
     if (id < 0) {
         fail(call, VT_GRPC_UNAVAILABLE, nghttp2_strerror(id));
         return;
@@ -702,7 +621,8 @@ static void pump(vt_grpc_client_t *cli)
         return;
     while (cli->qhead && cli->in_flight < cli->opts.max_concurrent_calls) {
         struct cconn *c = cli->conn;
-        if (c && c->state == C_READY && !nghttp2_session_check_request_allowed(c->h2)) {
+        if (c && c->state == C_READY &&
+            !nghttp2_session_check_request_allowed(c->io.h2)) {
             cli->conn = NULL; /* GOAWAY received: drain it, use a new one */
             conn_flush(c);
             c = NULL;
@@ -745,13 +665,10 @@ int vt_grpc_call(vt_grpc_client_t *cli, const char *path, const void *req,
         free(call);
         return rc;
     }
-    if (timeout_ms) {
-        uv_timer_init(cli->loop, &call->timer);
-        call->timer_init = 1;
-        call->timer.data = call;
-        call->deadline = uv_now(cli->loop) + timeout_ms;
-        uv_timer_start(&call->timer, call_deadline_cb, timeout_ms, 0);
-    }
+    if (timeout_ms)
+        call->timer_init = vt_grpc_deadline_arm(cli->loop, &call->timer, timeout_ms,
+                                                call_deadline_cb, call,
+                                                &call->deadline) == 0;
     call->state = Q_QUEUED;
     call->prev = cli->qtail;
     if (cli->qtail)

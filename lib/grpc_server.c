@@ -11,10 +11,8 @@
  * releases it. The server itself lives until it is closed *and* no handler
  * still holds a call, so a late respond never touches freed memory.
  *
- * nghttp2 is driven with mem_recv/mem_send: bytes read by libuv go into
- * nghttp2_session_mem_recv; everything nghttp2 wants to send is gathered into
- * one buffer per connection and written with a single uv_write at a time.
- * Handlers are never called from inside nghttp2 callbacks: finished requests
+ * nghttp2 is driven with mem_recv/mem_send (grpc_conn.c, shared with the
+ * client). Handlers are never called from inside nghttp2 callbacks: finished requests
  * are queued and dispatched after mem_recv returns, so a handler may respond,
  * or even close the server, from inside itself.
  */
@@ -26,14 +24,11 @@
 #include <nghttp2/nghttp2.h>
 
 #include "grpc.h"
+#include "grpc_conn.h"
 #include "grpc_frame.h"
 #include "log.h"
 
-#define READ_BUF_SIZE (64 * 1024)
-#define WRITE_HIGH (256 * 1024) /* gather at most this much per uv_write */
 #define MAX_METADATA (16 * 1024) /* request header bytes per stream */
-#define STREAM_WINDOW (1 << 20)
-#define CONN_WINDOW (16 << 20)
 
 struct method {
     char *path;
@@ -64,23 +59,15 @@ struct vt_grpc_server {
 };
 
 struct conn {
-    uv_tcp_t tcp;
+    struct vt_grpc_conn io; /* io.tcp.data = this */
     uv_timer_t idle;
     vt_grpc_server_t *srv;
-    nghttp2_session *h2;
     struct conn *prev, *next;
     struct vt_grpc_call *calls;               /* calls whose stream is open */
     struct vt_grpc_call *ready_head, *ready_tail; /* requests complete */
     uint32_t n_streams;
     uint64_t last_active;
     int handles; /* open libuv handles (tcp, idle) */
-    int closing;
-    int in_recv;
-    int writing;
-    uv_write_t wreq;
-    uint8_t *wbuf;
-    size_t wlen, wcap;
-    char rbuf[READ_BUF_SIZE];
 };
 
 struct vt_grpc_call {
@@ -115,15 +102,9 @@ struct vt_grpc_call {
 };
 
 static void conn_close(struct conn *c);
-static void conn_flush(struct conn *c);
 static void server_maybe_finish(vt_grpc_server_t *srv);
 
 /* ---------------------------------------------------------------- calls */
-
-static void call_free_cb(uv_handle_t *h)
-{
-    free(h->data);
-}
 
 static void call_unref(struct vt_grpc_call *call)
 {
@@ -138,12 +119,7 @@ static void call_unref(struct vt_grpc_call *call)
     call->path = NULL;
     call->md = NULL;
     call->resp = NULL;
-    if (call->timer_init) {
-        call->timer.data = call;
-        uv_close((uv_handle_t *)&call->timer, call_free_cb);
-    } else {
-        free(call);
-    }
+    vt_grpc_free_with_timer(call, &call->timer, call->timer_init);
 }
 
 static void call_stop_timer(struct vt_grpc_call *call)
@@ -222,10 +198,10 @@ static void submit_status(struct vt_grpc_call *call, int http_status,
         NV("grpc-message", enc);
     if (with_accept)
         NV("grpc-accept-encoding", VT_GRPC_ACCEPT_ENCODING);
-    int rv = nghttp2_submit_response(c->h2, call->stream_id, nv, n, NULL);
+    int rv = nghttp2_submit_response(c->io.h2, call->stream_id, nv, n, NULL);
     free(enc);
     if (rv)
-        nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, call->stream_id,
+        nghttp2_submit_rst_stream(c->io.h2, NGHTTP2_FLAG_NONE, call->stream_id,
                                   NGHTTP2_INTERNAL_ERROR);
 }
 
@@ -234,11 +210,8 @@ static ssize_t resp_read(nghttp2_session *h2, int32_t stream_id, uint8_t *buf,
                          nghttp2_data_source *source, void *user_data)
 {
     struct vt_grpc_call *call = source->ptr;
-    size_t n = call->resp_len - call->resp_off;
-    if (n > length)
-        n = length;
-    memcpy(buf, call->resp + call->resp_off, n);
-    call->resp_off += n;
+    size_t n = vt_grpc_body_read(buf, length, call->resp, call->resp_len,
+                                 &call->resp_off);
     if (call->resp_off == call->resp_len) {
         *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
         nghttp2_nv tr[] = {{(uint8_t *)"grpc-status", (uint8_t *)"0", 11, 1,
@@ -269,8 +242,8 @@ static void submit_ok(struct vt_grpc_call *call, const void *resp, size_t len)
          20, strlen(VT_GRPC_ACCEPT_ENCODING), NGHTTP2_NV_FLAG_NONE},
     };
     nghttp2_data_provider prd = {.source.ptr = call, .read_callback = resp_read};
-    if (nghttp2_submit_response(c->h2, call->stream_id, nv, 3, &prd))
-        nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, call->stream_id,
+    if (nghttp2_submit_response(c->io.h2, call->stream_id, nv, 3, &prd))
+        nghttp2_submit_rst_stream(c->io.h2, NGHTTP2_FLAG_NONE, call->stream_id,
                                   NGHTTP2_INTERNAL_ERROR);
 }
 
@@ -282,7 +255,7 @@ static void call_deadline_cb(uv_timer_t *t)
     struct conn *c = call->conn;
     call->stop_req = 1;
     submit_status(call, 200, VT_GRPC_DEADLINE_EXCEEDED, "deadline exceeded", 0);
-    conn_flush(c);
+    vt_grpc_conn_flush(&c->io);
 }
 
 /* Headers are complete: judge them before any message byte matters. */
@@ -314,14 +287,10 @@ static void call_check_headers(struct vt_grpc_call *call)
         submit_status(call, 200, VT_GRPC_UNIMPLEMENTED, "unknown method", 0);
         return;
     }
-    if (call->has_timeout) {
-        if (uv_timer_init(srv->loop, &call->timer) == 0) {
-            call->timer_init = 1;
-            call->timer.data = call;
-            call->deadline = uv_now(srv->loop) + call->timeout_ms;
-            uv_timer_start(&call->timer, call_deadline_cb, call->timeout_ms, 0);
-        }
-    }
+    if (call->has_timeout)
+        call->timer_init = vt_grpc_deadline_arm(srv->loop, &call->timer,
+                                                call->timeout_ms, call_deadline_cb,
+                                                call, &call->deadline) == 0;
 }
 
 /* END_STREAM: the request is whole. */
@@ -485,7 +454,7 @@ static int on_stream_close(nghttp2_session *h2, int32_t stream_id,
                            uint32_t error_code, void *user_data)
 {
     struct conn *c = user_data;
-    if (c->closing)
+    if (c->io.closing)
         return 0;
     struct vt_grpc_call *call = nghttp2_session_get_stream_user_data(h2, stream_id);
     if (call && call->conn)
@@ -501,7 +470,7 @@ static void conn_handle_closed(uv_handle_t *h)
     if (--c->handles)
         return;
     vt_grpc_server_t *srv = c->srv;
-    nghttp2_session_del(c->h2);
+    vt_grpc_conn_release(&c->io);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -509,16 +478,15 @@ static void conn_handle_closed(uv_handle_t *h)
     if (c->next)
         c->next->prev = c->prev;
     srv->n_conns--;
-    free(c->wbuf);
     free(c);
     server_maybe_finish(srv);
 }
 
 static void conn_close(struct conn *c)
 {
-    if (c->closing)
+    if (c->io.closing)
         return;
-    c->closing = 1;
+    c->io.closing = 1;
     while (c->ready_head) {
         struct vt_grpc_call *call = c->ready_head;
         c->ready_head = call->ready_next;
@@ -527,68 +495,14 @@ static void conn_close(struct conn *c)
     c->ready_tail = NULL;
     while (c->calls)
         call_detach(c->calls);
-    uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+    uv_close((uv_handle_t *)&c->io.tcp, conn_handle_closed);
     uv_close((uv_handle_t *)&c->idle, conn_handle_closed);
 }
 
-static void on_write(uv_write_t *req, int status)
+/* Every I/O failure only ends this connection. */
+static void conn_io_fail(struct vt_grpc_conn *io, const char *why)
 {
-    struct conn *c = req->data;
-    c->writing = 0;
-    if (status < 0) {
-        conn_close(c);
-        return;
-    }
-    conn_flush(c);
-}
-
-static void conn_flush(struct conn *c)
-{
-    if (c->closing || c->writing || c->in_recv)
-        return;
-    c->wlen = 0;
-    while (c->wlen < WRITE_HIGH) {
-        const uint8_t *data;
-        ssize_t n = nghttp2_session_mem_send(c->h2, &data);
-        if (n < 0) {
-            conn_close(c);
-            return;
-        }
-        if (n == 0)
-            break;
-        if (c->wlen + (size_t)n > c->wcap) {
-            size_t cap = c->wcap ? c->wcap : 16384;
-            while (cap < c->wlen + (size_t)n)
-                cap *= 2;
-            uint8_t *p = realloc(c->wbuf, cap);
-            if (!p) {
-                conn_close(c);
-                return;
-            }
-            c->wbuf = p;
-            c->wcap = cap;
-        }
-        memcpy(c->wbuf + c->wlen, data, (size_t)n);
-        c->wlen += (size_t)n;
-    }
-    if (c->wlen == 0) {
-        if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2))
-            conn_close(c);
-        return;
-    }
-    uv_buf_t b = uv_buf_init((char *)c->wbuf, (unsigned)c->wlen);
-    c->wreq.data = c;
-    c->writing = 1;
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write)) {
-        c->writing = 0;
-        conn_close(c);
-    }
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    struct conn *c = h->data;
-    *buf = uv_buf_init(c->rbuf, sizeof(c->rbuf));
+    conn_close(VT_GRPC_CONTAINER_OF(io, struct conn, io));
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -598,13 +512,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_close(c);
         return;
     }
-    if (nread == 0 || c->closing)
+    if (nread == 0 || c->io.closing)
         return;
     c->last_active = uv_now(c->srv->loop);
-    c->in_recv = 1;
-    ssize_t rv = nghttp2_session_mem_recv(c->h2, (const uint8_t *)buf->base,
-                                          (size_t)nread);
-    c->in_recv = 0;
+    ssize_t rv = vt_grpc_conn_recv(&c->io, buf, nread);
     if (rv < 0) {
         /* Not HTTP/2 or a fatal protocol error: this connection only. */
         vt_debug("grpc: closing connection: %s", nghttp2_strerror((int)rv));
@@ -612,18 +523,19 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     dispatch_ready(c);
-    conn_flush(c);
+    vt_grpc_conn_flush(&c->io);
 }
 
 static void on_idle(uv_timer_t *t)
 {
     struct conn *c = t->data;
     uint64_t idle = c->srv->opts.idle_timeout_ms;
-    if (c->closing || c->n_streams)
+    if (c->io.closing || c->n_streams)
         return;
     if (uv_now(c->srv->loop) - c->last_active >= idle) {
-        nghttp2_session_terminate_session(c->h2, NGHTTP2_NO_ERROR);
-        conn_flush(c); /* GOAWAY goes out, then the connection closes */
+        nghttp2_session_terminate_session(c->io.h2, NGHTTP2_NO_ERROR);
+        /* GOAWAY goes out, then the connection closes */
+        vt_grpc_conn_flush(&c->io);
     }
 }
 
@@ -636,9 +548,9 @@ static void on_connection(uv_stream_t *server, int status)
     if (!c)
         return;
     c->srv = srv;
-    uv_tcp_init(srv->loop, &c->tcp);
+    vt_grpc_conn_init(&c->io, srv->loop, conn_io_fail);
     uv_timer_init(srv->loop, &c->idle);
-    c->tcp.data = c->idle.data = c;
+    c->io.tcp.data = c->idle.data = c;
     c->handles = 2;
     c->next = srv->conns;
     if (srv->conns)
@@ -646,12 +558,12 @@ static void on_connection(uv_stream_t *server, int status)
     srv->conns = c;
     srv->n_conns++;
     c->last_active = uv_now(srv->loop);
-    if (nghttp2_session_server_new(&c->h2, srv->cbs, c)) {
-        c->h2 = NULL;
+    if (nghttp2_session_server_new(&c->io.h2, srv->cbs, c)) {
+        c->io.h2 = NULL;
         conn_close(c);
         return;
     }
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) ||
+    if (uv_accept(server, (uv_stream_t *)&c->io.tcp) ||
         srv->n_conns > srv->opts.max_connections) {
         if (srv->n_conns > srv->opts.max_connections)
             vt_warn("grpc: connection limit %u reached, refusing",
@@ -659,22 +571,19 @@ static void on_connection(uv_stream_t *server, int status)
         conn_close(c);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
-    nghttp2_settings_entry iv[] = {
-        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, srv->opts.max_concurrent_streams},
-        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
-        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, MAX_METADATA},
-    };
-    nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 3);
-    nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
     uint64_t idle = srv->opts.idle_timeout_ms;
     uint64_t tick = idle / 4 ? idle / 4 : 1;
     uv_timer_start(&c->idle, on_idle, tick, tick);
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read)) {
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, srv->opts.max_concurrent_streams},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, VT_GRPC_STREAM_WINDOW},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, MAX_METADATA},
+    };
+    if (vt_grpc_conn_start(&c->io, iv, 3, on_read)) {
         conn_close(c);
         return;
     }
-    conn_flush(c);
+    vt_grpc_conn_flush(&c->io);
 }
 
 /* ---------------------------------------------------------------- server */
@@ -901,7 +810,7 @@ int vt_grpc_respond(vt_grpc_call_t *call, int status, const char *message,
             submit_ok(call, resp, len);
         else
             submit_status(call, 200, status, message, 0);
-        conn_flush(c); /* no-op while inside mem_recv: flushed after it */
+        vt_grpc_conn_flush(&c->io); /* no-op while inside mem_recv: flushed after it */
     }
     call_unref(call);
     if (srv->close_done && srv->held_calls == 0)
