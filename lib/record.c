@@ -545,6 +545,16 @@ static enum vkind peek_value(struct scan *s)
     }
 }
 
+/* An object member's key and its ':' (s->p after whitespace, at the '"'). */
+static inline int scan_key(struct scan *s, struct vt_str *key)
+{
+    if (s->p >= s->end || *s->p != '"')
+        return fail(s, VT_REJECT_PARSE_ERROR, s->p);
+    if (scan_string(s, key) != 0 || expect(s, ':') != 0)
+        return -1;
+    return 0;
+}
+
 /* Skip any JSON value (validating it) without recursion: a bit stack says
  * whether each open level is an object (1) or an array (0). */
 static int skip_value(struct scan *s)
@@ -582,9 +592,7 @@ static int skip_value(struct scan *s)
                 break;
             }
             if (obj) {
-                if (s->p >= s->end || *s->p != '"')
-                    return fail(s, VT_REJECT_PARSE_ERROR, s->p);
-                if (scan_string(s, &str) != 0 || expect(s, ':') != 0)
+                if (scan_key(s, &str) != 0)
                     return -1;
             }
             continue; /* the first element */
@@ -604,9 +612,7 @@ static int skip_value(struct scan *s)
                 s->p++;
                 if (obj) {
                     skip_ws(s);
-                    if (s->p >= s->end || *s->p != '"')
-                        return fail(s, VT_REJECT_PARSE_ERROR, s->p);
-                    if (scan_string(s, &str) != 0 || expect(s, ':') != 0)
+                    if (scan_key(s, &str) != 0)
                         return -1;
                 }
                 break;
@@ -638,9 +644,7 @@ static int next_member(struct scan *s, bool first, struct vt_str *key)
         s->p++;
         skip_ws(s);
     }
-    if (s->p >= s->end || *s->p != '"')
-        return fail(s, VT_REJECT_PARSE_ERROR, s->p);
-    if (scan_string(s, key) != 0 || expect(s, ':') != 0)
+    if (scan_key(s, key) != 0)
         return -1;
     skip_ws(s);
     return 1;
@@ -659,46 +663,45 @@ static bool str_eq(struct vt_str a, const char *lit, size_t n)
     return a.len == n && memcmp(a.ptr, lit, n) == 0;
 }
 
+#define KIND(k) (1u << (k))
+
+/* Start a field's value: null is consumed and means absent (returns 0); a
+ * value of a kind in `accept` is left at s->p and its kind returned (> 0);
+ * any other value rejects as bad_type, a malformed one as parse_error. */
+static inline int field_begin(struct scan *s, unsigned accept)
+{
+    const char *at = s->p;
+    enum vkind k = peek_value(s);
+    if (accept & KIND(k))
+        return (int)k;
+    if (k == V_NULL) {
+        s->p += 4;
+        return 0;
+    }
+    return fail(s, k == V_BAD ? VT_REJECT_PARSE_ERROR : VT_REJECT_BAD_TYPE, at);
+}
+
 /* A string field bounded by `max`: null -> absent (returns 0, *given false). */
 static int field_string(struct scan *s, uint32_t max, struct vt_str *out, bool *given)
 {
     const char *at = s->p;
-    switch (peek_value(s)) {
-    case V_NULL:
-        s->p += 4;
-        *given = false;
-        return 0;
-    case V_STRING:
-        if (scan_string(s, out) != 0)
-            return -1;
-        if (out->len > max)
-            return fail(s, VT_REJECT_FIELD_TOO_LONG, at);
-        *given = true;
-        return 0;
-    case V_BAD:
-        return fail(s, VT_REJECT_PARSE_ERROR, at);
-    default:
-        return fail(s, VT_REJECT_BAD_TYPE, at);
-    }
+    int k = field_begin(s, KIND(V_STRING));
+    *given = k > 0;
+    if (k <= 0)
+        return k;
+    if (scan_string(s, out) != 0)
+        return -1;
+    return out->len > max ? fail(s, VT_REJECT_FIELD_TOO_LONG, at) : 0;
 }
 
 /* A number field: null -> absent. */
 static int field_number(struct scan *s, struct num *n, bool *given)
 {
-    const char *at = s->p;
-    switch (peek_value(s)) {
-    case V_NULL:
-        s->p += 4;
-        *given = false;
-        return 0;
-    case V_NUMBER:
-        *given = true;
-        return scan_number(s, n);
-    case V_BAD:
-        return fail(s, VT_REJECT_PARSE_ERROR, at);
-    default:
-        return fail(s, VT_REJECT_BAD_TYPE, at);
-    }
+    int k = field_begin(s, KIND(V_NUMBER));
+    *given = k > 0;
+    if (k <= 0)
+        return k;
+    return scan_number(s, n);
 }
 
 static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
@@ -782,41 +785,29 @@ static int parse_rfc3339(struct vt_str t, int64_t *out)
 static int field_ts(struct scan *s, struct vt_record *r, bool *given)
 {
     const char *at = s->p;
-    switch (peek_value(s)) {
-    case V_NULL:
-        s->p += 4;
-        *given = false;
-        return 0;
-    case V_NUMBER: {
-        struct num n;
-        if (scan_number(s, &n) != 0)
-            return -1;
-        if (n.is_int && n.u_ok) {
-            if (n.u > (uint64_t)TS_MAX_MS || (n.neg && n.u != 0))
-                return fail(s, VT_REJECT_BAD_TIMESTAMP, at);
-            r->ts_ms = (int64_t)n.u;
-        } else {
-            if (!(n.d >= 0 && n.d < (double)TS_MAX_MS + 1))
-                return fail(s, VT_REJECT_BAD_TIMESTAMP, at);
-            r->ts_ms = (int64_t)floor(n.d);
-        }
-        *given = true;
-        return 0;
-    }
-    case V_STRING: {
+    int k = field_begin(s, KIND(V_NUMBER) | KIND(V_STRING));
+    *given = k > 0;
+    if (k <= 0)
+        return k;
+    if (k == V_STRING) {
         struct vt_str t;
         if (scan_string(s, &t) != 0)
             return -1;
-        if (parse_rfc3339(t, &r->ts_ms) != 0)
+        return parse_rfc3339(t, &r->ts_ms) != 0 ? fail(s, VT_REJECT_BAD_TIMESTAMP, at) : 0;
+    }
+    struct num n;
+    if (scan_number(s, &n) != 0)
+        return -1;
+    if (n.is_int && n.u_ok) {
+        if (n.u > (uint64_t)TS_MAX_MS || (n.neg && n.u != 0))
             return fail(s, VT_REJECT_BAD_TIMESTAMP, at);
-        *given = true;
-        return 0;
+        r->ts_ms = (int64_t)n.u;
+    } else {
+        if (!(n.d >= 0 && n.d < (double)TS_MAX_MS + 1))
+            return fail(s, VT_REJECT_BAD_TIMESTAMP, at);
+        r->ts_ms = (int64_t)floor(n.d);
     }
-    case V_BAD:
-        return fail(s, VT_REJECT_PARSE_ERROR, at);
-    default:
-        return fail(s, VT_REJECT_BAD_TYPE, at);
-    }
+    return 0;
 }
 
 static int field_tokens(struct scan *s, uint64_t *out, bool *given)
@@ -838,146 +829,144 @@ static int field_tokens(struct scan *s, uint64_t *out, bool *given)
     return 0;
 }
 
-static int field_metrics(struct scan *s, struct vt_record *r, bool *given)
+/* A map field (metrics, labels): an object whose members become entries
+ * sorted by key, bytewise. Each entry starts with its key (asserted below)
+ * and is `size` bytes; `value` parses one member's value into the entry and
+ * returns 1, or 0 for null (the member is dropped), or -1. */
+struct map_spec {
+    void *entries;
+    size_t size;
+    uint32_t max_key;
+    uint32_t max_entries;
+    enum vt_record_reject too_many;
+    int (*value)(struct scan *s, void *entry);
+};
+
+union map_entry {
+    struct vt_metric metric;
+    struct vt_label label;
+};
+_Static_assert(offsetof(struct vt_metric, name) == 0, "map entries start with their key");
+_Static_assert(offsetof(struct vt_label, key) == 0, "map entries start with their key");
+
+static inline struct vt_str *map_key(char *entries, size_t size, uint32_t i)
 {
-    struct vt_record_decoder *d = s->dec;
-    const char *at = s->p;
-    switch (peek_value(s)) {
-    case V_NULL:
-        s->p += 4;
-        *given = false;
-        return 0;
-    case V_OBJECT:
-        break;
-    case V_BAD:
-        return fail(s, VT_REJECT_PARSE_ERROR, at);
-    default:
-        return fail(s, VT_REJECT_BAD_TYPE, at);
-    }
-    *given = true;
+    return (struct vt_str *)(entries + i * size);
+}
+
+/* Decode a map field into m->entries; on success with *given, *count is the
+ * number of entries. A key over m->max_key, more than m->max_entries non-null
+ * members or a key given twice rejects the record. */
+static inline int field_map(struct scan *s, const struct map_spec *m, uint32_t *count, bool *given)
+{
+    int k = field_begin(s, KIND(V_OBJECT));
+    *given = k > 0;
+    if (k <= 0)
+        return k;
     s->p++;
+    char *base = m->entries;
     uint32_t n = 0;
+    union map_entry e;
     struct vt_str key;
     int rc;
+    assert(m->size <= sizeof e);
     for (bool first = true; (rc = next_member(s, first, &key)) == 1; first = false) {
-        const char *kat = s->p;
-        if (key.len > d->limits.max_metric_name)
-            return fail(s, VT_REJECT_FIELD_TOO_LONG, kat);
-        struct num v;
-        bool present;
-        if (field_number(s, &v, &present) != 0)
-            return -1;
-        if (!present)
+        const char *at = s->p;
+        if (key.len > m->max_key)
+            return fail(s, VT_REJECT_FIELD_TOO_LONG, at);
+        int got = m->value(s, &e);
+        if (got <= 0) {
+            if (got < 0)
+                return -1;
             continue;
-        if (n == d->limits.max_metrics)
-            return fail(s, VT_REJECT_TOO_MANY_METRICS, kat);
-        /* insertion sort by name: metrics per record are few */
+        }
+        if (n == m->max_entries)
+            return fail(s, m->too_many, at);
+        /* insertion sort: entries per record are few */
         uint32_t i = n++;
-        while (i > 0 && str_cmp(d->metrics[i - 1].name, key) > 0) {
-            d->metrics[i] = d->metrics[i - 1];
+        while (i > 0 && str_cmp(*map_key(base, m->size, i - 1), key) > 0) {
+            memcpy(base + i * m->size, base + (i - 1) * m->size, m->size);
             i--;
         }
-        if (i > 0 && str_cmp(d->metrics[i - 1].name, key) == 0)
-            return fail(s, VT_REJECT_DUPLICATE_KEY, kat);
-        d->metrics[i].name = key;
-        d->metrics[i].value = v.d;
+        if (i > 0 && str_cmp(*map_key(base, m->size, i - 1), key) == 0)
+            return fail(s, VT_REJECT_DUPLICATE_KEY, at);
+        memcpy(base + i * m->size, &e, m->size);
+        *map_key(base, m->size, i) = key;
     }
     if (rc < 0)
         return -1;
-    r->metrics = d->metrics;
-    r->n_metrics = n;
+    *count = n;
     return 0;
+}
+
+static int metric_value(struct scan *s, void *entry)
+{
+    struct num v;
+    bool given;
+    if (field_number(s, &v, &given) != 0)
+        return -1;
+    if (given)
+        ((struct vt_metric *)entry)->value = v.d;
+    return given;
+}
+
+/* Numbers and true/false are kept as their literal JSON text. */
+static int label_value(struct scan *s, void *entry)
+{
+    struct vt_str *val = &((struct vt_label *)entry)->value;
+    const char *at = s->p;
+    struct num num;
+    switch (field_begin(s, KIND(V_STRING) | KIND(V_NUMBER) | KIND(V_TRUE) | KIND(V_FALSE))) {
+    case -1:
+        return -1;
+    case 0:
+        return 0;
+    case V_STRING:
+        if (scan_string(s, val) != 0)
+            return -1;
+        break;
+    case V_NUMBER:
+        if (scan_number(s, &num) != 0)
+            return -1;
+        val->ptr = num.text;
+        val->len = num.len;
+        break;
+    default: /* true, false */
+        val->ptr = s->p;
+        val->len = *s->p == 't' ? 4 : 5;
+        s->p += val->len;
+        break;
+    }
+    return val->len > s->dec->limits.max_label_value ? fail(s, VT_REJECT_FIELD_TOO_LONG, at) : 1;
+}
+
+static int field_metrics(struct scan *s, struct vt_record *r, bool *given)
+{
+    struct vt_record_decoder *d = s->dec;
+    const struct map_spec m = {d->metrics, sizeof *d->metrics, d->limits.max_metric_name,
+                               d->limits.max_metrics, VT_REJECT_TOO_MANY_METRICS, metric_value};
+    int rc = field_map(s, &m, &r->n_metrics, given);
+    r->metrics = rc == 0 && *given ? d->metrics : NULL;
+    return rc;
 }
 
 static int field_labels(struct scan *s, struct vt_record *r, bool *given)
 {
     struct vt_record_decoder *d = s->dec;
-    const char *at = s->p;
-    switch (peek_value(s)) {
-    case V_NULL:
-        s->p += 4;
-        *given = false;
-        return 0;
-    case V_OBJECT:
-        break;
-    case V_BAD:
-        return fail(s, VT_REJECT_PARSE_ERROR, at);
-    default:
-        return fail(s, VT_REJECT_BAD_TYPE, at);
-    }
-    *given = true;
-    s->p++;
-    uint32_t n = 0;
-    struct vt_str key, val;
-    int rc;
-    for (bool first = true; (rc = next_member(s, first, &key)) == 1; first = false) {
-        const char *vat = s->p;
-        if (key.len > d->limits.max_label_key)
-            return fail(s, VT_REJECT_FIELD_TOO_LONG, vat);
-        switch (peek_value(s)) {
-        case V_STRING:
-            if (scan_string(s, &val) != 0)
-                return -1;
-            break;
-        case V_NUMBER: {
-            struct num num;
-            if (scan_number(s, &num) != 0)
-                return -1;
-            val.ptr = num.text; /* the literal text, as written */
-            val.len = num.len;
-            break;
-        }
-        case V_TRUE: case V_FALSE:
-            val.ptr = s->p;
-            val.len = *s->p == 't' ? 4 : 5;
-            s->p += val.len;
-            break;
-        case V_NULL:
-            s->p += 4;
-            continue;
-        case V_BAD:
-            return fail(s, VT_REJECT_PARSE_ERROR, vat);
-        default:
-            return fail(s, VT_REJECT_BAD_TYPE, vat);
-        }
-        if (val.len > d->limits.max_label_value)
-            return fail(s, VT_REJECT_FIELD_TOO_LONG, vat);
-        if (n == d->limits.max_labels)
-            return fail(s, VT_REJECT_TOO_MANY_LABELS, vat);
-        uint32_t i = n++;
-        while (i > 0 && str_cmp(d->labels[i - 1].key, key) > 0) {
-            d->labels[i] = d->labels[i - 1];
-            i--;
-        }
-        if (i > 0 && str_cmp(d->labels[i - 1].key, key) == 0)
-            return fail(s, VT_REJECT_DUPLICATE_KEY, vat);
-        d->labels[i].key = key;
-        d->labels[i].value = val;
-    }
-    if (rc < 0)
-        return -1;
-    r->labels = d->labels;
-    r->n_labels = n;
-    return 0;
+    const struct map_spec m = {d->labels, sizeof *d->labels, d->limits.max_label_key,
+                               d->limits.max_labels, VT_REJECT_TOO_MANY_LABELS, label_value};
+    int rc = field_map(s, &m, &r->n_labels, given);
+    r->labels = rc == 0 && *given ? d->labels : NULL;
+    return rc;
 }
 
 static int field_embedding(struct scan *s, struct vt_record *r, bool *given)
 {
     struct vt_record_decoder *d = s->dec;
-    const char *at = s->p;
-    switch (peek_value(s)) {
-    case V_NULL:
-        s->p += 4;
-        *given = false;
-        return 0;
-    case V_ARRAY:
-        break;
-    case V_BAD:
-        return fail(s, VT_REJECT_PARSE_ERROR, at);
-    default:
-        return fail(s, VT_REJECT_BAD_TYPE, at);
-    }
-    *given = true;
+    int rc = field_begin(s, KIND(V_ARRAY));
+    *given = rc > 0;
+    if (rc <= 0)
+        return rc;
     s->p++;
     uint32_t n = 0;
     skip_ws(s);
