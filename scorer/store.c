@@ -33,9 +33,18 @@
 #define DEFAULT_MAX_SERIES 100000
 #define DEDUPE_SLACK_MS (3600 * 1000LL)
 
+/* A bucket of the first tier is a live aggregate (it takes merges all the
+ * time and feeds every score window). Buckets of the coarser tiers are kept
+ * packed: the WindowAggregate protobuf bytes (no series, no window), about
+ * a fifth of a live aggregate's memory; they change only when expiry
+ * cascades finer data into them or late data arrives, and are decoded when a
+ * query (a baseline) reaches back that far. Exactly one of agg / packed. */
 struct bucket {
     int64_t start;
-    struct vt_aggregate agg;
+    uint64_t count;               /* records (== agg->count when live) */
+    struct vt_aggregate *agg;     /* tier 0 */
+    uint8_t *packed;              /* tiers >= 1 */
+    uint32_t len;
 };
 
 struct tier_buckets {
@@ -60,7 +69,10 @@ struct vt_store {
     struct vt_series_table ids;    /* value: struct dedupe_val * */
     struct vt_series_table agents; /* value: uint64_t * watermark */
     int64_t boundary[VT_STORE_MAX_TIERS]; /* tier i owns [boundary[i], boundary[i-1]) */
+    int64_t hot_boundary;          /* first-tier buckets before it are packed */
     struct vt_aggregate scratch;   /* validation */
+    struct vt_aggregate cold;      /* unpacked cold bucket being changed */
+    struct vt_pb_arena arena;      /* unpacking cold buckets when mutating */
     uint64_t n_buckets, records, dropped_late, overflow;
     char key[VT_SERIES_KEY_MAX];
 };
@@ -225,7 +237,15 @@ int vt_store_new(vt_store **out, const struct vt_store_opts *opts)
         st->o.max_series = DEFAULT_MAX_SERIES;
     for (size_t i = 0; i < VT_STORE_MAX_TIERS; i++)
         st->boundary[i] = INT64_MIN;
+    st->hot_boundary = INT64_MIN;
+    if (!st->o.hot_ms)
+        st->o.hot_ms = VT_STORE_HOT_MS;
     vt_aggregate_init(&st->scratch);
+    vt_aggregate_init(&st->cold);
+    if (vt_pb_arena_init(&st->arena, 0)) {
+        free(st);
+        return -ENOMEM;
+    }
     if (vt_series_table_init(&st->series, 0) || vt_series_table_init(&st->ids, 0) ||
         vt_series_table_init(&st->agents, 0)) {
         vt_store_free(st);
@@ -235,12 +255,25 @@ int vt_store_new(vt_store **out, const struct vt_store_opts *opts)
     return 0;
 }
 
+static void bucket_release(struct bucket *bk)
+{
+    if (bk->agg) {
+        vt_aggregate_free(bk->agg);
+        free(bk->agg);
+    }
+    free(bk->packed);
+    bk->agg = NULL;
+    bk->packed = NULL;
+    bk->len = 0;
+    bk->count = 0;
+}
+
 static void series_free(struct series *s)
 {
     for (size_t t = 0; t < VT_STORE_MAX_TIERS; t++) {
         struct tier_buckets *tb = &s->t[t];
         for (uint32_t i = 0; i < tb->n; i++)
-            vt_aggregate_free(&tb->b[tb->head + i].agg);
+            bucket_release(&tb->b[tb->head + i]);
         free(tb->b);
     }
     free(s);
@@ -273,6 +306,8 @@ void vt_store_free(vt_store *st)
     vt_series_table_free(&st->ids);
     vt_series_table_free(&st->agents);
     vt_aggregate_free(&st->scratch);
+    vt_aggregate_free(&st->cold);
+    vt_pb_arena_free(&st->arena);
     free(st);
 }
 
@@ -473,8 +508,7 @@ static struct bucket *bucket_get(vt_store *st, struct tier_buckets *tb, int64_t 
     }
     uint32_t end = tb->head + tb->n;
     memmove(&tb->b[lo + 1], &tb->b[lo], (size_t)(end - lo) * sizeof *tb->b);
-    tb->b[lo].start = start;
-    vt_aggregate_init(&tb->b[lo].agg);
+    tb->b[lo] = (struct bucket){.start = start};
     if (created)
         *created = true;
     tb->n++;
@@ -495,6 +529,86 @@ static void make_cold(const vt_store *st, int tier, struct vt_aggregate *a)
     for (uint32_t i = 0; i < a->n_metrics; i++)
         if (a->metrics[i].sketch.scale > st->o.cold_scale)
             vt_sketch_downscale(&a->metrics[i].sketch, st->o.cold_scale);
+}
+
+/* Empty `a` for reuse, back at the default scale: vt_aggregate_reset keeps
+ * a sketch's scale, and an accumulator that once held cold (scale 4) data
+ * would otherwise coarsen the next, finer, data merged into it. */
+static void agg_clear(struct vt_aggregate *a)
+{
+    vt_aggregate_reset(a);
+    vt_sketch *fixed[] = {&a->latency_ms, &a->ttft_ms, &a->input_tokens, &a->output_tokens,
+                          &a->cost_usd};
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
+        if (fixed[i]->scale != VT_SKETCH_DEFAULT_SCALE) {
+            vt_sketch_free(fixed[i]);
+            vt_sketch_init_default(fixed[i]);
+        }
+}
+
+/* The live aggregate of a first-tier bucket, created on first use. */
+static struct vt_aggregate *bucket_live(struct bucket *bk)
+{
+    if (!bk->agg) {
+        bk->agg = malloc(sizeof *bk->agg);
+        if (bk->agg)
+            vt_aggregate_init(bk->agg);
+    }
+    return bk->agg;
+}
+
+/* dst += bucket (live or packed). Packed ones are unpacked with `alloc`
+ * (NULL = malloc; the store's arena when mutating). */
+static int bucket_merge_into(const struct bucket *bk, struct vt_aggregate *dst,
+                             ProtobufCAllocator *alloc)
+{
+    if (bk->agg)
+        return vt_aggregate_merge(dst, bk->agg);
+    if (!bk->packed)
+        return 0;
+    Vitals__V1__WindowAggregate *m = vitals__v1__window_aggregate__unpack(alloc, bk->len, bk->packed);
+    if (!m)
+        return -ENOMEM; /* we packed it: only memory can fail */
+    int rc = vt_aggregate_merge_proto(dst, m);
+    vitals__v1__window_aggregate__free_unpacked(m, alloc);
+    return rc;
+}
+
+/* Pack `a` (made cold for `tier`) into bk, replacing what it held (a live
+ * aggregate included: the bucket becomes packed). */
+static int bucket_pack(vt_store *st, int tier, struct bucket *bk, struct vt_aggregate *a)
+{
+    make_cold(st, tier, a);
+    Vitals__V1__WindowAggregate m;
+    int rc = vt_aggregate_to_proto(a, &m);
+    if (rc)
+        return rc;
+    size_t n = vitals__v1__window_aggregate__get_packed_size(&m);
+    uint8_t *p = malloc(n ? n : 1);
+    if (p)
+        vitals__v1__window_aggregate__pack(&m, p);
+    vt_aggregate_proto_release(&m);
+    if (!p)
+        return -ENOMEM;
+    free(bk->packed);
+    bk->packed = p;
+    bk->len = (uint32_t)n;
+    bk->count = a->count;
+    if (bk->agg) { /* a bucket is live or packed, never both (a may be it) */
+        vt_aggregate_free(bk->agg);
+        free(bk->agg);
+        bk->agg = NULL;
+    }
+    return 0;
+}
+
+/* st->cold = the packed bucket bk, decoded (empty for a new bucket). */
+static int cold_load(vt_store *st, const struct bucket *bk)
+{
+    agg_clear(&st->cold);
+    int rc = bucket_merge_into(bk, &st->cold, &st->arena.pc);
+    vt_pb_arena_reset(&st->arena);
+    return rc;
 }
 
 static int tier_for(const vt_store *st, int64_t t)
@@ -559,20 +673,32 @@ int64_t vt_store_apply(vt_store *st, const Vitals__V1__Batch *b,
         struct bucket *bk = bucket_get(st, &s->t[tier], start, &fresh);
         if (!bk)
             return -ENOMEM;
-        if (prepared && fresh) {
-            /* an empty bucket takes the decoded aggregate as it is: swap,
-             * so the caller frees the empty one */
-            struct vt_aggregate tmp = bk->agg;
-            bk->agg = prepared[i];
-            prepared[i] = tmp;
-            rc = 0;
-        } else {
-            rc = prepared ? vt_aggregate_merge(&bk->agg, &prepared[i])
-                          : vt_aggregate_merge_proto(&bk->agg, a);
+        if (tier == 0 && !bk->packed && start >= st->hot_boundary) {
+            struct vt_aggregate *live = bucket_live(bk);
+            if (!live)
+                return -ENOMEM;
+            if (prepared && fresh) {
+                /* an empty bucket takes the decoded aggregate as it is: swap,
+                 * so the caller frees the empty one */
+                struct vt_aggregate tmp = *live;
+                *live = prepared[i];
+                prepared[i] = tmp;
+                rc = 0;
+            } else {
+                rc = prepared ? vt_aggregate_merge(live, &prepared[i])
+                              : vt_aggregate_merge_proto(live, a);
+            }
+            bk->count = live->count;
+        } else { /* late data for a packed bucket: decode, merge, pack */
+            rc = cold_load(st, bk);
+            if (!rc)
+                rc = prepared ? vt_aggregate_merge(&st->cold, &prepared[i])
+                              : vt_aggregate_merge_proto(&st->cold, a);
+            if (!rc)
+                rc = bucket_pack(st, tier, bk, &st->cold);
         }
         if (rc)
             return rc;
-        make_cold(st, tier, &bk->agg);
         s->records += a->count;
         st->records += a->count;
         if (start > s->last_ms)
@@ -584,36 +710,73 @@ int64_t vt_store_apply(vt_store *st, const Vitals__V1__Batch *b,
 
 /* ---- expiry -------------------------------------------------------------- */
 
+/* Pack st->cold (the merge of finer buckets) into bucket `start` of tier
+ * `tier`, together with what that bucket held. On ENOMEM the data is lost
+ * rather than kept in a tier that no longer owns its time (the one-tier
+ * rule), and uncounted. */
+static void cascade_flush(vt_store *st, struct series *s, int tier, int64_t start)
+{
+    struct bucket *dst = bucket_get(st, &s->t[tier], start, NULL);
+    int rc = dst ? bucket_merge_into(dst, &st->cold, &st->arena.pc) : -ENOMEM;
+    vt_pb_arena_reset(&st->arena);
+    uint64_t had = dst ? dst->count : 0;
+    if (!rc)
+        rc = bucket_pack(st, tier, dst, &st->cold);
+    if (rc) {
+        uint64_t lost = st->cold.count - had; /* what the finer buckets brought */
+        st->records -= lost;
+        s->records -= lost;
+    }
+}
+
 static void expire_series(vt_store *st, struct series *s)
 {
     for (size_t i = 0; i < st->o.n_tiers; i++) {
         struct tier_buckets *tb = &s->t[i];
         bool last = i + 1 == st->o.n_tiers;
+        bool have = false; /* st->cold holds data for tier i+1 bucket `cur` */
+        int64_t cur = 0;
         while (tb->n && tb->b[tb->head].start < st->boundary[i]) {
             struct bucket *old = &tb->b[tb->head];
             if (!last) {
                 int64_t start = align_down(old->start, st->o.tiers[i + 1].resolution_ms);
-                struct bucket *dst = bucket_get(st, &s->t[i + 1], start, NULL);
-                /* On ENOMEM the bucket's data is lost rather than kept in a
-                 * tier that no longer owns its time (that would double count
-                 * nothing, but break the one-tier rule). */
-                if (dst) {
-                    vt_aggregate_merge(&dst->agg, &old->agg);
-                    make_cold(st, (int)i + 1, &dst->agg);
+                if (have && start != cur) {
+                    cascade_flush(st, s, (int)i + 1, cur);
+                    have = false;
                 }
-                else
-                    st->records -= old->agg.count, s->records -= old->agg.count;
+                if (!have) {
+                    agg_clear(&st->cold);
+                    cur = start;
+                    have = true;
+                }
+                if (bucket_merge_into(old, &st->cold, &st->arena.pc)) {
+                    st->records -= old->count; /* lost (ENOMEM), see cascade_flush */
+                    s->records -= old->count;
+                }
+                vt_pb_arena_reset(&st->arena);
             } else {
-                st->records -= old->agg.count;
-                s->records -= old->agg.count;
+                st->records -= old->count;
+                s->records -= old->count;
             }
-            vt_aggregate_free(&old->agg);
+            bucket_release(old);
             tb->head++;
             tb->n--;
             st->n_buckets--;
         }
+        if (have)
+            cascade_flush(st, s, (int)i + 1, cur);
         if (!tb->n)
             tb->head = 0;
+        /* first tier: pack what left the hot span (oldest first; stop at
+         * the first bucket already packed from an earlier pass) */
+        for (uint32_t j = tb->n; i == 0 && j-- > 0;) {
+            struct bucket *bk = &tb->b[tb->head + j];
+            if (bk->start >= st->hot_boundary)
+                continue;
+            if (!bk->agg)
+                break;
+            bucket_pack(st, 0, bk, bk->agg); /* on ENOMEM it stays live */
+        }
     }
 }
 
@@ -626,6 +789,8 @@ void vt_store_expire(vt_store *st, int64_t now_ms)
         if (b > st->boundary[i])
             st->boundary[i] = b;
     }
+    if (now_ms - st->o.hot_ms > st->hot_boundary)
+        st->hot_boundary = now_ms - st->o.hot_ms;
     uint32_t it = 0, empty = 0;
     struct vt_series_entry *e;
     while ((e = vt_series_table_next(&st->series, &it))) {
@@ -673,8 +838,10 @@ static int visit_series(const vt_store *st, const struct vt_series_entry *e, int
     const struct series *s = e->value;
     if (!s)
         return 0;
+    /* One live bucket is handed over as it is; anything more is merged
+     * into scratch (packed buckets always are). */
     const struct vt_aggregate *only = NULL;
-    size_t hits = 0;
+    bool in_scratch = false;
     for (size_t i = 0; i < st->o.n_tiers; i++) {
         const struct tier_buckets *tb = &s->t[i];
         for (uint32_t j = 0; j < tb->n; j++) {
@@ -683,21 +850,22 @@ static int visit_series(const vt_store *st, const struct vt_series_entry *e, int
                 continue;
             if (bk->start >= to)
                 break;
-            if (hits == 0) {
-                only = &bk->agg;
-            } else {
-                if (hits == 1) {
-                    vt_aggregate_reset(scratch);
-                    vt_aggregate_merge(scratch, only);
-                }
-                vt_aggregate_merge(scratch, &bk->agg);
+            if (!only && !in_scratch && bk->agg) {
+                only = bk->agg;
+                continue;
             }
-            hits++;
+            if (!in_scratch) {
+                agg_clear(scratch);
+                if (only)
+                    vt_aggregate_merge(scratch, only);
+                in_scratch = true;
+            }
+            bucket_merge_into(bk, scratch, NULL);
         }
     }
-    if (!hits)
-        return 0;
-    return cb(ud, e->key, e->len, hits == 1 ? only : scratch);
+    if (in_scratch)
+        return cb(ud, e->key, e->len, scratch);
+    return only ? cb(ud, e->key, e->len, only) : 0;
 }
 
 int vt_store_query(const vt_store *st, int64_t from_ms, int64_t to_ms,
@@ -796,17 +964,26 @@ static void w_entry(struct wbuf *w, uint8_t type, const void *a, size_t an, cons
     w_bytes(w, b, bn);
 }
 
+/* One bucket as a type-1 entry. A packed bucket is written as it is, after
+ * a small message holding its series and window: two encodings of one
+ * message concatenated are the encoding of their merge (protobuf), and the
+ * packed bytes carry neither field. */
 static int write_bucket(struct wbuf *w, const char *key, size_t len, const struct bucket *bk,
                         int64_t res, uint8_t **buf, size_t *cap)
 {
     Vitals__V1__WindowAggregate msg;
     Vitals__V1__SeriesKey sk;
-    int rc = vt_aggregate_to_proto(&bk->agg, &msg);
+    int rc = 0;
+    if (bk->agg)
+        rc = vt_aggregate_to_proto(bk->agg, &msg);
+    else
+        vitals__v1__window_aggregate__init(&msg);
     if (rc)
         return rc;
     rc = vt_series_key_to_proto(key, len, &sk);
     if (rc) {
-        vt_aggregate_proto_release(&msg);
+        if (bk->agg)
+            vt_aggregate_proto_release(&msg);
         return rc;
     }
     msg.series = &sk;
@@ -822,11 +999,12 @@ static int write_bucket(struct wbuf *w, const char *key, size_t len, const struc
     }
     if (!rc) {
         vitals__v1__window_aggregate__pack(&msg, *buf);
-        w_entry(w, 1, *buf, n, NULL, 0);
+        w_entry(w, 1, *buf, n, bk->agg ? NULL : bk->packed, bk->agg ? 0 : bk->len);
     }
     msg.series = NULL;
     vt_series_key_proto_release(&sk);
-    vt_aggregate_proto_release(&msg);
+    if (bk->agg)
+        vt_aggregate_proto_release(&msg);
     return rc;
 }
 
@@ -907,7 +1085,7 @@ static int tier_of_resolution(const vt_store *st, int64_t res)
     return -1;
 }
 
-static int load_entries(vt_store *st, const uint8_t *p, size_t n)
+static int load_entries(vt_store *st, const uint8_t *p, size_t n, struct vt_pb_arena *arena)
 {
     size_t off = 0;
     while (off + 5 <= n) {
@@ -922,38 +1100,56 @@ static int load_entries(vt_store *st, const uint8_t *p, size_t n)
         const uint8_t *d = p + off;
         off += len;
         if (type == 1) {
-            Vitals__V1__WindowAggregate *a = vitals__v1__window_aggregate__unpack(NULL, len, d);
+            vt_pb_arena_reset(arena);
+            Vitals__V1__WindowAggregate *a = vitals__v1__window_aggregate__unpack(&arena->pc, len, d);
             if (!a || !a->series)
-                goto bad_agg;
+                return -EBADMSG;
             int kn = vt_series_key_from_proto(a->series, st->key, sizeof st->key);
             int tier = tier_of_resolution(st, a->window_ms);
             /* A snapshot taken with other tiers: put data where it belongs now. */
             if (tier < 0 || a->window_start_ms < st->boundary[tier])
                 tier = tier_for(st, a->window_start_ms);
-            if (kn < 0 || tier < 0) {
-                vitals__v1__window_aggregate__free_unpacked(a, NULL);
+            if (kn < 0 || tier < 0)
                 continue;
-            }
             struct series *s = series_get(st, st->key, (size_t)kn);
             int64_t start = align_down(a->window_start_ms, st->o.tiers[tier].resolution_ms);
-            struct bucket *bk = s ? bucket_get(st, &s->t[tier], start, NULL) : NULL;
-            int rc = bk ? vt_aggregate_merge_proto(&bk->agg, a) : -ENOMEM;
-            if (!rc)
-                make_cold(st, tier, &bk->agg);
-            if (!rc) {
-                s->records += a->count;
-                st->records += a->count;
-                if (start > s->last_ms)
-                    s->last_ms = start;
+            bool fresh = false;
+            struct bucket *bk = s ? bucket_get(st, &s->t[tier], start, &fresh) : NULL;
+            int rc = bk ? 0 : -ENOMEM;
+            if (!rc && tier == 0) {
+                struct vt_aggregate *live = bucket_live(bk);
+                rc = live ? vt_aggregate_merge_proto(live, a) : -ENOMEM;
+                if (!rc)
+                    bk->count = live->count;
+            } else if (!rc && fresh && a->window_ms == st->o.tiers[tier].resolution_ms) {
+                /* A cold bucket as we wrote it (CRC-checked): keep its bytes,
+                 * minus series and window - no decode, no merge. */
+                a->series = NULL;
+                a->window_start_ms = 0;
+                a->window_ms = 0;
+                size_t pn = vitals__v1__window_aggregate__get_packed_size(a);
+                bk->packed = malloc(pn ? pn : 1);
+                if (!bk->packed)
+                    rc = -ENOMEM;
+                else {
+                    vitals__v1__window_aggregate__pack(a, bk->packed);
+                    bk->len = (uint32_t)pn;
+                    bk->count = a->count;
+                }
+            } else if (!rc) {
+                rc = cold_load(st, bk);
+                if (!rc)
+                    rc = vt_aggregate_merge_proto(&st->cold, a);
+                if (!rc)
+                    rc = bucket_pack(st, tier, bk, &st->cold);
             }
-            vitals__v1__window_aggregate__free_unpacked(a, NULL);
             if (rc)
                 return rc;
+            s->records += a->count;
+            st->records += a->count;
+            if (start > s->last_ms)
+                s->last_ms = start;
             continue;
-        bad_agg:
-            if (a)
-                vitals__v1__window_aggregate__free_unpacked(a, NULL);
-            return -EBADMSG;
         } else if (type == 2 && len >= 16) {
             int created;
             struct vt_series_entry *e = vt_series_table_upsert(
@@ -1004,7 +1200,11 @@ int vt_store_snapshot_load(vt_store *st, const char *path, uint64_t *wal_seq)
         return -EBADMSG;
     }
     memcpy(wal_seq, p + 8, 8);
-    int rc = load_entries(st, p + 16, n - 16);
+    struct vt_pb_arena arena;
+    int rc = vt_pb_arena_init(&arena, 0);
+    if (!rc)
+        rc = load_entries(st, p + 16, n - 16, &arena);
+    vt_pb_arena_free(&arena);
     free(p);
     return rc;
 }

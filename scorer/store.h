@@ -87,7 +87,16 @@ struct vt_store_opts {
                             at this scale (0 -> VT_STORE_COLD_SCALE): old data
                             feeds baselines, where 2% relative error is fine,
                             and it is most of the memory */
+    int64_t hot_ms;      /* first-tier buckets younger than this stay live
+                            aggregates; older ones, and every bucket of the
+                            coarser tiers, are kept packed (protobuf bytes,
+                            decoded by queries that reach them); 0 ->
+                            VT_STORE_HOT_MS */
 };
+
+/* 15 min: score windows (typically 5 m) read live buckets only; a longer
+ * window or a baseline decodes packed buckets (slower, exact). */
+#define VT_STORE_HOT_MS (15 * 60 * 1000LL)
 
 /* Scale 4: relative error (2^(1/16)-1)/(2^(1/16)+1) = 2.2%, 4x fewer buckets
  * than the agents' scale 6. The first tier keeps what agents send. */

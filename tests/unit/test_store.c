@@ -304,12 +304,103 @@ static void test_snapshot_roundtrip(void **state)
     vt_store_free(st);
 }
 
+/* The bucket of series `svc` in tier `tier` starting at `start` (or NULL). */
+static const struct bucket *find_bucket(vt_store *st, const char *svc, int tier, int64_t start)
+{
+    Vitals__V1__SeriesKey k;
+    vitals__v1__series_key__init(&k);
+    k.service = (char *)svc;
+    k.model = k.provider = k.version = "";
+    char key[VT_SERIES_KEY_MAX];
+    int n = vt_series_key_from_proto(&k, key, sizeof key);
+    assert_true(n > 0);
+    struct vt_series_entry *e = vt_series_table_find(&st->series, key, (size_t)n,
+                                                     vt_series_hash(key, (size_t)n));
+    if (!e)
+        return NULL;
+    const struct tier_buckets *tb = &((struct series *)e->value)->t[tier];
+    for (uint32_t i = 0; i < tb->n; i++)
+        if (tb->b[tb->head + i].start == start)
+            return &tb->b[tb->head + i];
+    return NULL;
+}
+
+/* Buckets outside the hot span and in coarse tiers are kept packed; merges
+ * into them, queries over them, expiry out of them and snapshots of them
+ * give the same numbers as live ones. */
+static void test_packed_buckets(void **state)
+{
+    (void)state;
+    vt_store *st = new_store();
+    vt_store_expire(st, NOW);
+    struct tb t;
+    const char *svc[] = {"a", "a", "a"};
+    int64_t ws[] = {NOW - MIN, NOW - 30 * MIN, NOW - 3 * HOUR};
+    uint64_t cnt[] = {3, 4, 5};
+    make(&t, "agent/1", 1, 3, svc, ws, cnt);
+    assert_int_equal(vt_store_apply(st, &t.b, NULL, NULL), 12);
+    const struct bucket *hot = find_bucket(st, "a", 0, NOW - MIN);
+    const struct bucket *old = find_bucket(st, "a", 0, NOW - 30 * MIN);
+    const struct bucket *cold = find_bucket(st, "a", 1, NOW - 3 * HOUR);
+    assert_non_null(hot);
+    assert_non_null(old);
+    assert_non_null(cold);
+    assert_true(hot->agg && !hot->packed);
+    assert_true(!old->agg && old->packed && old->count == 4);
+    assert_true(!cold->agg && cold->packed && cold->count == 5);
+    /* late data into a packed bucket: decoded, merged, packed again */
+    int64_t ws2[] = {NOW - 30 * MIN + 5000};
+    uint64_t cnt2[] = {6};
+    make(&t, "agent/2", 2, 1, svc, ws2, cnt2);
+    assert_int_equal(vt_store_apply(st, &t.b, NULL, NULL), 6);
+    struct sum q = query(st, NOW - 31 * MIN, NOW - 29 * MIN);
+    assert_int_equal(q.records, 10);
+    assert_true(q.lat_sum == 10000.0);
+    assert_int_equal(q.scale, 6); /* the first tier keeps the agents' scale, packed or not */
+    q = query(st, 0, NOW);
+    assert_int_equal(q.records, 18);
+    assert_true(q.lat_sum == 18000.0);
+    /* the hot bucket leaves the hot span: packed by expiry, same answers */
+    vt_store_expire(st, NOW + 20 * MIN);
+    hot = find_bucket(st, "a", 0, NOW - MIN);
+    assert_true(hot && !hot->agg && hot->packed && hot->count == 3);
+    assert_int_equal(query(st, 0, NOW).records, 18);
+    /* snapshot of packed buckets, and back */
+    char dir[] = "/tmp/vt-store-test-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/snapshot.bin", dir);
+    assert_int_equal(vt_store_snapshot_write(st, path, 7), 0);
+    vt_store *st2 = new_store();
+    vt_store_expire(st2, NOW + 20 * MIN);
+    uint64_t seq = 0;
+    assert_int_equal(vt_store_snapshot_load(st2, path, &seq), 0);
+    struct sum a = query(st, 0, NOW), b = query(st2, 0, NOW);
+    assert_int_equal(a.records, b.records);
+    assert_true(a.lat_sum == b.lat_sum);
+    cold = find_bucket(st2, "a", 1, NOW - 3 * HOUR);
+    assert_true(cold && !cold->agg && cold->packed && cold->count == 5);
+    /* the packed buckets cascade on: 3 h later the 30-min-old one is a 1 min bucket */
+    vt_store_expire(st2, NOW + 3 * HOUR);
+    old = find_bucket(st2, "a", 1, NOW - 30 * MIN);
+    assert_true(old && old->packed && old->count == 10);
+    assert_int_equal(query(st2, 0, NOW).records, 18);
+    struct vt_store_stats s2;
+    vt_store_stats_get(st2, &s2);
+    assert_int_equal(s2.records, 18);
+    unlink(path);
+    rmdir(dir);
+    vt_store_free(st2);
+    vt_store_free(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_retention_parse),  cmocka_unit_test(test_merge_and_dedupe),
         cmocka_unit_test(test_validation),       cmocka_unit_test(test_cascade_and_expiry),
         cmocka_unit_test(test_dedupe_watermark), cmocka_unit_test(test_snapshot_roundtrip),
+        cmocka_unit_test(test_packed_buckets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
