@@ -526,13 +526,23 @@ static int validate(const Vitals__V1__WindowAggregate *msg)
     return 0;
 }
 
+int vt_aggregate_check_proto(const Vitals__V1__WindowAggregate *msg)
+{
+    return validate(msg);
+}
+
 int vt_aggregate_merge_proto(struct vt_aggregate *dst, const Vitals__V1__WindowAggregate *msg)
 {
     /* Validated as a whole first, then merged straight into dst: after a
      * good validation only -ENOMEM (or a counter overflow) can stop it. */
     int rc = validate(msg);
-    if (rc)
-        return rc;
+    return rc ? rc : vt_aggregate_merge_proto_checked(dst, msg);
+}
+
+int vt_aggregate_merge_proto_checked(struct vt_aggregate *dst,
+                                     const Vitals__V1__WindowAggregate *msg)
+{
+    int rc = 0;
     dst->count += msg->count;
     dst->errors += msg->errors;
     for (size_t i = 0; i < msg->n_errors_by_type; i++)
@@ -542,11 +552,11 @@ int vt_aggregate_merge_proto(struct vt_aggregate *dst, const Vitals__V1__WindowA
                                          msg->output_tokens, msg->cost_usd};
     for (int i = 0; i < N_FIXED; i++)
         if (fixed[i])
-            rc |= vt_sketch_merge_proto(fixed_sketch(dst, i), fixed[i]);
+            rc |= vt_sketch_merge_proto_checked(fixed_sketch(dst, i), fixed[i]);
     for (size_t i = 0; i < msg->n_metrics; i++) {
         vt_sketch *s = metric_sketch(dst, msg->metrics[i]->name, strlen(msg->metrics[i]->name));
         if (s)
-            rc |= vt_sketch_merge_proto(s, msg->metrics[i]->sketch);
+            rc |= vt_sketch_merge_proto_checked(s, msg->metrics[i]->sketch);
         else
             dst->metrics_dropped += msg->metrics[i]->sketch->count;
     }

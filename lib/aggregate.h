@@ -120,4 +120,11 @@ void vt_aggregate_proto_release(Vitals__V1__WindowAggregate *msg);
  * Returns 0, -EBADMSG (dst unchanged) or -ENOMEM. */
 int vt_aggregate_merge_proto(struct vt_aggregate *dst, const Vitals__V1__WindowAggregate *msg);
 
+/* The two halves of vt_aggregate_merge_proto, for a caller that validates a
+ * whole batch before merging any of it: check (0 or -EBADMSG, allocates
+ * nothing), then merge a message that passed the check (0 or -ENOMEM). */
+int vt_aggregate_check_proto(const Vitals__V1__WindowAggregate *msg);
+int vt_aggregate_merge_proto_checked(struct vt_aggregate *dst,
+                                     const Vitals__V1__WindowAggregate *msg);
+
 #endif

@@ -1352,31 +1352,36 @@ int vt_sketch_from_proto(vt_sketch *s, const Vitals__V1__Sketch *msg, uint32_t m
     return rc;
 }
 
-/* dst's store += the buckets of a validated message at dst's scale: reserve
- * first (all-or-nothing allocation), then add from the top down, as
- * merge_store does; buckets at or below zfold join the zero bucket. */
+/* dst's store += the buckets of a validated message at dst's scale, in one
+ * pass: reserve the message's whole index range (the encoder trims it to
+ * the occupied buckets), then add from the top down, as merge_store does;
+ * buckets at or below zfold join the zero bucket. `extra` bounds the counts
+ * added (for the counter width). */
 static int merge_buckets(vt_sketch *dst, vt_sketch_store *d, const Vitals__V1__Buckets *b,
-                         uint64_t total, int32_t zfold, int reserve_only)
+                         uint64_t extra, int32_t zfold, int reserve_only)
 {
-    if (total == 0)
+    if (!b || b->n_counts == 0)
         return 0;
-    int32_t lo = INT32_MAX, hi = INT32_MIN;
-    for (size_t k = 0; k < b->n_counts; k++)
-        if (b->counts[k]) {
-            int32_t j = (int32_t)(b->offset + (int64_t)k);
-            if (j < lo)
-                lo = j;
-            hi = j;
-        }
+    /* Trim zero ends (our encoder never sends them; another might): a wider
+     * reservation could collapse buckets that fit. */
+    size_t first = 0, last = b->n_counts - 1;
+    while (first < last && !b->counts[first])
+        first++;
+    while (last > first && !b->counts[last])
+        last--;
+    if (!b->counts[first])
+        return 0;
+    int32_t lo = (int32_t)(b->offset + (int64_t)first), hi = (int32_t)(b->offset + (int64_t)last);
     if (hi <= zfold) {
         if (!reserve_only)
-            dst->zero_count += total;
+            for (size_t k = 0; k < b->n_counts; k++)
+                dst->zero_count += b->counts[k];
         return 0;
     }
     if (lo <= zfold)
         lo = zfold + 1;
     if (reserve_only)
-        return store_reserve(d, lo, hi, total, dst->max_bins);
+        return store_reserve(d, lo, hi, extra, dst->max_bins);
     for (size_t k = b->n_counts; k-- > 0;) {
         uint64_t c = b->counts[k];
         int32_t j = (int32_t)(b->offset + (int64_t)k);
@@ -1393,6 +1398,58 @@ static int merge_buckets(vt_sketch *dst, vt_sketch_store *d, const Vitals__V1__B
     return 0;
 }
 
+/* dst += msg, msg already validated (check_msg) and at dst's scale and zero
+ * threshold. */
+static int merge_checked(vt_sketch *dst, const Vitals__V1__Sketch *msg, int pcol, int ncol)
+{
+    if (msg->count == 0)
+        return 0;
+    if (dst->count > UINT64_MAX - msg->count)
+        return -EOVERFLOW;
+    int32_t zfold = zero_fold_index(dst->scale, dst->zero_threshold);
+    int rc = merge_buckets(dst, &dst->pos, msg->positive, msg->count, zfold, 1);
+    if (!rc)
+        rc = merge_buckets(dst, &dst->neg, msg->negative, msg->count, zfold, 1);
+    if (rc)
+        return rc;
+    merge_buckets(dst, &dst->pos, msg->positive, 0, zfold, 0);
+    merge_buckets(dst, &dst->neg, msg->negative, 0, zfold, 0);
+    dst->pos.collapsed |= (uint8_t)pcol;
+    dst->neg.collapsed |= (uint8_t)ncol;
+    merge_totals(dst, msg->zero_count, msg->count, msg->sum, msg->min, msg->max);
+    return 0;
+}
+
+/* collapsed flags of a message that passed check_msg, without rescanning
+ * more than the lowest non-zero count of each store. */
+static void collapsed_flags(const Vitals__V1__Sketch *msg, int *pcol, int *ncol)
+{
+    *pcol = *ncol = 0;
+    if (!msg->collapsed_count)
+        return;
+    uint64_t pl = 0, nl = 0;
+    for (size_t k = 0; msg->positive && k < msg->positive->n_counts && !pl; k++)
+        pl = msg->positive->counts[k];
+    for (size_t k = 0; msg->negative && k < msg->negative->n_counts && !nl; k++)
+        nl = msg->negative->counts[k];
+    uint64_t cc = msg->collapsed_count;
+    if (pl + nl == cc && pl <= cc)
+        *pcol = pl != 0, *ncol = nl != 0;
+    else if (cc == pl)
+        *pcol = 1;
+    else
+        *ncol = 1;
+}
+
+int vt_sketch_merge_proto_checked(vt_sketch *dst, const Vitals__V1__Sketch *msg)
+{
+    if (msg->scale != dst->scale || msg->zero_threshold != dst->zero_threshold)
+        return vt_sketch_merge_proto(dst, msg);
+    int pcol, ncol;
+    collapsed_flags(msg, &pcol, &ncol);
+    return merge_checked(dst, msg, pcol, ncol);
+}
+
 int vt_sketch_merge_proto(vt_sketch *dst, const Vitals__V1__Sketch *msg)
 {
     /* The common case - same scale, same zero threshold - merges straight
@@ -1402,22 +1459,7 @@ int vt_sketch_merge_proto(vt_sketch *dst, const Vitals__V1__Sketch *msg)
         uint64_t pt, nt;
         int pcol, ncol;
         int rc = check_msg(msg, &pt, &nt, &pcol, &ncol);
-        if (rc || msg->count == 0)
-            return rc;
-        if (dst->count > UINT64_MAX - msg->count)
-            return -EOVERFLOW;
-        int32_t zfold = zero_fold_index(dst->scale, dst->zero_threshold);
-        rc = merge_buckets(dst, &dst->pos, msg->positive, pt, zfold, 1);
-        if (!rc)
-            rc = merge_buckets(dst, &dst->neg, msg->negative, nt, zfold, 1);
-        if (rc)
-            return rc;
-        merge_buckets(dst, &dst->pos, msg->positive, pt, zfold, 0);
-        merge_buckets(dst, &dst->neg, msg->negative, nt, zfold, 0);
-        dst->pos.collapsed |= (uint8_t)pcol;
-        dst->neg.collapsed |= (uint8_t)ncol;
-        merge_totals(dst, msg->zero_count, msg->count, msg->sum, msg->min, msg->max);
-        return 0;
+        return rc ? rc : merge_checked(dst, msg, pcol, ncol);
     }
     vt_sketch tmp;
     int rc = vt_sketch_from_proto(&tmp, msg, dst->max_bins);

@@ -233,6 +233,11 @@ int vt_sketch_check_proto(const Vitals__V1__Sketch *msg);
  * plus -EBADMSG; dst unchanged on -EBADMSG. */
 int vt_sketch_merge_proto(vt_sketch *dst, const Vitals__V1__Sketch *msg);
 
+/* vt_sketch_merge_proto for a message that already passed
+ * vt_sketch_check_proto (validate a whole batch first, then merge without
+ * checking twice). Same errors but -EBADMSG. */
+int vt_sketch_merge_proto_checked(vt_sketch *dst, const Vitals__V1__Sketch *msg);
+
 /* Serialise to a packed vitals.v1.Sketch. *out is malloc'ed (caller frees),
  * *len its size. Returns 0 or -ENOMEM. */
 int vt_sketch_pack(const vt_sketch *s, uint8_t **out, size_t *len);

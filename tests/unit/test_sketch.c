@@ -885,6 +885,59 @@ static void test_proto_rejects_bad(void **state)
     vt_sketch_free(&s);
 }
 
+/* The message fast paths (merge_proto at equal scale, merge_proto_checked)
+ * give bucket for bucket what merging the decoded sketch gives - with small
+ * and collapsing max_bins, negative values, zeros, and zero-padded ends. */
+static void test_merge_proto_fast_path(void **state)
+{
+    (void)state;
+    rng r = {77};
+    for (int round = 0; round < 200; round++) {
+        uint32_t bins = round % 3 == 0 ? 64 : 2048;
+        vt_sketch a, b, want, got1, got2;
+        vt_sketch_init(&a, 6, bins, VT_SKETCH_DEFAULT_ZERO_THRESHOLD);
+        vt_sketch_init(&b, 6, bins, VT_SKETCH_DEFAULT_ZERO_THRESHOLD);
+        int n = 1 + (int)(rng_next(&r) % 300);
+        for (int i = 0; i < n; i++) {
+            double v = sample(&r, (enum dist)(i % NDIST));
+            assert_int_equal(vt_sketch_add(&a, i % 7 == 0 ? -v : v), 0);
+            assert_int_equal(vt_sketch_add(&b, i % 11 == 0 ? 0 : v * 3), 0);
+        }
+        Vitals__V1__Sketch msg;
+        assert_int_equal(vt_sketch_to_proto(&b, &msg), 0);
+        if (round % 4 == 1 && msg.positive) { /* zero-padded ends, as another encoder might send */
+            Vitals__V1__Buckets *p = msg.positive;
+            uint64_t *c = calloc(p->n_counts + 6, sizeof *c);
+            memcpy(c + 3, p->counts, p->n_counts * sizeof *c);
+            free(p->counts);
+            p->counts = c;
+            p->n_counts += 6;
+            p->offset -= 3;
+        }
+        assert_int_equal(vt_sketch_check_proto(&msg), 0);
+        vt_sketch_init(&want, 6, bins, VT_SKETCH_DEFAULT_ZERO_THRESHOLD);
+        vt_sketch_init(&got1, 6, bins, VT_SKETCH_DEFAULT_ZERO_THRESHOLD);
+        vt_sketch_init(&got2, 6, bins, VT_SKETCH_DEFAULT_ZERO_THRESHOLD);
+        assert_int_equal(vt_sketch_merge(&want, &a), 0);
+        assert_int_equal(vt_sketch_merge(&got1, &a), 0);
+        assert_int_equal(vt_sketch_merge(&got2, &a), 0);
+        vt_sketch dec;
+        assert_int_equal(vt_sketch_from_proto(&dec, &msg, bins), 0);
+        assert_int_equal(vt_sketch_merge(&want, &dec), 0);
+        assert_int_equal(vt_sketch_merge_proto(&got1, &msg), 0);
+        assert_int_equal(vt_sketch_merge_proto_checked(&got2, &msg), 0);
+        assert_true(vt_sketch_same(&got1, &want));
+        assert_true(vt_sketch_same(&got2, &want));
+        vt_sketch_proto_release(&msg);
+        vt_sketch_free(&dec);
+        vt_sketch_free(&a);
+        vt_sketch_free(&b);
+        vt_sketch_free(&want);
+        vt_sketch_free(&got1);
+        vt_sketch_free(&got2);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -904,6 +957,7 @@ int main(void)
         cmocka_unit_test(test_rank),
         cmocka_unit_test(test_proto_round_trip),
         cmocka_unit_test(test_proto_rejects_bad),
+        cmocka_unit_test(test_merge_proto_fast_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
