@@ -173,7 +173,9 @@ def test_healthy_spike_masked_recovery():
               f"{whole['state']} {whole['score']:.3f}")
         assert sg["detractor"] == "latency", sg
         lat = next(x for x in sg["components"] if x["name"] == "latency")
-        assert lat["value"] > 3000 and lat["normalized"] == 0, lat
+        # flagged as soon as the window holds enough of the spike: p50 already
+        # far past "good" (800 ms), not necessarily at "bad" yet
+        assert lat["value"] > 1600 and lat["normalized"] < 0.65, lat
         assert whole["score"] - sg["score"] >= 0.15, (whole["score"], sg["score"])
         for other in ("openai", "anthropic"):
             o = segment(whole, other)
