@@ -275,7 +275,7 @@ static void finish_wal_job(vt_collector *c)
 {
     struct pend *p = c->job_list;
     c->job_list = NULL;
-    bool ok = true;
+    bool ok = true, merged = false;
     while (p) {
         struct pend *next = p->next;
         uint64_t t0 = uv_hrtime();
@@ -300,6 +300,7 @@ static void finish_wal_job(vt_collector *c)
                 vt_counter_add(c->merged_records, (uint64_t)n);
                 vt_counter_add(c->dropped_late, dropped);
                 c->changes_since_snapshot++;
+                merged = true;
                 vt_histogram_observe(c->merge_seconds, (double)(uv_hrtime() - t0) / 1e9);
                 ack(c, p->call, p->batch, false, (uint64_t)n);
             }
@@ -309,6 +310,8 @@ static void finish_wal_job(vt_collector *c)
         p = next;
     }
     c->ready = ok;
+    if (merged && c->o.on_merged)
+        c->o.on_merged(c->o.on_merged_data);
 }
 
 static void after_work_cb(uv_work_t *w, int status)
