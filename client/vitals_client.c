@@ -8,11 +8,20 @@
  * could wait (connecting, a full socket) turns into "try again on a later
  * call", paced by a doubling backoff, never into a wait.
  *
- * STREAM buffer invariants (checked by assert):
+ * VT_CLIENT_BACKGROUND moves even that one system call off the caller's
+ * thread: a send is a memcpy into q under the mutex, and a thread of ours
+ * takes q's bytes (a pointer swap into o when o is empty, else a memcpy) and
+ * writes o outside the lock with the same non-blocking code. Ownership in
+ * that mode: q, st and the thread's flags are under mu; o, io_st and the
+ * connection (fd, connecting, backoff, rbuf, sync_seq) belong to the thread
+ * alone, which publishes io_st into st under mu (bg_commit).
+ *
+ * STREAM buffer invariants (checked by assert), for q (and o):
  *   - buf[off, off+len) holds whole records, each ending in '\n', except that
  *     the first one may already be partly written to the current connection
- *     (head_started). Only that first record can be cut by a disconnect.
- *   - queued == the number of '\n' in buf[off, off+len).
+ *     (head_started). Only that first record can be cut by a disconnect. In
+ *     background mode q.head_started is always 0 (only o is written).
+ *   - st.queued == the number of '\n' in q (and o) once io_st is committed.
  * Depends on libc only, so that applications can vendor it.
  */
 #include "vitals_client.h"
@@ -23,6 +32,7 @@
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +43,15 @@
 
 #define DEFAULT_BUFFER (256u * 1024)
 #define MIN_BUFFER (4u * 1024)
+#define DEFAULT_FLUSH_MS 5
+#define MAX_FLUSH_MS 60000
+
+/* A byte queue of NDJSON records (see the invariants above). */
+struct wbuf {
+    char *buf;
+    size_t off, len;
+    int head_started;    /* the first record is partly written */
+};
 
 struct vt_client {
     pthread_mutex_t mu;
@@ -45,13 +64,26 @@ struct vt_client {
     int64_t next_try_ns; /* no connect attempt before this (monotonic) */
     int backoff_ms, backoff_initial_ms, backoff_max_ms;
     /* STREAM */
-    char *buf;
-    size_t cap, off, len;
-    int head_started;    /* the first buffered record is partly written */
+    size_t cap;          /* of q.buf (and o.buf) */
+    struct wbuf q;       /* what senders append to (and, by default, write) */
     uint64_t sync_seq;
     char rbuf[256];      /* sync replies */
     size_t rlen;
     vt_client_stats st;
+    /* VT_CLIENT_BACKGROUND */
+    int bg;
+    int64_t flush_ns;
+    pthread_t th;
+    pthread_cond_t wake;  /* -> the thread: kick, sync_req, stop */
+    pthread_cond_t done;  /* <- the thread: a sync finished */
+    struct wbuf o;        /* the thread's output buffer */
+    vt_client_stats io_st; /* the thread's counts not yet in st */
+    int kick, stop;
+    int wake_sent;        /* q passed half full and the thread was told */
+    int bg_connected;     /* as of the thread's last write */
+    int sync_req, sync_busy, sync_rc;
+    uint64_t sync_gen;
+    int64_t sync_deadline;
 };
 
 static int64_t now_ns(void)
@@ -73,61 +105,63 @@ static void unlock(vt_client *c)
         pthread_mutex_unlock(&c->mu);
 }
 
-/* --- connection ---------------------------------------------------------- */
+/* --- connection ----------------------------------------------------------
+ * These take the buffer being written (w) and the counters to update (st):
+ * q and st by default; o and io_st on the background thread. */
 
-static void drop_head(vt_client *c)
+static void drop_head(struct wbuf *w, vt_client_stats *st)
 {
     /* The first record went out in part over a connection that is gone: the
      * agent drops that partial line, so resending the rest would corrupt the
      * next line. Give it up. */
-    if (!c->head_started)
+    if (!w->head_started)
         return;
-    char *nl = memchr(c->buf + c->off, '\n', c->len);
+    char *nl = memchr(w->buf + w->off, '\n', w->len);
     assert(nl);
-    size_t n = (size_t)(nl - (c->buf + c->off)) + 1;
-    c->off += n;
-    c->len -= n;
-    c->st.queued--;
-    c->st.dropped++;
-    c->st.dropped_down++;
-    c->head_started = 0;
-    if (c->len == 0)
-        c->off = 0;
+    size_t n = (size_t)(nl - (w->buf + w->off)) + 1;
+    w->off += n;
+    w->len -= n;
+    st->queued--;
+    st->dropped++;
+    st->dropped_down++;
+    w->head_started = 0;
+    if (w->len == 0)
+        w->off = 0;
 }
 
-static void disconnect(vt_client *c)
+static void disconnect(vt_client *c, struct wbuf *w, vt_client_stats *st)
 {
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
     c->connecting = 0;
     c->rlen = 0;
-    drop_head(c);
+    drop_head(w, st);
     /* A connection that was up may be retried at once (the agent restarted). */
     c->next_try_ns = 0;
 }
 
-static void connect_failed(vt_client *c)
+static void connect_failed(vt_client *c, vt_client_stats *st)
 {
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
     c->connecting = 0;
-    c->st.connect_fails++;
+    st->connect_fails++;
     c->next_try_ns = now_ns() + (int64_t)c->backoff_ms * 1000000;
     c->backoff_ms = c->backoff_ms * 2 > c->backoff_max_ms ? c->backoff_max_ms : c->backoff_ms * 2;
 }
 
-static void connected(vt_client *c)
+static void connected(vt_client *c, vt_client_stats *st)
 {
     c->connecting = 0;
-    c->st.connects++;
+    st->connects++;
     c->backoff_ms = c->backoff_initial_ms;
 }
 
 /* 0 when connected, -ENOTCONN otherwise (attempts a connect when one is due;
  * with force, regardless of the backoff). Never blocks. */
-static int ensure_conn(vt_client *c, int force)
+static int ensure_conn(vt_client *c, int force, vt_client_stats *st)
 {
     if (c->fd >= 0 && !c->connecting)
         return 0;
@@ -139,10 +173,10 @@ static int ensure_conn(vt_client *c, int force)
         int err = 0;
         socklen_t l = sizeof err;
         if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l) != 0 || err != 0) {
-            connect_failed(c);
+            connect_failed(c, st);
             return -ENOTCONN;
         }
-        connected(c);
+        connected(c, st);
         return 0;
     }
     if (!force && c->next_try_ns && now_ns() < c->next_try_ns)
@@ -150,11 +184,11 @@ static int ensure_conn(vt_client *c, int force)
     int type = c->mode == VT_CLIENT_STREAM ? SOCK_STREAM : SOCK_DGRAM;
     c->fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
-        connect_failed(c);
+        connect_failed(c, st);
         return -ENOTCONN;
     }
     if (connect(c->fd, (struct sockaddr *)&c->addr, c->addrlen) == 0) {
-        connected(c);
+        connected(c, st);
         return 0;
     }
     if (errno == EINPROGRESS) {
@@ -162,19 +196,210 @@ static int ensure_conn(vt_client *c, int force)
         return -ENOTCONN;
     }
     /* ENOENT, ECONNREFUSED, or EAGAIN (the agent's backlog is full). */
-    connect_failed(c);
+    connect_failed(c, st);
     return -ENOTCONN;
 }
 
+/* --- writing a buffer ---------------------------------------------------- */
+
+static uint64_t count_nl(const char *p, size_t n)
+{
+    uint64_t k = 0;
+    const char *end = p + n;
+    while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        k++;
+        p++;
+    }
+    return k;
+}
+
+/* One non-blocking write of w. 0 (wrote something or nothing to write),
+ * -EAGAIN (kernel full), -ENOTCONN (connection lost). */
+static int flush_once(vt_client *c, struct wbuf *w, vt_client_stats *st)
+{
+    assert(c->fd >= 0 && !c->connecting);
+    if (w->len == 0)
+        return 0;
+    ssize_t n = send(c->fd, w->buf + w->off, w->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return -EAGAIN;
+        disconnect(c, w, st);
+        return -ENOTCONN;
+    }
+    if (n == 0)
+        return -EAGAIN;
+    uint64_t done = count_nl(w->buf + w->off, (size_t)n);
+    st->sent += done;
+    st->queued -= done;
+    st->bytes += (uint64_t)n;
+    w->head_started = w->buf[w->off + (size_t)n - 1] != '\n';
+    w->off += (size_t)n;
+    w->len -= (size_t)n;
+    if (w->len == 0)
+        w->off = 0;
+    return 0;
+}
+
+/* --- background mode: the thread ------------------------------------------ */
+
+/* Under mu: publish what the thread counted. Its queued field only ever went
+ * down (records written or cut), by exactly sent + dropped_down. */
+static void bg_commit(vt_client *c)
+{
+    vt_client_stats *d = &c->io_st;
+    assert(d->dropped == d->dropped_down && c->st.queued >= d->sent + d->dropped_down);
+    c->st.sent += d->sent;
+    c->st.bytes += d->bytes;
+    c->st.dropped += d->dropped;
+    c->st.dropped_down += d->dropped_down;
+    c->st.queued -= d->sent + d->dropped_down;
+    c->st.connects += d->connects;
+    c->st.connect_fails += d->connect_fails;
+    memset(d, 0, sizeof *d);
+    c->bg_connected = c->fd >= 0 && !c->connecting;
+}
+
+/* Under mu: move q's bytes to the end of o, if they fit. O(1) when o is empty
+ * (the buffers trade places); otherwise a memcpy (o was compacted by the
+ * thread outside the lock). Senders never wait behind more than that. */
+static void bg_take(vt_client *c)
+{
+    if (c->q.len == 0)
+        return;
+    assert(!c->q.head_started);
+    if (c->o.len == 0) {
+        char *spare = c->o.buf;
+        c->o = c->q;
+        c->q.buf = spare;
+        c->q.off = c->q.len = 0;
+    } else if (c->cap - c->o.off - c->o.len >= c->q.len) {
+        memcpy(c->o.buf + c->o.off + c->o.len, c->q.buf + c->q.off, c->q.len);
+        c->o.len += c->q.len;
+        c->q.off = c->q.len = 0;
+    } else {
+        return; /* o is still draining (the agent is slow): q waits */
+    }
+    c->wake_sent = 0;
+}
+
+/* Outside mu: write o as far as the kernel takes it now, connecting first if
+ * a connect is due (force: regardless of the backoff). Never blocks. */
+static void bg_write(vt_client *c, int force)
+{
+    if (c->o.len > 0 && ensure_conn(c, force, &c->io_st) == 0)
+        while (c->o.len > 0 && flush_once(c, &c->o, &c->io_st) == 0)
+            ;
+    if (c->o.off > 0 && c->o.len > 0) {
+        /* o is the thread's own: make room for the next take here, not
+         * under the lock. */
+        memmove(c->o.buf, c->o.buf + c->o.off, c->o.len);
+        c->o.off = 0;
+    }
+}
+
+static int sync_run(vt_client *c, struct wbuf *w, vt_client_stats *st, int64_t deadline);
+
+static void *bg_main(void *arg)
+{
+    vt_client *c = arg;
+    pthread_mutex_lock(&c->mu);
+    int64_t next = now_ns() + c->flush_ns;
+    for (;;) {
+        while (!c->stop && !c->kick && !c->sync_req) {
+            if (now_ns() >= next)
+                break;
+            struct timespec ts = {(time_t)(next / 1000000000), (long)(next % 1000000000)};
+            pthread_cond_timedwait(&c->wake, &c->mu, &ts);
+        }
+        c->kick = 0;
+        if (c->stop) {
+            /* Close: what the kernel takes now, once; the rest is lost with
+             * the client. Two rounds, as q may not have fit behind o. */
+            for (int round = 0; round < 2; round++) {
+                bg_take(c);
+                pthread_mutex_unlock(&c->mu);
+                bg_write(c, round == 0);
+                pthread_mutex_lock(&c->mu);
+                bg_commit(c);
+            }
+            break;
+        }
+        if (c->sync_req) {
+            bg_take(c);
+            int64_t deadline = c->sync_deadline;
+            pthread_mutex_unlock(&c->mu);
+            int rc = sync_run(c, &c->o, &c->io_st, deadline);
+            pthread_mutex_lock(&c->mu);
+            bg_commit(c);
+            c->sync_req = 0;
+            c->sync_rc = rc;
+            c->sync_gen++;
+            pthread_cond_broadcast(&c->done);
+        } else {
+            bg_take(c);
+            pthread_mutex_unlock(&c->mu);
+            bg_write(c, 0);
+            pthread_mutex_lock(&c->mu);
+            bg_commit(c);
+        }
+        next = now_ns() + c->flush_ns;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
 /* --- open / close -------------------------------------------------------- */
+
+static void free_client(vt_client *c)
+{
+    free(c->q.buf);
+    free(c->o.buf);
+    free(c);
+}
+
+static int bg_start(vt_client *c)
+{
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0)
+        return -ENOMEM;
+    int ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+             pthread_cond_init(&c->wake, &ca) == 0;
+    pthread_condattr_destroy(&ca);
+    if (!ok)
+        return -ENOMEM;
+    if (pthread_cond_init(&c->done, NULL) != 0) {
+        pthread_cond_destroy(&c->wake);
+        return -ENOMEM;
+    }
+    /* The thread takes no signals: the application's handlers run on its own
+     * threads, as it expects. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&c->th, NULL, bg_main, c);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        pthread_cond_destroy(&c->wake);
+        pthread_cond_destroy(&c->done);
+        return rc == EAGAIN ? -EAGAIN : -ENOMEM;
+    }
+    return 0;
+}
 
 int vt_client_open(vt_client **out, const char *socket_dir, const vt_client_options *opts)
 {
     vt_client_options o = {0};
     if (opts)
         o = *opts;
+    const int known = VT_CLIENT_NO_LOCK | VT_CLIENT_BACKGROUND;
     if (!out || (o.mode != VT_CLIENT_DGRAM && o.mode != VT_CLIENT_STREAM) ||
-        o.backoff_initial_ms < 0 || o.backoff_max_ms < 0 || (o.flags & ~VT_CLIENT_NO_LOCK))
+        o.backoff_initial_ms < 0 || o.backoff_max_ms < 0 || (o.flags & ~known) ||
+        o.flush_interval_ms < 0)
+        return -EINVAL;
+    int bg = (o.flags & VT_CLIENT_BACKGROUND) != 0;
+    /* The thread shares the client with the caller: it needs the lock. */
+    if (bg && (o.mode != VT_CLIENT_STREAM || (o.flags & VT_CLIENT_NO_LOCK)))
         return -EINVAL;
     if (!socket_dir)
         socket_dir = getenv("VITALS_SOCKET_DIR");
@@ -202,19 +427,35 @@ int vt_client_open(vt_client **out, const char *socket_dir, const vt_client_opti
         c->cap = o.buffer_bytes ? o.buffer_bytes : DEFAULT_BUFFER;
         if (c->cap < MIN_BUFFER)
             c->cap = MIN_BUFFER;
-        c->buf = malloc(c->cap);
-        if (!c->buf) {
-            free(c);
+        c->q.buf = malloc(c->cap);
+        if (bg)
+            c->o.buf = malloc(c->cap);
+        if (!c->q.buf || (bg && !c->o.buf)) {
+            free_client(c);
             return -ENOMEM;
         }
     }
+    c->bg = bg;
+    /* Clamped: a longer interval only keeps records longer in the process. */
+    int ms = o.flush_interval_ms ? o.flush_interval_ms : DEFAULT_FLUSH_MS;
+    c->flush_ns = (int64_t)(ms > MAX_FLUSH_MS ? MAX_FLUSH_MS : ms) * 1000000;
     c->locked = !(o.flags & VT_CLIENT_NO_LOCK);
     if (c->locked && pthread_mutex_init(&c->mu, NULL) != 0) {
-        free(c->buf);
-        free(c);
+        free_client(c);
         return -ENOMEM;
     }
-    (void)ensure_conn(c, 1);
+    (void)ensure_conn(c, 1, &c->st);
+    if (bg) {
+        c->bg_connected = c->fd >= 0 && !c->connecting;
+        int rc = bg_start(c);
+        if (rc != 0) {
+            if (c->fd >= 0)
+                close(c->fd);
+            pthread_mutex_destroy(&c->mu);
+            free_client(c);
+            return rc;
+        }
+    }
     *out = c;
     return 0;
 }
@@ -223,70 +464,39 @@ void vt_client_close(vt_client *c)
 {
     if (!c)
         return;
+    if (c->bg) {
+        pthread_mutex_lock(&c->mu);
+        c->stop = 1;
+        pthread_cond_signal(&c->wake);
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(c->th, NULL);
+        pthread_cond_destroy(&c->wake);
+        pthread_cond_destroy(&c->done);
+    }
     if (c->fd >= 0)
         close(c->fd);
     if (c->locked)
         pthread_mutex_destroy(&c->mu);
-    free(c->buf);
-    free(c);
+    free_client(c);
 }
 
 /* --- sending ------------------------------------------------------------- */
 
-static uint64_t count_nl(const char *p, size_t n)
-{
-    uint64_t k = 0;
-    const char *end = p + n;
-    while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
-        k++;
-        p++;
-    }
-    return k;
-}
-
-/* One non-blocking write of the buffer. 0 (wrote something or nothing to
- * write), -EAGAIN (kernel full), -ENOTCONN (connection lost). */
-static int flush_once(vt_client *c)
-{
-    assert(c->fd >= 0 && !c->connecting);
-    if (c->len == 0)
-        return 0;
-    ssize_t n = send(c->fd, c->buf + c->off, c->len, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-            return -EAGAIN;
-        disconnect(c);
-        return -ENOTCONN;
-    }
-    if (n == 0)
-        return -EAGAIN;
-    uint64_t done = count_nl(c->buf + c->off, (size_t)n);
-    c->st.sent += done;
-    c->st.queued -= done;
-    c->st.bytes += (uint64_t)n;
-    c->head_started = c->buf[c->off + (size_t)n - 1] != '\n';
-    c->off += (size_t)n;
-    c->len -= (size_t)n;
-    if (c->len == 0)
-        c->off = 0;
-    return 0;
-}
-
 static int buffer_append(vt_client *c, const char *line, size_t len)
 {
     size_t need = len + 1;
-    if (c->cap - c->len < need) {
+    if (c->cap - c->q.len < need) {
         c->st.dropped++;
         c->st.dropped_full++;
         return -EAGAIN;
     }
-    if (c->cap - c->off - c->len < need) {
-        memmove(c->buf, c->buf + c->off, c->len);
-        c->off = 0;
+    if (c->cap - c->q.off - c->q.len < need) {
+        memmove(c->q.buf, c->q.buf + c->q.off, c->q.len);
+        c->q.off = 0;
     }
-    memcpy(c->buf + c->off + c->len, line, len);
-    c->buf[c->off + c->len + len] = '\n';
-    c->len += need;
+    memcpy(c->q.buf + c->q.off + c->q.len, line, len);
+    c->q.buf[c->q.off + c->q.len + len] = '\n';
+    c->q.len += need;
     c->st.queued++;
     return 0;
 }
@@ -298,7 +508,19 @@ static int send_stream(vt_client *c, const char *line, size_t len)
         c->st.dropped_bad++;
         return -EMSGSIZE;
     }
-    if (ensure_conn(c, 0) == 0 && (c->len == 0 || flush_once(c) == 0) && c->len == 0) {
+    if (c->bg) {
+        /* No system call here: the thread writes. Past half full it is told
+         * at once (a futex wake only if it sleeps, once per half buffer). */
+        int rc = buffer_append(c, line, len);
+        if (!c->wake_sent && c->q.len * 2 >= c->cap) {
+            c->wake_sent = 1;
+            c->kick = 1;
+            pthread_cond_signal(&c->wake);
+        }
+        return rc;
+    }
+    if (ensure_conn(c, 0, &c->st) == 0 && (c->q.len == 0 || flush_once(c, &c->q, &c->st) == 0) &&
+        c->q.len == 0) {
         struct iovec iov[2] = {{(void *)line, len}, {(void *)"\n", 1}};
         struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
         ssize_t n = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -310,18 +532,18 @@ static int send_stream(vt_client *c, const char *line, size_t len)
         if (n > 0) {
             /* The kernel took a prefix: the rest waits in the buffer. */
             c->st.bytes += (uint64_t)n;
-            assert(c->len == 0);
-            c->off = 0;
+            assert(c->q.len == 0);
+            c->q.off = 0;
             if ((size_t)n < len)
-                memcpy(c->buf, line + n, len - (size_t)n);
-            c->buf[len - (size_t)n] = '\n';
-            c->len = len + 1 - (size_t)n;
-            c->head_started = 1;
+                memcpy(c->q.buf, line + n, len - (size_t)n);
+            c->q.buf[len - (size_t)n] = '\n';
+            c->q.len = len + 1 - (size_t)n;
+            c->q.head_started = 1;
             c->st.queued++;
             return 0;
         }
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            disconnect(c);
+            disconnect(c, &c->q, &c->st);
     }
     return buffer_append(c, line, len);
 }
@@ -329,7 +551,7 @@ static int send_stream(vt_client *c, const char *line, size_t len)
 static int send_dgram(vt_client *c, const char *line, size_t len)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (ensure_conn(c, 0) != 0)
+        if (ensure_conn(c, 0, &c->st) != 0)
             break;
         ssize_t n = send(c->fd, line, len, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n == (ssize_t)len) {
@@ -350,7 +572,7 @@ static int send_dgram(vt_client *c, const char *line, size_t len)
         }
         /* ECONNREFUSED (the agent went away or restarted with a new socket),
          * ENOTCONN, EPIPE...: reconnect once at once, then back off. */
-        disconnect(c);
+        disconnect(c, &c->q, &c->st);
     }
     c->st.dropped++;
     c->st.dropped_down++;
@@ -382,11 +604,18 @@ int vt_client_flush(vt_client *c)
     if (c->mode != VT_CLIENT_STREAM)
         return 0;
     lock(c);
-    int rc = ensure_conn(c, 0);
-    while (rc == 0 && c->len > 0) {
-        rc = flush_once(c);
-        if (rc == -EAGAIN)
-            rc = 1; /* kernel full: stop, report what is queued */
+    int rc;
+    if (c->bg) {
+        c->kick = 1;
+        pthread_cond_signal(&c->wake);
+        rc = c->bg_connected ? 0 : -ENOTCONN;
+    } else {
+        rc = ensure_conn(c, 0, &c->st);
+        while (rc == 0 && c->q.len > 0) {
+            rc = flush_once(c, &c->q, &c->st);
+            if (rc == -EAGAIN)
+                rc = 1; /* kernel full: stop, report what is queued */
+        }
     }
     if (rc >= 0)
         rc = (int)(c->st.queued > INT32_MAX ? INT32_MAX : c->st.queued);
@@ -430,55 +659,71 @@ static int scan_replies(vt_client *c, uint64_t seq)
     return found;
 }
 
-static int sync_locked(vt_client *c, int timeout_ms)
+/* Write all of w, waiting for the socket up to the deadline. */
+static int drain(vt_client *c, struct wbuf *w, vt_client_stats *st, int64_t deadline)
 {
-    int64_t deadline = now_ns() + (int64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000;
-    if (ensure_conn(c, 1) != 0) {
-        /* An in-progress connect gets until the deadline. */
-        while (c->fd >= 0 && c->connecting) {
-            int r = wait_fd(c->fd, POLLOUT, deadline);
-            if (r)
-                return r;
-            if (ensure_conn(c, 1) == 0)
-                break;
-        }
-        if (c->fd < 0)
-            return -ENOTCONN;
-    }
-    while (c->len > 0) {
-        int r = flush_once(c);
+    while (w->len > 0) {
+        int r = flush_once(c, w, st);
         if (r == -ENOTCONN)
             return r;
         if (r == -EAGAIN && (r = wait_fd(c->fd, POLLOUT, deadline)) != 0)
             return r;
     }
+    return 0;
+}
+
+static int sync_io(vt_client *c, struct wbuf *w, vt_client_stats *st, int64_t deadline)
+{
+    if (ensure_conn(c, 1, st) != 0) {
+        /* An in-progress connect gets until the deadline. */
+        while (c->fd >= 0 && c->connecting) {
+            int r = wait_fd(c->fd, POLLOUT, deadline);
+            if (r)
+                return r;
+            if (ensure_conn(c, 1, st) == 0)
+                break;
+        }
+        if (c->fd < 0)
+            return -ENOTCONN;
+    }
+    int r = drain(c, w, st, deadline);
+    if (r == 0 && c->bg) {
+        /* o is empty now: whatever the senders queued before the sync (and
+         * since) is in q and fits whole. */
+        pthread_mutex_lock(&c->mu);
+        bg_take(c);
+        pthread_mutex_unlock(&c->mu);
+        r = drain(c, w, st, deadline);
+    }
+    if (r)
+        return r;
     uint64_t seq = ++c->sync_seq;
     char line[48];
     int n = snprintf(line, sizeof line, "{\"sync\":%llu}\n", (unsigned long long)seq);
-    size_t w = 0;
-    while (w < (size_t)n) {
-        ssize_t k = send(c->fd, line + w, (size_t)n - w, MSG_DONTWAIT | MSG_NOSIGNAL);
+    size_t done = 0;
+    while (done < (size_t)n) {
+        ssize_t k = send(c->fd, line + done, (size_t)n - done, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (k > 0) {
-            w += (size_t)k;
+            done += (size_t)k;
             continue;
         }
         if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            disconnect(c);
+            disconnect(c, w, st);
             return -ENOTCONN;
         }
-        int r = wait_fd(c->fd, POLLOUT, deadline);
+        r = wait_fd(c->fd, POLLOUT, deadline);
         if (r)
             return r; /* a half-written sync line: the connection is unusable */
     }
     for (;;) {
         if (scan_replies(c, seq))
             return 0;
-        int r = wait_fd(c->fd, POLLIN, deadline);
+        r = wait_fd(c->fd, POLLIN, deadline);
         if (r)
             return r;
         ssize_t k = recv(c->fd, c->rbuf + c->rlen, sizeof c->rbuf - c->rlen, MSG_DONTWAIT);
         if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-            disconnect(c);
+            disconnect(c, w, st);
             return -ENOTCONN;
         }
         if (k > 0)
@@ -486,15 +731,41 @@ static int sync_locked(vt_client *c, int timeout_ms)
     }
 }
 
+/* The sync on the connection's owner: the caller (default) or the thread. */
+static int sync_run(vt_client *c, struct wbuf *w, vt_client_stats *st, int64_t deadline)
+{
+    int rc = sync_io(c, w, st, deadline);
+    if (rc == -ETIMEDOUT && c->fd >= 0 && w->len == 0) {
+        /* Leave no half-written sync line on the connection: start afresh. */
+        disconnect(c, w, st);
+    }
+    return rc;
+}
+
 int vt_client_sync(vt_client *c, int timeout_ms)
 {
     if (c->mode != VT_CLIENT_STREAM)
         return -EOPNOTSUPP;
     lock(c);
-    int rc = sync_locked(c, timeout_ms);
-    if (rc == -ETIMEDOUT && c->fd >= 0 && c->len == 0) {
-        /* Leave no half-written sync line on the connection: start afresh. */
-        disconnect(c);
+    int64_t deadline = now_ns() + (int64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000;
+    int rc;
+    if (c->bg) {
+        /* The thread owns the connection: it syncs, we wait (senders do not:
+         * they keep appending to q). One sync at a time. */
+        while (c->sync_busy)
+            pthread_cond_wait(&c->done, &c->mu);
+        c->sync_busy = 1;
+        c->sync_req = 1;
+        c->sync_deadline = deadline;
+        uint64_t gen = c->sync_gen;
+        pthread_cond_signal(&c->wake);
+        while (c->sync_gen == gen)
+            pthread_cond_wait(&c->done, &c->mu);
+        rc = c->sync_rc;
+        c->sync_busy = 0;
+        pthread_cond_broadcast(&c->done);
+    } else {
+        rc = sync_run(c, &c->q, &c->st, deadline);
     }
     unlock(c);
     return rc;
