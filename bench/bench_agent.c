@@ -550,6 +550,27 @@ static void phase_client(struct agent *ag, const struct corpus *c)
     vt_client_sync(cl, 30000);
     vt_client_close(cl);
     bench_report("client_send_nolock_p50_us", pct(lat, N, 0.50), "us", NULL);
+
+    /* background mode, measured the same way: the send only appends; the
+     * client's thread writes (and pays the agent's wake-up). Every record
+     * must arrive: the accepted count after a sync. */
+    so.flags = VT_CLIENT_BACKGROUND;
+    double acc0 = metric(ag->admin, "vitals_agent_records_accepted_total");
+    if (vt_client_open(&cl, ag->sockdir, &so))
+        die("vt_client_open (background)");
+    dropped = time_client(cl, c, N, 50, 0.001, lat);
+    if (vt_client_sync(cl, 30000) != 0)
+        die("background client: sync failed");
+    vt_client_stats bst;
+    vt_client_get_stats(cl, &bst);
+    vt_client_close(cl);
+    double got = metric(ag->admin, "vitals_agent_records_accepted_total") - acc0;
+    bench_report("client_send_background_p50_us", pct(lat, N, 0.50), "us", NULL);
+    bench_report("client_send_background_p99_us", pct(lat, N, 0.99), "us", "<= 10");
+    bench_report("client_send_background_max_us", pct(lat, N, 1.0), "us", NULL);
+    if (dropped || bst.dropped || bst.sent != (uint64_t)N || got != (double)N)
+        die("background client: %.0f of %d records accepted (sent %llu, dropped %zu)", got, N,
+            (unsigned long long)bst.sent, dropped);
     so.flags = 0;
 
     /* datagram client, agent running: bursts of 5 (the kernel queue is short) */
