@@ -487,12 +487,26 @@ struct pass {
     uint32_t first, n;             /* into engine->entries */
 };
 
+/* Where one series' data goes in the current pass: resolved once per
+ * series (selectors, segment lookup) and reused for each of its rollups. */
+struct dest {
+    struct vt_aggregate *acc;
+    const struct needs *nd;
+    struct score_rt *rt;           /* for rt->err */
+    bool *seen;                    /* the segment's seen / base_seen, or NULL */
+};
+
 struct vt_score_engine {
     struct vt_score_config cfg;
     struct score_rt *rt;
     struct pass *passes;
     struct pass_entry *entries;    /* capacity: sum over scores of 1 + n_base */
     uint32_t n_passes, n_entries;
+    struct dest *dests;            /* capacity: as entries */
+    uint32_t n_dests;
+    size_t last_len;               /* the series dests belong to; */
+    bool have_last;                /* ... none at the start of a pass */
+    char last_key[VT_SERIES_KEY_MAX];
     char tuple[VT_SERIES_KEY_MAX];
 };
 
@@ -685,7 +699,7 @@ static void share(struct score_rt *f, const struct score_rt *l)
 
 static int engine_setup(struct vt_score_engine *e, struct vt_score_config *cfg,
                         struct score_rt **rt_out, struct pass **passes,
-                        struct pass_entry **entries)
+                        struct pass_entry **entries, struct dest **dests)
 {
     uint32_t n = cfg->n_scores;
     struct score_rt *rt = calloc(n ? n : 1, sizeof *rt);
@@ -703,12 +717,14 @@ static int engine_setup(struct vt_score_engine *e, struct vt_score_config *cfg,
         group_scores(rt, n);
     *passes = calloc(total ? total : 1, sizeof **passes);
     *entries = calloc(total ? total : 1, sizeof **entries);
-    if (rc || !*passes || !*entries) {
+    *dests = calloc(total ? total : 1, sizeof **dests);
+    if (rc || !*passes || !*entries || !*dests) {
         for (uint32_t i = 0; i < n; i++)
             rt_free(&rt[i]);
         free(rt);
         free(*passes);
         free(*entries);
+        free(*dests);
         return -ENOMEM;
     }
     *rt_out = rt;
@@ -733,7 +749,8 @@ int vt_score_engine_set_config(struct vt_score_engine *e, struct vt_score_config
     struct score_rt *rt;
     struct pass *passes;
     struct pass_entry *entries;
-    int rc = engine_setup(e, cfg, &rt, &passes, &entries);
+    struct dest *dests;
+    int rc = engine_setup(e, cfg, &rt, &passes, &entries, &dests);
     if (rc)
         return rc;
     /* Carry the whole score's state and history over by name. */
@@ -757,12 +774,14 @@ int vt_score_engine_set_config(struct vt_score_engine *e, struct vt_score_config
     free(e->rt);
     free(e->passes);
     free(e->entries);
+    free(e->dests);
     vt_score_config_free(&e->cfg);
     e->cfg = *cfg;
     memset(cfg, 0, sizeof *cfg);
     e->rt = rt;
     e->passes = passes;
     e->entries = entries;
+    e->dests = dests;
     /* The defs moved with the struct copy: re-point the runtimes. */
     for (uint32_t i = 0; i < e->cfg.n_scores; i++) {
         e->rt[i].def = &e->cfg.scores[i];
@@ -780,6 +799,7 @@ void vt_score_engine_free(struct vt_score_engine *e)
     free(e->rt);
     free(e->passes);
     free(e->entries);
+    free(e->dests);
     vt_score_config_free(&e->cfg);
     free(e);
 }
@@ -944,20 +964,24 @@ struct visit_ctx {
     const struct pass *pass;
 };
 
-static void visit(void *arg, const char *key, size_t len, const struct vt_aggregate *agg)
+/* e->dests = where the data of series `key` goes in this pass. */
+static void resolve(struct vt_score_engine *e, const struct pass *pass, const char *key,
+                    size_t len)
 {
-    struct visit_ctx *v = arg;
-    struct vt_score_engine *e = v->e;
+    e->n_dests = 0;
     struct vt_str parts[4];
     for (int i = 0; i < 4; i++)
         if (vt_series_key_part(key, len, i, &parts[i]) != 0)
             return; /* not a series key */
-    for (uint32_t k = 0; k < v->pass->n; k++) {
-        const struct pass_entry *pe = &e->entries[v->pass->first + k];
+    for (uint32_t k = 0; k < pass->n; k++) {
+        const struct pass_entry *pe = &e->entries[pass->first + k];
         struct score_rt *rt = &e->rt[pe->score];
         if (!selector_match(&rt->def->selector, key, len, parts))
             continue;
-        const struct needs *nd = pe->slot < 0 ? &rt->cur_needs : &rt->base_needs;
+        struct dest *d = &e->dests[e->n_dests++];
+        d->nd = pe->slot < 0 ? &rt->cur_needs : &rt->base_needs;
+        d->rt = rt;
+        d->seen = NULL;
         /* Data lands in its segment only; the whole is folded from the
          * segments after the pass (fold_segments), which halves the merges
          * of a segmented score. Segments are born from current-window data;
@@ -966,19 +990,36 @@ static void visit(void *arg, const char *key, size_t len, const struct vt_aggreg
         if (rt->def->n_segment_by) {
             struct seg *s = seg_find(e, rt, key, len, parts, pe->slot < 0);
             if (s) {
-                struct vt_aggregate *dst = pe->slot < 0 ? &s->cur : &s->base[pe->slot];
-                if (pe->slot < 0)
-                    s->seen = true;
-                else
-                    s->base_seen = true;
-                if (acc_merge(dst, agg, nd))
-                    rt->err = -ENOMEM;
+                d->acc = pe->slot < 0 ? &s->cur : &s->base[pe->slot];
+                d->seen = pe->slot < 0 ? &s->seen : &s->base_seen;
                 continue;
             }
         }
-        struct vt_aggregate *w = pe->slot < 0 ? &rt->whole : &rt->whole_base[pe->slot];
-        if (acc_merge(w, agg, nd))
-            rt->err = -ENOMEM;
+        d->acc = pe->slot < 0 ? &rt->whole : &rt->whole_base[pe->slot];
+    }
+}
+
+/* One rollup (or a series' whole range) of one series. Sources hand a
+ * series' rollups one after another, so the selectors and segments are
+ * resolved once per series, not once per rollup. */
+static void visit(void *arg, const char *key, size_t len, const struct vt_aggregate *agg)
+{
+    struct visit_ctx *v = arg;
+    struct vt_score_engine *e = v->e;
+    if (!e->have_last || len != e->last_len || memcmp(key, e->last_key, len) != 0) {
+        if (len > sizeof e->last_key)
+            return; /* longer than any series key */
+        resolve(e, v->pass, key, len);
+        memcpy(e->last_key, key, len);
+        e->last_len = len;
+        e->have_last = true;
+    }
+    for (uint32_t k = 0; k < e->n_dests; k++) {
+        const struct dest *d = &e->dests[k];
+        if (d->seen)
+            *d->seen = true;
+        if (acc_merge(d->acc, agg, d->nd))
+            d->rt->err = -ENOMEM;
     }
 }
 
@@ -1303,6 +1344,7 @@ int vt_score_engine_evaluate(struct vt_score_engine *e, const struct vt_score_so
     /* 3. read */
     for (uint32_t p = 0; p < e->n_passes; p++) {
         struct visit_ctx v = {.e = e, .pass = &e->passes[p]};
+        e->have_last = false;
         int rc = src->each(src->ctx, e->passes[p].from, e->passes[p].to, visit, &v);
         if (rc < 0)
             return rc;

@@ -832,16 +832,16 @@ void vt_store_expire(vt_store *st, int64_t now_ms)
 
 /* ---- queries ------------------------------------------------------------- */
 
+/* Hand the series' rollups in [from, to) to cb one by one: live buckets as
+ * they are, packed ones decoded into scratch. No merging here: the reader
+ * merges what it needs (the score engine: 2 or 3 of a bucket's 8 sketches),
+ * which costs a fraction of merging whole aggregates. */
 static int visit_series(const vt_store *st, const struct vt_series_entry *e, int64_t from,
                         int64_t to, struct vt_aggregate *scratch, vt_store_visit_cb cb, void *ud)
 {
     const struct series *s = e->value;
     if (!s)
         return 0;
-    /* One live bucket is handed over as it is; anything more is merged
-     * into scratch (packed buckets always are). */
-    const struct vt_aggregate *only = NULL;
-    bool in_scratch = false;
     for (size_t i = 0; i < st->o.n_tiers; i++) {
         const struct tier_buckets *tb = &s->t[i];
         for (uint32_t j = 0; j < tb->n; j++) {
@@ -850,22 +850,19 @@ static int visit_series(const vt_store *st, const struct vt_series_entry *e, int
                 continue;
             if (bk->start >= to)
                 break;
-            if (!only && !in_scratch && bk->agg) {
-                only = bk->agg;
-                continue;
-            }
-            if (!in_scratch) {
+            const struct vt_aggregate *a = bk->agg;
+            if (!a) {
                 agg_clear(scratch);
-                if (only)
-                    vt_aggregate_merge(scratch, only);
-                in_scratch = true;
+                if (bucket_merge_into(bk, scratch, NULL))
+                    return -ENOMEM;
+                a = scratch;
             }
-            bucket_merge_into(bk, scratch, NULL);
+            int rc = cb(ud, e->key, e->len, a);
+            if (rc)
+                return rc;
         }
     }
-    if (in_scratch)
-        return cb(ud, e->key, e->len, scratch);
-    return only ? cb(ud, e->key, e->len, only) : 0;
+    return 0;
 }
 
 int vt_store_query(const vt_store *st, int64_t from_ms, int64_t to_ms,

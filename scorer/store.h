@@ -157,11 +157,17 @@ void vt_store_expire(vt_store *st, int64_t now_ms);
 
 /*
  * The source interface of the score engine: for every series with data in
- * [from_ms, to_ms), call cb with its canonical key (series.h encoding) and
- * the merge of its buckets in that range (valid only during the call).
- * A nonzero return from cb stops the walk and is returned.
- * `scratch` is caller-owned (vt_aggregate_init'ed) reusable memory, so that
- * several readers may query at once and no walk allocates per series.
+ * [from_ms, to_ms), call cb with its canonical key (series.h encoding) once
+ * per rollup of that series in the range - the rollups of one series
+ * consecutively (so a reader can resolve the key once per series), in no
+ * particular order of series. The reader merges what it needs: merging only
+ * the sketches a score reads costs a fraction of merging whole aggregates.
+ * `agg` is valid only during the call; `key` stays valid for the whole walk.
+ * A nonzero return from cb stops the walk and is returned; -ENOMEM if a
+ * packed rollup could not be decoded.
+ * `scratch` is caller-owned (vt_aggregate_init'ed) reusable memory (packed
+ * rollups are decoded into it), so that several readers may query at once
+ * and no walk allocates per series.
  */
 typedef int (*vt_store_visit_cb)(void *ud, const char *key, size_t len,
                                  const struct vt_aggregate *agg);

@@ -78,15 +78,20 @@ static void make(struct tb *t, const char *id, uint64_t spool_last, size_t n, co
 }
 
 struct sum {
-    uint64_t series, records;
+    uint64_t series, records, rollups;
     double lat_sum;
     int scale;
+    const char *last_key; /* rollups of one series come one after another */
 };
 
 static int sum_cb(void *ud, const char *key, size_t len, const struct vt_aggregate *agg)
 {
     struct sum *s = ud;
-    s->series++;
+    (void)len;
+    s->rollups++;
+    if (key != s->last_key)
+        s->series++;
+    s->last_key = key;
     s->records += agg->count;
     s->lat_sum += vt_sketch_sum(&agg->latency_ms);
     s->scale = agg->latency_ms.scale;
