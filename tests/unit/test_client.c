@@ -830,9 +830,10 @@ static void test_background_sends_make_no_syscall(void **state)
     /* The exact check is the one above: no socket call. Each send is a
      * memcpy under a mutex, but on a shared 2-vCPU VM the thread is preempted
      * now and then: the same loop without any client (snprintf + memcpy)
-     * measured 0-2 sends over 50 us per 100k, this one 0-12 with the writer
-     * thread asleep or not. So: almost every send, and none near a block. */
-    assert_true(slow <= 20);
+     * measured 0-2 sends over 50 us per 100k, this one 0-20 under ASan with
+     * the writer thread asleep or not, ~50 under TSan. So: p99.9 under
+     * 50 us, and none near a block. */
+    assert_true(slow <= N / 1000);
     assert_true(worst < 0.05);
     assert_int_equal(ok, (int)(64 * 1024 / REC_LEN));
     vt_client_stats st;
@@ -1318,14 +1319,14 @@ static void test_background_real_agent(void **state)
         assert_int_equal(vt_client_send_line(c, "{\"service\":\"bg\",\"latency_ms\":1}", 31), 0);
     agent_start(ag);
     agent_wait_up(ag);
-    double base = agent_metric(ag, "vitals_agent_records_accepted_total");
+    /* The thread may deliver them before we look: the new process counts
+     * from 0, so expect exactly 500 there. */
     double deadline = now_s() + 10;
-    int rc;
-    while ((rc = vt_client_sync(c, 2000)) != 0) { /* the first may find the old connection */
+    while (vt_client_sync(c, 2000) != 0) { /* the first may find the old connection */
         assert_true(now_s() < deadline);
         sleep_ms(20);
     }
-    wait_metric(ag, "vitals_agent_records_accepted_total", base + 500);
+    wait_metric(ag, "vitals_agent_records_accepted_total", 500);
     vt_client_get_stats(c, &s);
     assert_int_equal(s.connects, 2);
     assert_int_equal(s.dropped, 0);
