@@ -45,6 +45,7 @@ struct bucket {
     struct vt_aggregate *agg;     /* tier 0 */
     uint8_t *packed;              /* tiers >= 1 */
     uint32_t len;
+    bool stale;                   /* panes only: a bucket changed since the build */
 };
 
 struct tier_buckets {
@@ -54,6 +55,8 @@ struct tier_buckets {
 
 struct series {
     struct tier_buckets t[VT_STORE_MAX_TIERS];
+    struct tier_buckets panes;    /* live aggregates, start % pane_ms == 0,
+                                     each covering only hot first-tier time */
     uint64_t records;
     int64_t last_ms;
 };
@@ -73,7 +76,8 @@ struct vt_store {
     struct vt_aggregate scratch;   /* validation */
     struct vt_aggregate cold;      /* unpacked cold bucket being changed */
     struct vt_pb_arena arena;      /* unpacking cold buckets when mutating */
-    uint64_t n_buckets, records, dropped_late, overflow;
+    uint64_t n_buckets, n_panes, records, dropped_late, overflow;
+    int64_t pane_ms;               /* 0: no panes */
     char key[VT_SERIES_KEY_MAX];
 };
 
@@ -240,6 +244,10 @@ int vt_store_new(vt_store **out, const struct vt_store_opts *opts)
     st->hot_boundary = INT64_MIN;
     if (!st->o.hot_ms)
         st->o.hot_ms = VT_STORE_HOT_MS;
+    st->pane_ms = st->o.pane_ms ? st->o.pane_ms : VT_STORE_PANE_MS;
+    if (st->pane_ms <= st->o.tiers[0].resolution_ms ||
+        st->pane_ms % st->o.tiers[0].resolution_ms != 0)
+        st->pane_ms = 0;
     vt_aggregate_init(&st->scratch);
     vt_aggregate_init(&st->cold);
     if (vt_pb_arena_init(&st->arena, 0)) {
@@ -276,6 +284,9 @@ static void series_free(struct series *s)
             bucket_release(&tb->b[tb->head + i]);
         free(tb->b);
     }
+    for (uint32_t i = 0; i < s->panes.n; i++)
+        bucket_release(&s->panes.b[s->panes.head + i]);
+    free(s->panes.b);
     free(s);
 }
 
@@ -619,6 +630,87 @@ static int tier_for(const vt_store *st, int64_t t)
     return -1;
 }
 
+/* ---- panes (see store.h) ------------------------------------------------ */
+
+/* The pane starting at m, or NULL. */
+static struct bucket *pane_find(const struct tier_buckets *pt, int64_t m)
+{
+    uint32_t lo = pt->head, hi = pt->head + pt->n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (pt->b[mid].start < m)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < pt->head + pt->n && pt->b[lo].start == m ? &pt->b[lo] : NULL;
+}
+
+/* First-tier bucket `start` of s changed: its pane, if built, no longer is
+ * the merge of its buckets. */
+static void pane_touch(const vt_store *st, struct series *s, int64_t start)
+{
+    if (!st->pane_ms || !s->panes.n || start < s->panes.b[s->panes.head].start)
+        return;
+    struct bucket *p = pane_find(&s->panes, align_down(start, st->pane_ms));
+    if (p)
+        p->stale = true;
+}
+
+/* Drop the panes whose time is no longer all hot first-tier time; build the
+ * panes of the minutes completed (and settled) by `now`, and rebuild the
+ * stale ones. A pane that cannot be built stays stale: queries use its
+ * buckets. */
+static void panes_update(vt_store *st, struct series *s, int64_t now)
+{
+    const int64_t P = st->pane_ms;
+    struct tier_buckets *pt = &s->panes;
+    int64_t keep_from = st->hot_boundary > st->boundary[0] ? st->hot_boundary : st->boundary[0];
+    while (pt->n && pt->b[pt->head].start < keep_from) {
+        bucket_release(&pt->b[pt->head]);
+        pt->head++;
+        pt->n--;
+        st->n_panes--;
+    }
+    if (!pt->n)
+        pt->head = 0;
+    const struct tier_buckets *tb = &s->t[0];
+    int64_t done_before = align_down(now - VT_STORE_PANE_SETTLE_MS, P); /* m + P <= now - settle */
+    uint32_t end = tb->head + tb->n, j = end;
+    while (j > tb->head && tb->b[j - 1].start >= keep_from)
+        j--;
+    while (j < end) {
+        int64_t m = align_down(tb->b[j].start, P);
+        if (m >= done_before)
+            break;
+        uint32_t k = j;
+        while (k < end && tb->b[k].start < m + P)
+            k++;
+        struct bucket *p = m >= keep_from ? pane_find(pt, m) : NULL;
+        if (m >= keep_from && (!p || p->stale)) {
+            if (!p) {
+                bool created;
+                p = bucket_get(st, pt, m, &created);
+                if (p && created) { /* bucket_get counted it as a bucket */
+                    st->n_buckets--;
+                    st->n_panes++;
+                    p->stale = true;
+                }
+            }
+            struct vt_aggregate *a = p ? bucket_live(p) : NULL;
+            if (a) {
+                agg_clear(a);
+                int rc = 0;
+                for (uint32_t u = j; u < k && !rc; u++)
+                    rc = bucket_merge_into(&tb->b[u], a, NULL);
+                p->stale = rc != 0;
+                p->count = a->count;
+            }
+        }
+        j = k;
+    }
+}
+
 static struct series *series_get(vt_store *st, const char *key, size_t len)
 {
     int created = 0;
@@ -697,6 +789,8 @@ int64_t vt_store_apply(vt_store *st, const Vitals__V1__Batch *b,
             if (!rc)
                 rc = bucket_pack(st, tier, bk, &st->cold);
         }
+        if (tier == 0)
+            pane_touch(st, s, start);
         if (rc)
             return rc;
         s->records += a->count;
@@ -729,7 +823,7 @@ static void cascade_flush(vt_store *st, struct series *s, int tier, int64_t star
     }
 }
 
-static void expire_series(vt_store *st, struct series *s)
+static void expire_series(vt_store *st, struct series *s, int64_t now)
 {
     for (size_t i = 0; i < st->o.n_tiers; i++) {
         struct tier_buckets *tb = &s->t[i];
@@ -778,6 +872,8 @@ static void expire_series(vt_store *st, struct series *s)
             bucket_pack(st, 0, bk, bk->agg); /* on ENOMEM it stays live */
         }
     }
+    if (st->pane_ms)
+        panes_update(st, s, now);
 }
 
 void vt_store_expire(vt_store *st, int64_t now_ms)
@@ -797,7 +893,7 @@ void vt_store_expire(vt_store *st, int64_t now_ms)
         struct series *s = e->value;
         if (!s)
             continue;
-        expire_series(st, s);
+        expire_series(st, s, now_ms);
         bool any = false;
         for (size_t i = 0; i < nt; i++)
             any |= s->t[i].n > 0;
@@ -817,10 +913,12 @@ void vt_store_expire(vt_store *st, int64_t now_ms)
                 int created;
                 struct vt_series_entry *ne =
                     any ? vt_series_table_upsert(&fresh, e->key, e->len, e->hash, &created) : NULL;
-                if (ne)
+                if (ne) {
                     ne->value = s;
-                else if (s)
+                } else if (s) {
+                    st->n_panes -= s->panes.n;
                     series_free(s);
+                }
                 e->value = NULL;
             }
             vt_series_table_free(&st->series);
@@ -832,24 +930,56 @@ void vt_store_expire(vt_store *st, int64_t now_ms)
 
 /* ---- queries ------------------------------------------------------------- */
 
-/* Hand the series' rollups in [from, to) to cb one by one: live buckets as
- * they are, packed ones decoded into scratch. No merging here: the reader
- * merges what it needs (the score engine: 2 or 3 of a bucket's 8 sketches),
- * which costs a fraction of merging whole aggregates. */
+/* Index (absolute) of the first bucket of tb starting at or after t. */
+static uint32_t lower_bound(const struct tier_buckets *tb, int64_t t)
+{
+    uint32_t lo = tb->head, hi = tb->head + tb->n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (tb->b[mid].start < t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Hand the series' rollups in [from, to) to cb one by one: a first-tier
+ * minute the range covers whole as its pane (when built and not stale),
+ * other live buckets as they are, packed ones decoded into scratch. No
+ * merging here: the reader merges what it needs (the score engine: 2 or 3
+ * of a bucket's 8 sketches), a fraction of the cost of whole aggregates. */
 static int visit_series(const vt_store *st, const struct vt_series_entry *e, int64_t from,
                         int64_t to, struct vt_aggregate *scratch, vt_store_visit_cb cb, void *ud)
 {
     const struct series *s = e->value;
     if (!s)
         return 0;
+    const int64_t P = st->pane_ms;
+    const struct tier_buckets *pt = &s->panes;
+    uint32_t pi = pt->head, pend = pt->head + pt->n;
     for (size_t i = 0; i < st->o.n_tiers; i++) {
         const struct tier_buckets *tb = &s->t[i];
-        for (uint32_t j = 0; j < tb->n; j++) {
-            const struct bucket *bk = &tb->b[tb->head + j];
-            if (bk->start < from)
-                continue;
+        uint32_t end = tb->head + tb->n;
+        for (uint32_t j = lower_bound(tb, from); j < end; j++) {
+            const struct bucket *bk = &tb->b[j];
             if (bk->start >= to)
                 break;
+            if (i == 0 && pi < pend) {
+                int64_t m = align_down(bk->start, P);
+                while (pi < pend && pt->b[pi].start < m)
+                    pi++;
+                const struct bucket *p = pi < pend ? &pt->b[pi] : NULL;
+                if (p && p->start == m && p->agg && !p->stale && m >= from && m + P <= to) {
+                    assert(p->count == p->agg->count);
+                    int rc = cb(ud, e->key, e->len, p->agg);
+                    if (rc)
+                        return rc;
+                    while (j + 1 < end && tb->b[j + 1].start < m + P)
+                        j++;
+                    continue;
+                }
+            }
             const struct vt_aggregate *a = bk->agg;
             if (!a) {
                 agg_clear(scratch);
@@ -912,6 +1042,7 @@ void vt_store_stats_get(const vt_store *st, struct vt_store_stats *out)
     out->records = st->records;
     out->dropped_late = st->dropped_late;
     out->overflow = st->overflow;
+    out->panes = st->n_panes;
 }
 
 /* ---- snapshot -------------------------------------------------------------
@@ -1114,6 +1245,7 @@ static int load_entries(vt_store *st, const uint8_t *p, size_t n, struct vt_pb_a
             struct bucket *bk = s ? bucket_get(st, &s->t[tier], start, &fresh) : NULL;
             int rc = bk ? 0 : -ENOMEM;
             if (!rc && tier == 0) {
+                pane_touch(st, s, start);
                 struct vt_aggregate *live = bucket_live(bk);
                 rc = live ? vt_aggregate_merge_proto(live, a) : -ENOMEM;
                 if (!rc)

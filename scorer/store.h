@@ -92,7 +92,28 @@ struct vt_store_opts {
                             coarser tiers, are kept packed (protobuf bytes,
                             decoded by queries that reach them); 0 ->
                             VT_STORE_HOT_MS */
+    int64_t pane_ms;     /* panes (see below): 0 -> VT_STORE_PANE_MS, < 0 ->
+                            none; must be a multiple of the first tier's
+                            resolution (else no panes) */
 };
+
+/*
+ * Panes. Within the hot span, every series also keeps one merged aggregate
+ * per completed pane_ms (a minute by default) of its first-tier buckets,
+ * built by vt_store_expire() once the minute is over (plus
+ * VT_STORE_PANE_SETTLE_MS for the agents' last window to arrive). A query
+ * hands over a pane instead of its buckets when the range covers the whole
+ * pane, so a 5 min score window costs <= 5 panes + the buckets of the partial
+ * minutes at its ends instead of 30 buckets. Exact: a pane is the merge of
+ * exactly its buckets; data merged into one of them afterwards (late data)
+ * marks the pane stale, queries then use the buckets, and the next expire
+ * rebuilds it. Panes are derived data: not in snapshots, rebuilt by the
+ * first vt_store_expire() after a load or replay. Memory: about one live
+ * aggregate per series per hot minute (15 per series by default, next to
+ * 90 live buckets).
+ */
+#define VT_STORE_PANE_MS (60 * 1000LL)
+#define VT_STORE_PANE_SETTLE_MS (15 * 1000LL)
 
 /* 15 min: score windows (typically 5 m) read live buckets only; a longer
  * window or a baseline decodes packed buckets (slower, exact). */
@@ -152,7 +173,10 @@ int64_t vt_store_apply(vt_store *st, const Vitals__V1__Batch *b,
                        struct vt_aggregate *prepared, uint64_t *dropped);
 
 /* Cascade aged buckets into coarser tiers, drop expired data and forgotten
- * batch ids. Call every few seconds with wall-clock ms. */
+ * batch ids, pack first-tier buckets that left the hot span, build the panes
+ * of completed minutes (and rebuild stale ones). Call every few seconds with
+ * wall-clock ms. Returns nothing: a pane that cannot be built (ENOMEM) is
+ * simply not used. */
 void vt_store_expire(vt_store *st, int64_t now_ms);
 
 /*
@@ -191,6 +215,7 @@ struct vt_store_stats {
     uint64_t records;      /* records held (sum of bucket counts) */
     uint64_t dropped_late; /* records older than retention at apply */
     uint64_t overflow;     /* aggregates folded into __overflow__ */
+    uint64_t panes;        /* panes held (see above), stale ones included */
 };
 void vt_store_stats_get(const vt_store *st, struct vt_store_stats *out);
 

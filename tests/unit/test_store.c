@@ -1,7 +1,7 @@
 /* test_store.c - the scorer's rollup store (scorer/store.c, compiled in here
  * since scorer/ is a program, not a library): retention parsing, merging,
- * one-tier-per-time cascade, expiry, dedupe with watermark, validation, and
- * the snapshot round trip. */
+ * one-tier-per-time cascade, expiry, dedupe with watermark, validation, the
+ * snapshot round trip, packed buckets and panes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -399,13 +399,128 @@ static void test_packed_buckets(void **state)
     vt_store_free(st);
 }
 
+/* Panes: the same data in a store with panes and one without gives the
+ * same answers over any range; ranges covering whole minutes read one pane
+ * per minute; late data makes a pane stale (buckets used) until the next
+ * expire rebuilds it; panes leave with the hot span and come back after a
+ * snapshot load. */
+static void same_answers(vt_store *st, vt_store *ref)
+{
+    const int64_t froms[] = {NOW - 1000, NOW, NOW + 5000, NOW + MIN, NOW + MIN + 5000,
+                             NOW + 2 * MIN + 10000, NOW + 6 * MIN};
+    const int64_t tos[] = {NOW + 5 * MIN, NOW + 5 * MIN + 10000, NOW + 7 * MIN + 30000,
+                           NOW + 8 * MIN, NOW + 9 * MIN, NOW + 30 * MIN};
+    for (size_t i = 0; i < sizeof froms / sizeof *froms; i++)
+        for (size_t j = 0; j < sizeof tos / sizeof *tos; j++) {
+            struct sum a = query(st, froms[i], tos[j]), b = query(ref, froms[i], tos[j]);
+            assert_int_equal(a.records, b.records);
+            assert_int_equal(a.series, b.series);
+            assert_true(a.lat_sum == b.lat_sum);
+            assert_true(a.rollups <= b.rollups);
+        }
+}
+
+static void test_panes(void **state)
+{
+    (void)state;
+    struct vt_store_opts o = {0};
+    char err[128];
+    assert_int_equal(vt_store_parse_retention(VT_STORE_DEFAULT_RETENTION, &o, err, sizeof err), 0);
+    o.pane_ms = -1;
+    vt_store *ref, *st = new_store();
+    assert_int_equal(vt_store_new(&ref, &o), 0);
+    vt_store_expire(st, NOW);
+    vt_store_expire(ref, NOW);
+    /* 8 minutes of 10 s windows for series a and b, varying counts */
+    const char *svc[] = {"a", "b", "a", "b"};
+    uint64_t total = 0;
+    for (int k = 0; k < 48; k += 2) {
+        int64_t ws[4];
+        uint64_t cnt[4];
+        for (int i = 0; i < 4; i++) {
+            ws[i] = NOW + (k + i / 2) * 10000LL;
+            cnt[i] = 1 + (uint64_t)(k * 7 + i) % 5;
+            total += cnt[i];
+        }
+        char id[32];
+        snprintf(id, sizeof id, "agent/%d", k);
+        struct tb t;
+        make(&t, id, (uint64_t)k + 1, 4, svc, ws, cnt);
+        assert_int_equal(vt_store_apply(st, &t.b, NULL, NULL), (int64_t)(cnt[0] + cnt[1] + cnt[2] + cnt[3]));
+        assert_int_equal(vt_store_apply(ref, &t.b, NULL, NULL), (int64_t)(cnt[0] + cnt[1] + cnt[2] + cnt[3]));
+    }
+    struct vt_store_stats ss;
+    vt_store_stats_get(st, &ss);
+    assert_int_equal(ss.panes, 0); /* no minute is over yet */
+    /* minutes 0..7 are over and settled (+15 s) at 8 min 20 s */
+    int64_t now = NOW + 8 * MIN + 20000;
+    vt_store_expire(st, now);
+    vt_store_expire(ref, now);
+    vt_store_stats_get(st, &ss);
+    assert_int_equal(ss.panes, 16);
+    assert_int_equal(ss.buckets, 96); /* panes are not buckets */
+    vt_store_stats_get(ref, &ss);
+    assert_int_equal(ss.panes, 0);
+    struct sum q = query(st, NOW, NOW + 5 * MIN);
+    assert_int_equal(q.rollups, 10); /* 2 series x 5 panes, instead of 2 x 30 buckets */
+    assert_int_equal(query(ref, NOW, NOW + 5 * MIN).rollups, 60);
+    assert_int_equal(query(st, 0, now).records, total);
+    same_answers(st, ref);
+    /* late data into minute 2 of a: that pane is stale until the next expire */
+    const char *late_svc[] = {"a"};
+    int64_t late_ws[] = {NOW + 2 * MIN + 10000};
+    uint64_t late_cnt[] = {9};
+    struct tb t;
+    make(&t, "agent/late", 1000, 1, late_svc, late_ws, late_cnt);
+    assert_int_equal(vt_store_apply(st, &t.b, NULL, NULL), 9);
+    assert_int_equal(vt_store_apply(ref, &t.b, NULL, NULL), 9);
+    q = query(st, NOW, NOW + 5 * MIN);
+    assert_int_equal(q.rollups, 10 - 1 + 6);
+    same_answers(st, ref);
+    vt_store_expire(st, now);
+    vt_store_expire(ref, now);
+    assert_int_equal(query(st, NOW, NOW + 5 * MIN).rollups, 10);
+    same_answers(st, ref);
+    /* the hot span (15 min) moves past minutes 0..4: their panes go (the
+     * buckets are packed), minutes 5..7 keep theirs */
+    now = NOW + 20 * MIN;
+    vt_store_expire(st, now);
+    vt_store_expire(ref, now);
+    vt_store_stats_get(st, &ss);
+    assert_int_equal(ss.panes, 6);
+    same_answers(st, ref);
+    /* panes are not in snapshots: the first expire after a load rebuilds them */
+    char dir[] = "/tmp/vt-store-test-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/snapshot.bin", dir);
+    assert_int_equal(vt_store_snapshot_write(st, path, 1), 0);
+    vt_store *st2 = new_store();
+    vt_store_expire(st2, now);
+    uint64_t seq = 0;
+    assert_int_equal(vt_store_snapshot_load(st2, path, &seq), 0);
+    vt_store_stats_get(st2, &ss);
+    assert_int_equal(ss.panes, 0);
+    same_answers(st2, ref);
+    vt_store_expire(st2, now);
+    vt_store_stats_get(st2, &ss);
+    assert_int_equal(ss.panes, 6);
+    assert_int_equal(query(st2, NOW + 5 * MIN, NOW + 8 * MIN).rollups, 6);
+    same_answers(st2, ref);
+    unlink(path);
+    rmdir(dir);
+    vt_store_free(st2);
+    vt_store_free(ref);
+    vt_store_free(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_retention_parse),  cmocka_unit_test(test_merge_and_dedupe),
         cmocka_unit_test(test_validation),       cmocka_unit_test(test_cascade_and_expiry),
         cmocka_unit_test(test_dedupe_watermark), cmocka_unit_test(test_snapshot_roundtrip),
-        cmocka_unit_test(test_packed_buckets),
+        cmocka_unit_test(test_packed_buckets),   cmocka_unit_test(test_panes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
