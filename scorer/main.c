@@ -97,6 +97,7 @@ struct app {
     struct vt_score_engine *engine;
     struct vt_aggregate scratch;
     uv_timer_t eval_timer, fresh_timer;
+    uint64_t last_eval_ms; /* uv_now() of the last evaluation */
     uv_signal_t sig_term, sig_int, sig_hup;
     bool stopping;
     vt_counter *reload_errors, *evaluations, *eval_errors;
@@ -144,6 +145,7 @@ static void evaluate(struct app *a)
     if (!ss.records)
         return;
     struct vt_score_source src = {.ctx = a, .each = source_each};
+    a->last_eval_ms = uv_now(a->loop);
     uint64_t t0 = uv_hrtime();
     int rc = vt_score_engine_evaluate(a->engine, &src, wall_ms());
     double secs = (double)(uv_hrtime() - t0) / 1e9;
@@ -172,11 +174,20 @@ static void on_fresh_timer(uv_timer_t *t)
     uv_timer_again(&a->eval_timer);
 }
 
+/* At most one data-driven evaluation per second: agents ship right after
+ * each window boundary, and a burst of their batches must cost one or two
+ * evaluations, not one per batch. */
+#define FRESH_MIN_GAP_MS 1000
+
 static void on_merged(void *data)
 {
     struct app *a = data;
-    if (a->cfg.eval_delay > 0 && !a->stopping && !uv_is_active((uv_handle_t *)&a->fresh_timer))
-        uv_timer_start(&a->fresh_timer, on_fresh_timer, (uint64_t)a->cfg.eval_delay, 0);
+    if (a->cfg.eval_delay <= 0 || a->stopping || uv_is_active((uv_handle_t *)&a->fresh_timer))
+        return;
+    uint64_t now = uv_now(a->loop), delay = (uint64_t)a->cfg.eval_delay;
+    if (a->last_eval_ms && a->last_eval_ms + FRESH_MIN_GAP_MS > now + delay)
+        delay = a->last_eval_ms + FRESH_MIN_GAP_MS - now;
+    uv_timer_start(&a->fresh_timer, on_fresh_timer, delay, 0);
 }
 
 /* ---- files ------------------------------------------------------------------- */
