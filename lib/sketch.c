@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <float.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -493,6 +494,53 @@ static void store_fold_zero(vt_sketch *s, vt_sketch_store *st, int32_t t)
     st->lo = j;
 }
 
+/* The common merge: same scale, nothing folds into the zero bucket, and the
+ * reserved window of d already covers src without collapsing. Then it is an
+ * element-wise sum of two counter arrays, done here with the counter widths
+ * hoisted out of the loop (evaluation merges thousands of these per tick).
+ * Returns false, touching nothing, when the case does not apply. */
+static bool add_window(vt_sketch_store *d, const vt_sketch_store *src, uint32_t max_bins)
+{
+    int32_t lo = d->total && d->lo < src->lo ? d->lo : src->lo;
+    int32_t hi = d->total && d->hi > src->hi ? d->hi : src->hi;
+    if ((int64_t)hi - lo + 1 > max_bins || src->lo < d->offset ||
+        (int64_t)src->hi >= (int64_t)d->offset + d->cap ||
+        width_max(d->width) < d->total + src->total)
+        return false;
+    size_t n = (size_t)((int64_t)src->hi - src->lo + 1);
+    size_t sp = (size_t)((int64_t)src->lo - src->offset);
+    size_t dp = (size_t)((int64_t)src->lo - d->offset);
+#define ADD_LOOP(DT, ST)                                                       \
+    do {                                                                       \
+        DT *o = (DT *)d->bins + dp;                                            \
+        const ST *in = (const ST *)src->bins + sp;                             \
+        for (size_t k = 0; k < n; k++)                                         \
+            o[k] = (DT)(o[k] + in[k]);                                         \
+    } while (0)
+#define ADD_FROM(DT)                                                           \
+    switch (src->width) {                                                      \
+    case 1: ADD_LOOP(DT, uint8_t); break;                                      \
+    case 2: ADD_LOOP(DT, uint16_t); break;                                     \
+    case 4: ADD_LOOP(DT, uint32_t); break;                                     \
+    default: ADD_LOOP(DT, uint64_t); break;                                    \
+    }
+    if (src->width > d->width)
+        return false; /* cannot happen after store_reserve; be safe */
+    switch (d->width) {
+    case 1: ADD_FROM(uint8_t); break;
+    case 2: ADD_FROM(uint16_t); break;
+    case 4: ADD_FROM(uint32_t); break;
+    default: ADD_FROM(uint64_t); break;
+    }
+#undef ADD_FROM
+#undef ADD_LOOP
+    d->lo = lo;
+    d->hi = hi;
+    d->total += src->total;
+    d->collapsed |= src->collapsed;
+    return true;
+}
+
 static int merge_store(vt_sketch *dst, vt_sketch_store *d, const vt_sketch_store *src, int shift,
                        int32_t zfold, int reserve_only)
 {
@@ -509,6 +557,8 @@ static int merge_store(vt_sketch *dst, vt_sketch_store *d, const vt_sketch_store
         lo = zfold + 1;
     if (reserve_only)
         return store_reserve(d, lo, hi, src->total, dst->max_bins);
+    if (shift == 0 && src->lo > zfold && add_window(d, src, dst->max_bins))
+        return 0;
     for (int32_t j = src->hi; j >= src->lo; j--) {
         uint64_t c = store_get(src, j);
         if (!c)
