@@ -463,9 +463,13 @@ int vt_store_validate(vt_store *st, const Vitals__V1__Batch *b, struct vt_aggreg
                      "duplicate labels, or too long)", i);
             return -EBADMSG;
         }
-        struct vt_aggregate *dst = prepared ? &prepared[i] : &st->scratch;
-        vt_aggregate_reset(dst);
-        int rc = vt_aggregate_merge_proto(dst, a);
+        int rc;
+        if (prepared) {
+            vt_aggregate_reset(&prepared[i]);
+            rc = vt_aggregate_merge_proto(&prepared[i], a);
+        } else {
+            rc = vt_aggregate_check_proto(a); /* checks only: the merge comes at apply */
+        }
         if (rc == -ENOMEM) {
             snprintf(err, errlen, "out of memory");
             return rc;
@@ -580,7 +584,7 @@ static int bucket_merge_into(const struct bucket *bk, struct vt_aggregate *dst,
     Vitals__V1__WindowAggregate *m = vitals__v1__window_aggregate__unpack(alloc, bk->len, bk->packed);
     if (!m)
         return -ENOMEM; /* we packed it: only memory can fail */
-    int rc = vt_aggregate_merge_proto(dst, m);
+    int rc = vt_aggregate_merge_proto_checked(dst, m); /* we packed it */
     vitals__v1__window_aggregate__free_unpacked(m, alloc);
     return rc;
 }
@@ -778,14 +782,14 @@ int64_t vt_store_apply(vt_store *st, const Vitals__V1__Batch *b,
                 rc = 0;
             } else {
                 rc = prepared ? vt_aggregate_merge(live, &prepared[i])
-                              : vt_aggregate_merge_proto(live, a);
+                              : vt_aggregate_merge_proto_checked(live, a);
             }
             bk->count = live->count;
         } else { /* late data for a packed bucket: decode, merge, pack */
             rc = cold_load(st, bk);
             if (!rc)
                 rc = prepared ? vt_aggregate_merge(&st->cold, &prepared[i])
-                              : vt_aggregate_merge_proto(&st->cold, a);
+                              : vt_aggregate_merge_proto_checked(&st->cold, a);
             if (!rc)
                 rc = bucket_pack(st, tier, bk, &st->cold);
         }
