@@ -149,25 +149,6 @@ static void stop(pid_t pid)
         }
 }
 
-/* user + system CPU seconds of a process */
-static double proc_cpu(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        die("%s: %s", path, strerror(errno));
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    unsigned long long ut = 0, st = 0;
-    /* after ")": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime(14) stime(15) */
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        die("cannot parse %s", path);
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 static double proc_rss_mib(pid_t pid)
 {
     char path[64], line[256];
@@ -617,7 +598,7 @@ static void phase_stream(struct agent *ag, const struct corpus *c)
         perf = spawn("perf", pargv);
         sleep_s(1);
     }
-    double cpu0 = proc_cpu(ag->pid), t0 = bench_now();
+    double cpu0 = bench_proc_cpu(ag->pid), t0 = bench_now();
     size_t sent = 0, bytes = 0;
     while (sent < total) {
         /* whole records, 64 KiB-ish writes, cycling through the corpus */
@@ -629,7 +610,7 @@ static void phase_stream(struct agent *ag, const struct corpus *c)
         sent += r1 - r0;
     }
     stream_sync(fd, 2);
-    double cpu = proc_cpu(ag->pid) - cpu0, wall = bench_now() - t0;
+    double cpu = bench_proc_cpu(ag->pid) - cpu0, wall = bench_now() - t0;
     close(fd);
     if (perf > 0) {
         kill(perf, SIGINT);
@@ -656,7 +637,7 @@ static void phase_dgram(struct agent *ag, const struct corpus *c)
     const size_t total = 200000;
     double acc0 = metric(ag->admin, "vitals_agent_records_accepted_total");
     int fd = connect_unix(ag->sockdir, "ingest.dgram", SOCK_DGRAM); /* blocking: paces */
-    double cpu0 = proc_cpu(ag->pid);
+    double cpu0 = bench_proc_cpu(ag->pid);
     for (size_t i = 0; i < total; i++) {
         size_t r = i % c->n;
         size_t len = c->off[r + 1] - c->off[r] - 1;
@@ -668,7 +649,7 @@ static void phase_dgram(struct agent *ag, const struct corpus *c)
     while ((acc = metric(ag->admin, "vitals_agent_records_accepted_total") - acc0) < (double)total &&
            bench_now() < deadline)
         sleep_s(0.02);
-    double cpu = proc_cpu(ag->pid) - cpu0;
+    double cpu = bench_proc_cpu(ag->pid) - cpu0;
     close(fd);
     if (acc != (double)total)
         fprintf(stderr, "bench_agent: note: %.0f of %zu datagrams accepted\n", acc, total);
@@ -711,13 +692,13 @@ static void phase_ship(const struct corpus *c)
     /* Idle: from 1 s after start to the first window boundary >= 10 s later,
      * so that the load below covers whole windows. */
     sleep_s(1);
-    double cpu0 = proc_cpu(ag.pid), t0 = bench_now();
+    double cpu0 = bench_proc_cpu(ag.pid), t0 = bench_now();
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     double wall = now.tv_sec + now.tv_nsec / 1e9;
     double next = (double)(((long long)wall + 10) / 10 * 10 + 10) + 0.05;
     sleep_s(next - wall);
-    double idle = (proc_cpu(ag.pid) - cpu0) / (bench_now() - t0) * 100;
+    double idle = (bench_proc_cpu(ag.pid) - cpu0) / (bench_now() - t0) * 100;
     bench_report("idle_cpu_percent", idle, "%", "< 0.5");
 
     /* 10,000 records/s for two windows (20 s): 100 records every 10 ms */

@@ -216,24 +216,6 @@ static pid_t agent_start(int grpc_port, int http_port, int admin_port)
     return pid;
 }
 
-static double proc_cpu(pid_t pid)
-{
-    char path[64], buf[2048];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    unsigned long ut = 0, st = 0;
-    /* fields after ")": state(3) ... utime(14) stime(15) */
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-        return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 /* ---- gRPC load ---------------------------------------------------------------- */
 
 struct grpc_run {
@@ -393,17 +375,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_otlp: warm-up requests failed (log in %s)\n", tmpdir);
         goto out;
     }
-    double c0 = proc_cpu(pid), t0 = bench_now();
+    double c0 = bench_proc_cpu(pid), t0 = bench_now();
     if (run_grpc(gp, total)) {
         fprintf(stderr, "bench_otlp: gRPC requests failed (log in %s)\n", tmpdir);
         goto out;
     }
-    double c1 = proc_cpu(pid), t1 = bench_now();
+    double c1 = bench_proc_cpu(pid), t1 = bench_now();
     if (run_http(hp, total)) {
         fprintf(stderr, "bench_otlp: HTTP requests failed (log in %s)\n", tmpdir);
         goto out;
     }
-    double c2 = proc_cpu(pid), t2 = bench_now();
+    double c2 = bench_proc_cpu(pid), t2 = bench_now();
     double spans = (double)total * SPANS;
     bench_report("grpc_spans_per_cpu_s", spans / (c1 - c0 > 0.01 ? c1 - c0 : 0.01),
                  "spans/cpu-s", ">= 200000");

@@ -190,24 +190,6 @@ static void daemon_kill(struct daemon *d, int sig)
     waitpid(d->pid, &st, 0);
 }
 
-static double proc_cpu_s(pid_t pid)
-{
-    char path[64], buf[2048];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    unsigned long ut = 0, stt = 0;
-    /* after ")": state(3) ... utime is field 14, stime 15 */
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stt) != 2)
-        return -1;
-    return (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
-}
-
 static double proc_rss_mib(pid_t pid)
 {
     char path[64], line[256];
@@ -486,10 +468,10 @@ int main(int argc, char **argv)
         return 1;
     int64_t ws = now_ms() - now_ms() % 10000 - 10000;
     push_run(&d, 1000, next_steady, ws, 0); /* warm-up: every series has data */
-    double cpu0 = proc_cpu_s(d.pid);
+    double cpu0 = bench_proc_cpu(d.pid);
     const uint64_t n_push = 20000;
     uint64_t failed = push_run(&d, n_push, next_steady, ws, 0);
-    double cpu = proc_cpu_s(d.pid) - cpu0;
+    double cpu = bench_proc_cpu(d.pid) - cpu0;
     bench_report("push_batches_per_cpu_s", cpu > 0 ? (double)(n_push - failed) / cpu : 0, "batches/cpu_s",
                  ">= 20000");
 
