@@ -3,7 +3,7 @@
  * log and how small it gets there.
  *
  * Frames are blocks of gen.h records (~370 bytes each) cut at
- * VT_SEGLOG_SUGGESTED_FRAME_BYTES (128 KiB) of text, the block size the
+ * VT_SEGLOG_SUGGESTED_FRAME_BYTES (512 KiB) of text, the block size the
  * agent uses; zstd at the log's default level, fsync none, segments of the
  * default 16 MiB in a temp dir. Each frame is distinct (a pool of 96 MiB of
  * generated text, appended twice), so the compressor never sees a repeat.

@@ -85,7 +85,7 @@
 #define VT_SEGLOG_DEFAULT_LEVEL 1
 #define VT_SEGLOG_DEFAULT_INTERVAL_MS 1000
 /* Suggested payload size for the agent's NDJSON blocks: see docs/segment-log.md. */
-#define VT_SEGLOG_SUGGESTED_FRAME_BYTES (128u << 10)
+#define VT_SEGLOG_SUGGESTED_FRAME_BYTES (512u << 10)
 
 typedef enum vt_seglog_fsync {
     VT_SEGLOG_FSYNC_NONE = 0, /* never fsync; the OS writes back when it likes */
