@@ -1,6 +1,6 @@
 /*
  * stats.c - the statistics a score component reads off an aggregate, and
- * their normalisation (declared in score.h, see stats.h).
+ * their normalisation (declared in score.h, with the types they read).
  *
  * Why a file of its own: these are pure functions of one or two aggregates
  * (or sketches) - no engine state, no allocation, no I/O - so they read and
@@ -8,7 +8,7 @@
  * state machine and history. Drift (PSI, Jensen-Shannon) compares bin shares
  * cut at the baseline's deciles; centroid distance compares embedding means.
  */
-#include "stats.h"
+#include "score.h"
 
 #include <math.h>
 #include <stdbool.h>
