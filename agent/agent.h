@@ -116,8 +116,8 @@ void window_add_record(struct agent *ag, struct window *w, const struct vt_recor
 /* Count a rejected line whose spool line "!reason service" was written. */
 void window_add_invalid(struct agent *ag, struct window *w, enum vt_record_reject reason,
                         const char *service, size_t slen);
-void window_frame_appended(struct agent *ag, struct window *w, uint64_t first_seq,
-                           uint32_t lines, int status);
+/* A frame of w was appended: its lines are [first_seq, first_seq + lines). */
+void window_frame_appended(struct window *w, uint64_t first_seq, uint32_t lines);
 void window_tick(struct agent *ag, int64_t now_ms, bool force_close);
 void window_free(struct window *w);
 /* Forget a window's aggregates (it becomes cold: rebuilt from the spool). */

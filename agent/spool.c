@@ -163,7 +163,7 @@ static void io_done(uv_work_t *req, int uvstatus)
                 sp->pending_bytes -= f->len;
                 sp->appended_id = f->id;
                 sp->dirty = true;
-                window_frame_appended(ag, f->window, op->seq, f->lines, 0);
+                window_frame_appended(f->window, op->seq, f->lines);
                 free_frame(f);
                 free(op);
             } else {

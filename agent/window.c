@@ -154,11 +154,8 @@ void window_add_invalid(struct agent *ag, struct window *w, enum vt_record_rejec
         fold_invalid(w, reason, service, slen, (uint32_t)ag->cfg.max_series);
 }
 
-void window_frame_appended(struct agent *ag, struct window *w, uint64_t first_seq,
-                           uint32_t lines, int status)
+void window_frame_appended(struct window *w, uint64_t first_seq, uint32_t lines)
 {
-    (void)ag;
-    (void)status;
     if (w->lines == 0)
         w->first_seq = first_seq;
     w->end_seq = first_seq + lines;
