@@ -182,6 +182,8 @@ static int register_metrics(struct agent *ag)
     m->batches_rejected = vt_metrics_counter(
         r, "vitals_agent_batches_rejected_total",
         "Batches refused for good by the scorer, set aside in <spool-dir>/rejected.");
+    m->records_shipped = vt_metrics_counter(r, "vitals_agent_records_shipped_total",
+                                            "Records the scorer acknowledged as merged.");
     m->bytes_shipped = vt_metrics_counter(r, "vitals_agent_shipped_bytes_total",
                                           "Batch bytes sent, before gRPC compression.");
     m->windows_built = vt_metrics_counter(r, "vitals_agent_windows_built_total",

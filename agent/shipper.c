@@ -162,6 +162,8 @@ static void on_reply(int status, const char *message, const uint8_t *resp, size_
         Vitals__V1__Ack *ack = vitals__v1__ack__unpack(NULL, len, resp);
         if (ack && ack->duplicate)
             vt_counter_inc(ag->m.batches_duplicate);
+        else if (ack)
+            vt_counter_add(ag->m.records_shipped, ack->records);
         if (ack)
             vitals__v1__ack__free_unpacked(ack, NULL);
         vt_counter_inc(ag->m.batches_acked);

@@ -172,6 +172,8 @@ def test_scorer_down_then_up():
         assert status == 200  # behind by seconds, not stuck
         c.start_scorer()
         wait_shipped(c, 5000)
+        shipped = c.agent_metrics()["vitals_agent_records_shipped_total"]
+        assert shipped == 5000, shipped
     except Exception:
         print(c.logs())
         raise
