@@ -12,8 +12,12 @@
  * spool_last becomes a watermark, and a batch of that agent ending at or
  * below it is still recognised as a replay. This keeps the set bounded by
  * recent traffic, not by all history.
+ *
+ * The private structs live in store_internal.h; the snapshot file (writing
+ * and loading it) lives in store_snapshot.c.
  */
 #include "store.h"
+#include "store_internal.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -32,65 +36,6 @@
 
 #define DEFAULT_MAX_SERIES 100000
 #define DEDUPE_SLACK_MS (3600 * 1000LL)
-
-/* A bucket of the first tier is a live aggregate (it takes merges all the
- * time and feeds every score window). Buckets of the coarser tiers are kept
- * packed: the WindowAggregate protobuf bytes (no series, no window), about
- * a fifth of a live aggregate's memory; they change only when expiry
- * cascades finer data into them or late data arrives, and are decoded when a
- * query (a baseline) reaches back that far. Exactly one of agg / packed. */
-struct bucket {
-    int64_t start;
-    uint64_t count;               /* records (== agg->count when live) */
-    struct vt_aggregate *agg;     /* tier 0 */
-    uint8_t *packed;              /* tiers >= 1 */
-    uint32_t len;
-    bool stale;                   /* panes only: a bucket changed since the build */
-};
-
-struct tier_buckets {
-    struct bucket *b; /* b[head .. head+n) in ascending start order */
-    uint32_t head, n, cap;
-};
-
-struct series {
-    struct tier_buckets t[VT_STORE_MAX_TIERS];
-    struct tier_buckets panes;    /* live aggregates, start % pane_ms == 0,
-                                     each covering only hot first-tier time */
-    uint64_t records;
-    int64_t last_ms;
-};
-
-struct dedupe_val {
-    int64_t window_start_ms;
-    uint64_t spool_last;
-};
-
-struct vt_store {
-    struct vt_store_opts o;
-    struct vt_series_table series;
-    struct vt_series_table ids;    /* value: struct dedupe_val * */
-    struct vt_series_table agents; /* value: uint64_t * watermark */
-    int64_t boundary[VT_STORE_MAX_TIERS]; /* tier i owns [boundary[i], boundary[i-1]) */
-    int64_t hot_boundary;          /* first-tier buckets before it are packed */
-    struct vt_aggregate scratch;   /* validation */
-    struct vt_aggregate cold;      /* unpacked cold bucket being changed */
-    struct vt_pb_arena arena;      /* unpacking cold buckets when mutating */
-    uint64_t n_buckets, n_panes, records, dropped_late, overflow;
-    int64_t pane_ms;               /* 0: no panes */
-    char key[VT_SERIES_KEY_MAX];
-};
-
-static int64_t floor_div(int64_t a, int64_t b)
-{
-    int64_t q = a / b;
-    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
-
-static int64_t align_down(int64_t t, int64_t res)
-{
-    return floor_div(t, res) * res;
-}
 
 /* ---- protobuf arena ------------------------------------------------------ */
 
@@ -379,7 +324,7 @@ static int remember(vt_store *st, const Vitals__V1__Batch *b)
     return 0;
 }
 
-static int set_watermark(vt_store *st, const char *agent, size_t an, uint64_t wm)
+int vt_store__set_watermark(vt_store *st, const char *agent, size_t an, uint64_t wm)
 {
     int created = 0;
     struct vt_series_entry *e =
@@ -425,7 +370,7 @@ static void forget_ids(vt_store *st, int64_t cutoff)
             }
         }
         if (v) /* forgotten: its agent's watermark keeps recognising it */
-            set_watermark(st, e->key, strlen(e->key), v->spool_last);
+            vt_store__set_watermark(st, e->key, strlen(e->key), v->spool_last);
         free(v);
         e->value = NULL;
     }
@@ -486,8 +431,8 @@ int vt_store_validate(vt_store *st, const Vitals__V1__Batch *b, struct vt_aggreg
 /* ---- buckets ------------------------------------------------------------- */
 
 /* Index (absolute, in tb->b) of the bucket with `start`, creating it. */
-static struct bucket *bucket_get(vt_store *st, struct tier_buckets *tb, int64_t start,
-                                 bool *created)
+struct bucket *vt_store__bucket_get(vt_store *st, struct tier_buckets *tb, int64_t start,
+                                    bool *created)
 {
     if (created)
         *created = false;
@@ -562,7 +507,7 @@ static void agg_clear(struct vt_aggregate *a)
 }
 
 /* The live aggregate of a first-tier bucket, created on first use. */
-static struct vt_aggregate *bucket_live(struct bucket *bk)
+struct vt_aggregate *vt_store__bucket_live(struct bucket *bk)
 {
     if (!bk->agg) {
         bk->agg = malloc(sizeof *bk->agg);
@@ -591,7 +536,7 @@ static int bucket_merge_into(const struct bucket *bk, struct vt_aggregate *dst,
 
 /* Pack `a` (made cold for `tier`) into bk, replacing what it held (a live
  * aggregate included: the bucket becomes packed). */
-static int bucket_pack(vt_store *st, int tier, struct bucket *bk, struct vt_aggregate *a)
+int vt_store__bucket_pack(vt_store *st, int tier, struct bucket *bk, struct vt_aggregate *a)
 {
     make_cold(st, tier, a);
     Vitals__V1__WindowAggregate m;
@@ -618,7 +563,7 @@ static int bucket_pack(vt_store *st, int tier, struct bucket *bk, struct vt_aggr
 }
 
 /* st->cold = the packed bucket bk, decoded (empty for a new bucket). */
-static int cold_load(vt_store *st, const struct bucket *bk)
+int vt_store__cold_load(vt_store *st, const struct bucket *bk)
 {
     agg_clear(&st->cold);
     int rc = bucket_merge_into(bk, &st->cold, &st->arena.pc);
@@ -626,7 +571,7 @@ static int cold_load(vt_store *st, const struct bucket *bk)
     return rc;
 }
 
-static int tier_for(const vt_store *st, int64_t t)
+int vt_store__tier_for(const vt_store *st, int64_t t)
 {
     for (size_t i = 0; i < st->o.n_tiers; i++)
         if (t >= st->boundary[i])
@@ -652,7 +597,7 @@ static struct bucket *pane_find(const struct tier_buckets *pt, int64_t m)
 
 /* First-tier bucket `start` of s changed: its pane, if built, no longer is
  * the merge of its buckets. */
-static void pane_touch(const vt_store *st, struct series *s, int64_t start)
+void vt_store__pane_touch(const vt_store *st, struct series *s, int64_t start)
 {
     if (!st->pane_ms || !s->panes.n || start < s->panes.b[s->panes.head].start)
         return;
@@ -694,14 +639,14 @@ static void panes_update(vt_store *st, struct series *s, int64_t now)
         if (m >= keep_from && (!p || p->stale)) {
             if (!p) {
                 bool created;
-                p = bucket_get(st, pt, m, &created);
-                if (p && created) { /* bucket_get counted it as a bucket */
+                p = vt_store__bucket_get(st, pt, m, &created);
+                if (p && created) { /* vt_store__bucket_get counted it as a bucket */
                     st->n_buckets--;
                     st->n_panes++;
                     p->stale = true;
                 }
             }
-            struct vt_aggregate *a = p ? bucket_live(p) : NULL;
+            struct vt_aggregate *a = p ? vt_store__bucket_live(p) : NULL;
             if (a) {
                 agg_clear(a);
                 int rc = 0;
@@ -715,7 +660,7 @@ static void panes_update(vt_store *st, struct series *s, int64_t now)
     }
 }
 
-static struct series *series_get(vt_store *st, const char *key, size_t len)
+struct series *vt_store__series_get(vt_store *st, const char *key, size_t len)
 {
     int created = 0;
     uint64_t h = vt_series_hash(key, len);
@@ -754,23 +699,23 @@ int64_t vt_store_apply(vt_store *st, const Vitals__V1__Batch *b,
         int n = vt_series_key_from_proto(a->series, st->key, sizeof st->key);
         if (n < 0)
             return -EBADMSG;
-        int tier = tier_for(st, a->window_start_ms);
+        int tier = vt_store__tier_for(st, a->window_start_ms);
         if (tier < 0) {
             st->dropped_late += a->count;
             if (dropped)
                 *dropped += a->count;
             continue;
         }
-        struct series *s = series_get(st, st->key, (size_t)n);
+        struct series *s = vt_store__series_get(st, st->key, (size_t)n);
         if (!s)
             return -ENOMEM;
         int64_t start = align_down(a->window_start_ms, st->o.tiers[tier].resolution_ms);
         bool fresh;
-        struct bucket *bk = bucket_get(st, &s->t[tier], start, &fresh);
+        struct bucket *bk = vt_store__bucket_get(st, &s->t[tier], start, &fresh);
         if (!bk)
             return -ENOMEM;
         if (tier == 0 && !bk->packed && start >= st->hot_boundary) {
-            struct vt_aggregate *live = bucket_live(bk);
+            struct vt_aggregate *live = vt_store__bucket_live(bk);
             if (!live)
                 return -ENOMEM;
             if (prepared && fresh) {
@@ -786,15 +731,15 @@ int64_t vt_store_apply(vt_store *st, const Vitals__V1__Batch *b,
             }
             bk->count = live->count;
         } else { /* late data for a packed bucket: decode, merge, pack */
-            rc = cold_load(st, bk);
+            rc = vt_store__cold_load(st, bk);
             if (!rc)
                 rc = prepared ? vt_aggregate_merge(&st->cold, &prepared[i])
                               : vt_aggregate_merge_proto_checked(&st->cold, a);
             if (!rc)
-                rc = bucket_pack(st, tier, bk, &st->cold);
+                rc = vt_store__bucket_pack(st, tier, bk, &st->cold);
         }
         if (tier == 0)
-            pane_touch(st, s, start);
+            vt_store__pane_touch(st, s, start);
         if (rc)
             return rc;
         s->records += a->count;
@@ -814,12 +759,12 @@ int64_t vt_store_apply(vt_store *st, const Vitals__V1__Batch *b,
  * rule), and uncounted. */
 static void cascade_flush(vt_store *st, struct series *s, int tier, int64_t start)
 {
-    struct bucket *dst = bucket_get(st, &s->t[tier], start, NULL);
+    struct bucket *dst = vt_store__bucket_get(st, &s->t[tier], start, NULL);
     int rc = dst ? bucket_merge_into(dst, &st->cold, &st->arena.pc) : -ENOMEM;
     vt_pb_arena_reset(&st->arena);
     uint64_t had = dst ? dst->count : 0;
     if (!rc)
-        rc = bucket_pack(st, tier, dst, &st->cold);
+        rc = vt_store__bucket_pack(st, tier, dst, &st->cold);
     if (rc) {
         uint64_t lost = st->cold.count - had; /* what the finer buckets brought */
         st->records -= lost;
@@ -873,7 +818,7 @@ static void expire_series(vt_store *st, struct series *s, int64_t now)
                 continue;
             if (!bk->agg)
                 break;
-            bucket_pack(st, 0, bk, bk->agg); /* on ENOMEM it stays live */
+            vt_store__bucket_pack(st, 0, bk, bk->agg); /* on ENOMEM it stays live */
         }
     }
     if (st->pane_ms)
@@ -1047,297 +992,4 @@ void vt_store_stats_get(const vt_store *st, struct vt_store_stats *out)
     out->dropped_late = st->dropped_late;
     out->overflow = st->overflow;
     out->panes = st->n_panes;
-}
-
-/* ---- snapshot -------------------------------------------------------------
- * File: "VTSNAP01", u64 wal_seq, then entries [u8 type][u32 len][len bytes],
- * then [u8 0][u32 crc32c of everything before]. Types:
- *   1 packed WindowAggregate (series, window_start = bucket start,
- *     window_ms = the tier's resolution)
- *   2 dedupe id: i64 window_start, u64 spool_last, key bytes
- *   3 agent watermark: u64, agent bytes
- * Integers little-endian (the machines we run on; checked by the CRC). */
-
-#define SNAP_MAGIC "VTSNAP01"
-
-/* crc32_iscsi takes an int length: feed big buffers in 1 GiB steps. */
-static uint32_t crc_big(const uint8_t *p, size_t n, uint32_t crc)
-{
-    while (n) {
-        size_t k = n > (1u << 30) ? (1u << 30) : n;
-        crc = crc32_iscsi((unsigned char *)p, (int)k, crc);
-        p += k;
-        n -= k;
-    }
-    return crc;
-}
-
-struct wbuf {
-    FILE *f;
-    uint32_t crc;
-    int err;
-};
-
-static void w_bytes(struct wbuf *w, const void *p, size_t n)
-{
-    if (w->err || !n)
-        return;
-    if (fwrite(p, 1, n, w->f) != n)
-        w->err = -EIO;
-    w->crc = crc32_iscsi((unsigned char *)p, (int)n, w->crc);
-}
-
-static void w_entry(struct wbuf *w, uint8_t type, const void *a, size_t an, const void *b, size_t bn)
-{
-    uint32_t len = (uint32_t)(an + bn);
-    w_bytes(w, &type, 1);
-    w_bytes(w, &len, 4);
-    w_bytes(w, a, an);
-    w_bytes(w, b, bn);
-}
-
-/* One bucket as a type-1 entry. A packed bucket is written as it is, after
- * a small message holding its series and window: two encodings of one
- * message concatenated are the encoding of their merge (protobuf), and the
- * packed bytes carry neither field. */
-static int write_bucket(struct wbuf *w, const char *key, size_t len, const struct bucket *bk,
-                        int64_t res, uint8_t **buf, size_t *cap)
-{
-    Vitals__V1__WindowAggregate msg;
-    Vitals__V1__SeriesKey sk;
-    int rc = 0;
-    if (bk->agg)
-        rc = vt_aggregate_to_proto(bk->agg, &msg);
-    else
-        vitals__v1__window_aggregate__init(&msg);
-    if (rc)
-        return rc;
-    rc = vt_series_key_to_proto(key, len, &sk);
-    if (rc) {
-        if (bk->agg)
-            vt_aggregate_proto_release(&msg);
-        return rc;
-    }
-    msg.series = &sk;
-    msg.window_start_ms = bk->start;
-    msg.window_ms = (uint32_t)res;
-    size_t n = vitals__v1__window_aggregate__get_packed_size(&msg);
-    if (n > *cap) {
-        uint8_t *nb = realloc(*buf, n);
-        if (!nb)
-            rc = -ENOMEM;
-        else
-            *buf = nb, *cap = n;
-    }
-    if (!rc) {
-        vitals__v1__window_aggregate__pack(&msg, *buf);
-        w_entry(w, 1, *buf, n, bk->agg ? NULL : bk->packed, bk->agg ? 0 : bk->len);
-    }
-    msg.series = NULL;
-    vt_series_key_proto_release(&sk);
-    if (bk->agg)
-        vt_aggregate_proto_release(&msg);
-    return rc;
-}
-
-int vt_store_snapshot_write(const vt_store *st, const char *path, uint64_t wal_seq)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    struct wbuf w = {.f = fopen(tmp, "wb"), .crc = 0};
-    if (!w.f)
-        return -errno;
-    w_bytes(&w, SNAP_MAGIC, 8);
-    w_bytes(&w, &wal_seq, 8);
-    uint8_t *buf = NULL;
-    size_t cap = 0;
-    uint32_t it = 0;
-    struct vt_series_entry *e;
-    struct vt_series_table *t = (struct vt_series_table *)&st->series;
-    while (!w.err && (e = vt_series_table_next(t, &it))) {
-        const struct series *s = e->value;
-        for (size_t i = 0; s && i < st->o.n_tiers && !w.err; i++)
-            for (uint32_t j = 0; j < s->t[i].n && !w.err; j++) {
-                int rc = write_bucket(&w, e->key, e->len, &s->t[i].b[s->t[i].head + j],
-                                      st->o.tiers[i].resolution_ms, &buf, &cap);
-                if (rc)
-                    w.err = rc;
-            }
-    }
-    free(buf);
-    it = 0;
-    t = (struct vt_series_table *)&st->ids;
-    while (!w.err && (e = vt_series_table_next(t, &it))) {
-        const struct dedupe_val *v = e->value;
-        if (!v)
-            continue;
-        uint8_t hdr[16];
-        memcpy(hdr, &v->window_start_ms, 8);
-        memcpy(hdr + 8, &v->spool_last, 8);
-        w_entry(&w, 2, hdr, 16, e->key, e->len);
-    }
-    it = 0;
-    t = (struct vt_series_table *)&st->agents;
-    while (!w.err && (e = vt_series_table_next(t, &it)))
-        if (e->value)
-            w_entry(&w, 3, e->value, 8, e->key, e->len);
-    uint8_t zero = 0;
-    uint32_t crc = w.crc;
-    w_bytes(&w, &zero, 1);
-    if (!w.err && fwrite(&crc, 1, 4, w.f) != 4)
-        w.err = -EIO;
-    if (!w.err && (fflush(w.f) || fsync(fileno(w.f))))
-        w.err = -errno;
-    if (fclose(w.f) && !w.err)
-        w.err = -EIO;
-    if (!w.err && rename(tmp, path))
-        w.err = -errno;
-    if (w.err) {
-        unlink(tmp);
-        return w.err;
-    }
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *slash = 0;
-    int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return 0;
-}
-
-static int tier_of_resolution(const vt_store *st, int64_t res)
-{
-    for (size_t i = 0; i < st->o.n_tiers; i++)
-        if (st->o.tiers[i].resolution_ms == res)
-            return (int)i;
-    return -1;
-}
-
-static int load_entries(vt_store *st, const uint8_t *p, size_t n, struct vt_pb_arena *arena)
-{
-    size_t off = 0;
-    while (off + 5 <= n) {
-        uint8_t type = p[off];
-        uint32_t len;
-        memcpy(&len, p + off + 1, 4);
-        off += 5;
-        if (type == 0)
-            return 0;
-        if (len > n - off)
-            return -EBADMSG;
-        const uint8_t *d = p + off;
-        off += len;
-        if (type == 1) {
-            vt_pb_arena_reset(arena);
-            Vitals__V1__WindowAggregate *a = vitals__v1__window_aggregate__unpack(&arena->pc, len, d);
-            if (!a || !a->series)
-                return -EBADMSG;
-            int kn = vt_series_key_from_proto(a->series, st->key, sizeof st->key);
-            int tier = tier_of_resolution(st, a->window_ms);
-            /* A snapshot taken with other tiers: put data where it belongs now. */
-            if (tier < 0 || a->window_start_ms < st->boundary[tier])
-                tier = tier_for(st, a->window_start_ms);
-            if (kn < 0 || tier < 0)
-                continue;
-            struct series *s = series_get(st, st->key, (size_t)kn);
-            int64_t start = align_down(a->window_start_ms, st->o.tiers[tier].resolution_ms);
-            bool fresh = false;
-            struct bucket *bk = s ? bucket_get(st, &s->t[tier], start, &fresh) : NULL;
-            int rc = bk ? 0 : -ENOMEM;
-            if (!rc && tier == 0) {
-                pane_touch(st, s, start);
-                struct vt_aggregate *live = bucket_live(bk);
-                rc = live ? vt_aggregate_merge_proto(live, a) : -ENOMEM;
-                if (!rc)
-                    bk->count = live->count;
-            } else if (!rc && fresh && a->window_ms == st->o.tiers[tier].resolution_ms) {
-                /* A cold bucket as we wrote it (CRC-checked): keep its bytes,
-                 * minus series and window - no decode, no merge. */
-                a->series = NULL;
-                a->window_start_ms = 0;
-                a->window_ms = 0;
-                size_t pn = vitals__v1__window_aggregate__get_packed_size(a);
-                bk->packed = malloc(pn ? pn : 1);
-                if (!bk->packed)
-                    rc = -ENOMEM;
-                else {
-                    vitals__v1__window_aggregate__pack(a, bk->packed);
-                    bk->len = (uint32_t)pn;
-                    bk->count = a->count;
-                }
-            } else if (!rc) {
-                rc = cold_load(st, bk);
-                if (!rc)
-                    rc = vt_aggregate_merge_proto(&st->cold, a);
-                if (!rc)
-                    rc = bucket_pack(st, tier, bk, &st->cold);
-            }
-            if (rc)
-                return rc;
-            s->records += a->count;
-            st->records += a->count;
-            if (start > s->last_ms)
-                s->last_ms = start;
-            continue;
-        } else if (type == 2 && len >= 16) {
-            int created;
-            struct vt_series_entry *e = vt_series_table_upsert(
-                &st->ids, (const char *)d + 16, len - 16, vt_series_hash((const char *)d + 16, len - 16),
-                &created);
-            if (!e)
-                return -ENOMEM;
-            if (!e->value && !(e->value = malloc(sizeof(struct dedupe_val))))
-                return -ENOMEM;
-            memcpy(e->value, d, 16);
-        } else if (type == 3 && len >= 8) {
-            uint64_t wm;
-            memcpy(&wm, d, 8);
-            if (set_watermark(st, (const char *)d + 8, len - 8, wm))
-                return -ENOMEM;
-        }
-    }
-    return -EBADMSG;
-}
-
-int vt_store_snapshot_load(vt_store *st, const char *path, uint64_t *wal_seq)
-{
-    assert(st->series.size == 0 && st->ids.size == 0);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return errno == ENOENT ? -ENOENT : -errno;
-    struct stat sb;
-    if (fstat(fileno(f), &sb) || sb.st_size < 16 + 5 + 4) {
-        fclose(f);
-        return -EBADMSG;
-    }
-    size_t n = (size_t)sb.st_size;
-    uint8_t *p = malloc(n);
-    if (!p) {
-        fclose(f);
-        return -ENOMEM;
-    }
-    size_t got = fread(p, 1, n, f);
-    fclose(f);
-    uint32_t crc;
-    if (got != n || memcmp(p, SNAP_MAGIC, 8) != 0) {
-        free(p);
-        return -EBADMSG;
-    }
-    memcpy(&crc, p + n - 4, 4);
-    if (crc_big(p, n - 4 - 1, 0) != crc || p[n - 5] != 0) {
-        free(p);
-        return -EBADMSG;
-    }
-    memcpy(wal_seq, p + 8, 8);
-    struct vt_pb_arena arena;
-    int rc = vt_pb_arena_init(&arena, 0);
-    if (!rc)
-        rc = load_entries(st, p + 16, n - 16, &arena);
-    vt_pb_arena_free(&arena);
-    free(p);
-    return rc;
 }

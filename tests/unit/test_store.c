@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../../scorer/store.c"
+#include "../../scorer/store_snapshot.c"
 
 #define MIN 60000LL
 #define HOUR (60 * MIN)
