@@ -11,6 +11,7 @@
 
 #include "../../scorer/score_config.c"
 #include "../../scorer/score.c"
+#include "../../scorer/score_json.c"
 #include "../../scorer/stats.c"
 
 static int empty_each(void *ctx, int64_t from, int64_t to, vt_score_visit_fn fn, void *arg)
