@@ -7,6 +7,7 @@
  * first thing an operator wants to open.
  */
 #include "aggregate.h"
+#include "pb_wire.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -196,23 +197,35 @@ static void add_exemplar(struct vt_aggregate *a, const struct vt_exemplar *x)
         a->exemplars[victim] = *x;
 }
 
-static int add_embedding(struct vt_aggregate *a, const double *v, uint32_t dim, uint64_t n)
+/* The embedding sum of a, ready to receive the `dim` components of `n` more
+ * embeddings (counted here). NULL when dim is out of bounds, differs from
+ * a's (counted as a mismatch), or on ENOMEM (*rc = -ENOMEM). */
+static double *embedding_room(struct vt_aggregate *a, uint32_t dim, uint64_t n, int *rc)
 {
     if (dim == 0 || dim > VT_AGG_MAX_EMBEDDING)
-        return 0;
+        return NULL;
     if (!a->embedding_sum) {
         a->embedding_sum = calloc(dim, sizeof(double));
-        if (!a->embedding_sum)
-            return -ENOMEM;
+        if (!a->embedding_sum) {
+            *rc = -ENOMEM;
+            return NULL;
+        }
         a->embedding_dim = dim;
     } else if (dim != a->embedding_dim) {
         a->embedding_mismatch += n;
-        return 0;
+        return NULL;
     }
-    for (uint32_t i = 0; i < dim; i++)
-        a->embedding_sum[i] += v[i];
     a->embedding_count += n;
-    return 0;
+    return a->embedding_sum;
+}
+
+static int add_embedding(struct vt_aggregate *a, const double *v, uint32_t dim, uint64_t n)
+{
+    int rc = 0;
+    double *sum = embedding_room(a, dim, n, &rc);
+    for (uint32_t i = 0; sum && i < dim; i++)
+        sum[i] += v[i];
+    return rc;
 }
 
 int vt_aggregate_add(struct vt_aggregate *a, const struct vt_record *rec)
@@ -282,13 +295,8 @@ int vt_aggregate_merge(struct vt_aggregate *dst, const struct vt_aggregate *src)
             dst->metrics_dropped += vt_sketch_count(&m->sketch);
     }
     dst->metrics_dropped += src->metrics_dropped;
-    if (src->embedding_sum) {
-        if (dst->embedding_sum && dst->embedding_dim != src->embedding_dim)
-            dst->embedding_mismatch += src->embedding_count;
-        else
-            rc |= add_embedding(dst, src->embedding_sum, src->embedding_dim,
-                                src->embedding_count);
-    }
+    if (src->embedding_sum)
+        rc |= add_embedding(dst, src->embedding_sum, src->embedding_dim, src->embedding_count);
     dst->embedding_mismatch += src->embedding_mismatch;
     for (int i = 0; i < VT_REJECT__COUNT; i++)
         dst->invalid_by_reason[i] += src->invalid_by_reason[i];
@@ -484,108 +492,285 @@ void vt_aggregate_proto_release(Vitals__V1__WindowAggregate *msg)
     msg->series = series;
 }
 
-static int bounded_name(const char *s, size_t max)
+/* --- decoding, straight from the wire ----------------------------------------
+ * One walker serves both passes: check (validate everything, change nothing)
+ * and merge (trusts what check accepted). Field numbers are those of
+ * vitals.v1.WindowAggregate and its sub-messages. */
+
+/* A string field: bounded length, no NUL byte (names become C strings). */
+static bool good_str(const struct pbf *f, size_t min, size_t max)
 {
-    return s && *s ? strnlen(s, max + 1) <= max : 0;
+    return f->wt == PB_LEN && f->len >= min && f->len <= max && !memchr(f->ptr, 0, f->len);
 }
 
-/* Validate everything in msg that merge_proto would trust. */
-static int validate(const Vitals__V1__WindowAggregate *msg)
+/* CountByName {string name = 1; uint64 count = 2}. */
+static int wire_count(struct pb b, size_t max_name, struct vt_str *name, uint64_t *n)
 {
-    if (msg->errors > msg->count || msg->n_errors_by_type > VT_AGG_MAX_ERROR_TYPES ||
-        msg->n_metrics > VT_AGG_MAX_METRICS || msg->n_embedding_sum > VT_AGG_MAX_EMBEDDING ||
-        msg->n_exemplars > VT_AGG_MAX_EXEMPLARS ||
-        msg->n_invalid_by_reason > VT_REJECT__COUNT ||
-        msg->n_missing_by_field > VT_FIELD_LAST + 1)
+    struct pbf f;
+    int r;
+    *name = (struct vt_str){"", 0};
+    *n = 0;
+    while ((r = pb_next(&b, &f)) == 1) {
+        if (f.num == 1) {
+            if (!good_str(&f, 0, max_name))
+                return -EBADMSG;
+            *name = (struct vt_str){(const char *)f.ptr, f.len};
+        } else if (f.num == 2) {
+            if (f.wt != PB_VARINT)
+                return -EBADMSG;
+            *n = f.u;
+        }
+    }
+    return r == 0 ? 0 : -EBADMSG;
+}
+
+/* MetricSketch {string name = 1; Sketch sketch = 2}. */
+static int wire_metric(struct pb b, struct vt_str *name, struct pb *sketch)
+{
+    struct pbf f;
+    int r;
+    *name = (struct vt_str){"", 0};
+    *sketch = (struct pb){NULL, NULL};
+    while ((r = pb_next(&b, &f)) == 1) {
+        if (f.num == 1) {
+            if (!good_str(&f, 1, VT_AGG_MAX_METRIC_NAME))
+                return -EBADMSG;
+            *name = (struct vt_str){(const char *)f.ptr, f.len};
+        } else if (f.num == 2) {
+            if (f.wt != PB_LEN || sketch->p)
+                return -EBADMSG;
+            *sketch = pb_of(&f);
+        }
+    }
+    return r == 0 && name->len && sketch->p ? 0 : -EBADMSG;
+}
+
+/* Exemplar {string request_id = 1; string kind = 2; double latency_ms = 3;
+ * int64 ts_ms = 4}. */
+static int wire_exemplar(struct pb b, struct vt_exemplar *x)
+{
+    struct pbf f;
+    int r;
+    memset(x, 0, sizeof *x);
+    while ((r = pb_next(&b, &f)) == 1) {
+        switch (f.num) {
+        case 1:
+            if (!good_str(&f, 0, VT_AGG_EXEMPLAR_ID_LEN))
+                return -EBADMSG;
+            memcpy(x->request_id, f.ptr, f.len);
+            x->request_id[f.len] = 0;
+            break;
+        case 2:
+            if (f.wt != PB_LEN)
+                return -EBADMSG;
+            x->kind = f.len == 6 && memcmp(f.ptr, "failed", 6) == 0 ? VT_EXEMPLAR_FAILED
+                                                                     : VT_EXEMPLAR_SLOWEST;
+            break;
+        case 3:
+            if (f.wt != PB_FIXED64)
+                return -EBADMSG;
+            x->latency_ms = isfinite(pb_double(f.u)) ? pb_double(f.u) : 0;
+            break;
+        case 4:
+            if (f.wt != PB_VARINT)
+                return -EBADMSG;
+            x->ts_ms = (int64_t)f.u;
+            break;
+        default: break;
+        }
+    }
+    return r == 0 ? 0 : -EBADMSG;
+}
+
+/* The count field (2) of a Sketch message, for sketches that are dropped. */
+static uint64_t wire_sketch_count(struct pb b)
+{
+    struct pbf f;
+    uint64_t n = 0;
+    while (pb_next(&b, &f) == 1)
+        if (f.num == 2 && f.wt == PB_VARINT)
+            n = f.u;
+    return n;
+}
+
+static int reason_of(struct vt_str name)
+{
+    for (int r = 1; r < VT_REJECT__COUNT; r++) {
+        const char *n = vt_record_reject_name(r);
+        if (n && strlen(n) == name.len && memcmp(n, name.ptr, name.len) == 0)
+            return r;
+    }
+    return -1;
+}
+
+static int field_of(struct vt_str name)
+{
+    for (int i = VT_FIELD_FIRST; i <= VT_FIELD_LAST; i++) {
+        const char *n = vt_record_field_name(i);
+        if (n && strlen(n) == name.len && memcmp(n, name.ptr, name.len) == 0)
+            return i;
+    }
+    return -1;
+}
+
+/* The walker. dst == NULL: check only (head filled, nothing allocated);
+ * else merge into dst a message that passed the check. */
+static int walk(const uint8_t *buf, size_t len, struct vt_agg_head *head, struct vt_aggregate *dst)
+{
+    struct pb b = pb_make(buf, len);
+    struct pbf f;
+    int r, rc = 0;
+    uint32_t n_err = 0, n_metrics = 0, n_invalid = 0, n_missing = 0, n_ex = 0, n_emb = 0;
+    uint64_t count = 0, errors = 0, emb_count = 0;
+    struct pb emb = {NULL, NULL};
+    if (head)
+        memset(head, 0, sizeof *head);
+    while ((r = pb_next(&b, &f)) == 1) {
+        uint32_t want = f.num == 1 || (f.num >= 6 && f.num <= 13) || f.num == 15 ||
+                                f.num == 16 || f.num == 17
+                            ? PB_LEN
+                            : PB_VARINT;
+        if (f.num <= 18 && f.wt != want)
+            return -EBADMSG;
+        struct vt_str name;
+        uint64_t n;
+        struct pb sk;
+        switch (f.num) {
+        case 1:
+            if (head) {
+                head->series = f.ptr;
+                head->series_len = f.len;
+            }
+            break;
+        case 2:
+            if (head)
+                head->window_start_ms = (int64_t)f.u;
+            break;
+        case 3:
+            if (f.u > UINT32_MAX)
+                return -EBADMSG;
+            if (head)
+                head->window_ms = (uint32_t)f.u;
+            break;
+        case 4: count = f.u; break;
+        case 5: errors = f.u; break;
+        case 6:
+            if (++n_err > VT_AGG_MAX_ERROR_TYPES ||
+                wire_count(pb_of(&f), VT_AGG_MAX_ERROR_TYPE_LEN, &name, &n))
+                return -EBADMSG;
+            if (dst)
+                count_name(dst, name.ptr, name.len, n);
+            break;
+        case 7: case 8: case 9: case 10: case 11:
+            if (!dst)
+                rc = vt_sketch_check_wire(f.ptr, f.len);
+            else if (vt_sketch_merge_wire_checked(fixed_sketch(dst, (int)f.num - 7), f.ptr, f.len))
+                rc = -ENOMEM;
+            break;
+        case 12:
+            if (++n_metrics > VT_AGG_MAX_METRICS || wire_metric(pb_of(&f), &name, &sk))
+                return -EBADMSG;
+            if (!dst) {
+                rc = vt_sketch_check_wire(sk.p, (size_t)(sk.end - sk.p));
+            } else {
+                vt_sketch *s = metric_sketch(dst, name.ptr, name.len);
+                if (!s)
+                    dst->metrics_dropped += wire_sketch_count(sk);
+                else if (vt_sketch_merge_wire_checked(s, sk.p, (size_t)(sk.end - sk.p)))
+                    rc = -ENOMEM;
+            }
+            break;
+        case 13: /* packed doubles, in one field (proto3 packs repeated scalars) */
+            if (emb.p || f.len % 8 || f.len / 8 > VT_AGG_MAX_EMBEDDING)
+                return -EBADMSG;
+            emb = pb_of(&f);
+            n_emb = (uint32_t)(f.len / 8);
+            for (uint32_t i = 0; !dst && i < n_emb; i++)
+                if (!isfinite(pb_double(pb_le64(emb.p + 8 * i))))
+                    return -EBADMSG;
+            break;
+        case 14: emb_count = f.u; break;
+        case 15:
+        case 16:
+            if (++*(f.num == 15 ? &n_invalid : &n_missing) >
+                    (f.num == 15 ? VT_REJECT__COUNT : VT_FIELD_LAST + 1) ||
+                wire_count(pb_of(&f), VT_AGG_MAX_METRIC_NAME, &name, &n))
+                return -EBADMSG;
+            if (dst) {
+                int at = f.num == 15 ? reason_of(name) : field_of(name);
+                if (at >= 0)
+                    *(f.num == 15 ? &dst->invalid_by_reason[at] : &dst->missing_by_field[at]) += n;
+            }
+            break;
+        case 17: {
+            struct vt_exemplar x;
+            if (++n_ex > VT_AGG_MAX_EXEMPLARS || wire_exemplar(pb_of(&f), &x))
+                return -EBADMSG;
+            if (dst)
+                add_exemplar(dst, &x);
+            break;
+        }
+        case 18:
+            if (head)
+                head->overflow = f.u != 0;
+            break;
+        default: break; /* a field of a newer schema */
+        }
+        if (rc)
+            return rc;
+    }
+    if (r != 0 || errors > count)
         return -EBADMSG;
-    for (size_t i = 0; i < msg->n_errors_by_type; i++)
-        if (!msg->errors_by_type[i]->name ||
-            strnlen(msg->errors_by_type[i]->name, VT_AGG_MAX_ERROR_TYPE_LEN + 1) >
-                VT_AGG_MAX_ERROR_TYPE_LEN)
-            return -EBADMSG;
-    for (size_t i = 0; i < msg->n_metrics; i++)
-        if (!bounded_name(msg->metrics[i]->name, VT_AGG_MAX_METRIC_NAME) ||
-            !msg->metrics[i]->sketch)
-            return -EBADMSG;
-    for (size_t i = 0; i < msg->n_embedding_sum; i++)
-        if (!isfinite(msg->embedding_sum[i]))
-            return -EBADMSG;
-    for (size_t i = 0; i < msg->n_exemplars; i++)
-        if (!msg->exemplars[i]->request_id ||
-            strnlen(msg->exemplars[i]->request_id, VT_AGG_EXEMPLAR_ID_LEN + 1) >
-                VT_AGG_EXEMPLAR_ID_LEN)
-            return -EBADMSG;
-    const Vitals__V1__Sketch *fixed[] = {msg->latency_ms, msg->ttft_ms, msg->input_tokens,
-                                         msg->output_tokens, msg->cost_usd};
-    for (int i = 0; i < N_FIXED; i++)
-        if (fixed[i] && vt_sketch_check_proto(fixed[i]))
-            return -EBADMSG;
-    for (size_t i = 0; i < msg->n_metrics; i++)
-        if (vt_sketch_check_proto(msg->metrics[i]->sketch))
-            return -EBADMSG;
-    return 0;
+    if (head)
+        head->count = count;
+    if (dst) {
+        dst->count += count;
+        dst->errors += errors;
+        if (n_emb) {
+            double *sum = embedding_room(dst, n_emb, emb_count, &rc);
+            for (uint32_t i = 0; sum && i < n_emb; i++)
+                sum[i] += pb_double(pb_le64(emb.p + 8 * i));
+        }
+    }
+    return rc;
 }
 
-int vt_aggregate_check_proto(const Vitals__V1__WindowAggregate *msg)
+int vt_aggregate_check_wire(const uint8_t *buf, size_t len, struct vt_agg_head *head)
 {
-    return validate(msg);
+    struct vt_agg_head h;
+    return walk(buf, len, head ? head : &h, NULL);
 }
 
-int vt_aggregate_merge_proto(struct vt_aggregate *dst, const Vitals__V1__WindowAggregate *msg)
+int vt_aggregate_wire_head(const uint8_t *buf, size_t len, struct vt_agg_head *head)
+{
+    struct pb b = pb_make(buf, len);
+    struct pbf f;
+    int r;
+    memset(head, 0, sizeof *head);
+    while ((r = pb_next(&b, &f)) == 1)
+        switch (f.num) {
+        case 1:
+            head->series = f.ptr;
+            head->series_len = f.len;
+            break;
+        case 2: head->window_start_ms = (int64_t)f.u; break;
+        case 3: head->window_ms = (uint32_t)f.u; break;
+        case 4: head->count = f.u; break;
+        case 18: head->overflow = f.u != 0; break;
+        default: break;
+        }
+    return r == 0 ? 0 : -EBADMSG;
+}
+
+int vt_aggregate_merge_wire_checked(struct vt_aggregate *dst, const uint8_t *buf, size_t len)
+{
+    return walk(buf, len, NULL, dst);
+}
+
+int vt_aggregate_merge_wire(struct vt_aggregate *dst, const uint8_t *buf, size_t len)
 {
     /* Validated as a whole first, then merged straight into dst: after a
-     * good validation only -ENOMEM (or a counter overflow) can stop it. */
-    int rc = validate(msg);
-    return rc ? rc : vt_aggregate_merge_proto_checked(dst, msg);
-}
-
-int vt_aggregate_merge_proto_checked(struct vt_aggregate *dst,
-                                     const Vitals__V1__WindowAggregate *msg)
-{
-    int rc = 0;
-    dst->count += msg->count;
-    dst->errors += msg->errors;
-    for (size_t i = 0; i < msg->n_errors_by_type; i++)
-        count_name(dst, msg->errors_by_type[i]->name, strlen(msg->errors_by_type[i]->name),
-                   msg->errors_by_type[i]->count);
-    const Vitals__V1__Sketch *fixed[] = {msg->latency_ms, msg->ttft_ms, msg->input_tokens,
-                                         msg->output_tokens, msg->cost_usd};
-    for (int i = 0; i < N_FIXED; i++)
-        if (fixed[i])
-            rc |= vt_sketch_merge_proto_checked(fixed_sketch(dst, i), fixed[i]);
-    for (size_t i = 0; i < msg->n_metrics; i++) {
-        vt_sketch *s = metric_sketch(dst, msg->metrics[i]->name, strlen(msg->metrics[i]->name));
-        if (s)
-            rc |= vt_sketch_merge_proto_checked(s, msg->metrics[i]->sketch);
-        else
-            dst->metrics_dropped += msg->metrics[i]->sketch->count;
-    }
-    if (msg->n_embedding_sum) {
-        if (dst->embedding_sum && dst->embedding_dim != msg->n_embedding_sum)
-            dst->embedding_mismatch += msg->embedding_count;
-        else
-            rc |= add_embedding(dst, msg->embedding_sum, (uint32_t)msg->n_embedding_sum,
-                                msg->embedding_count);
-    }
-    for (size_t i = 0; i < msg->n_invalid_by_reason; i++)
-        for (int r = 1; r < VT_REJECT__COUNT; r++)
-            if (msg->invalid_by_reason[i]->name &&
-                strcmp(msg->invalid_by_reason[i]->name, vt_record_reject_name(r)) == 0)
-                dst->invalid_by_reason[r] += msg->invalid_by_reason[i]->count;
-    for (size_t i = 0; i < msg->n_missing_by_field; i++)
-        for (int f = VT_FIELD_FIRST; f <= VT_FIELD_LAST; f++)
-            if (msg->missing_by_field[i]->name &&
-                strcmp(msg->missing_by_field[i]->name, vt_record_field_name(f)) == 0)
-                dst->missing_by_field[f] += msg->missing_by_field[i]->count;
-    for (size_t i = 0; i < msg->n_exemplars; i++) {
-        const Vitals__V1__Exemplar *e = msg->exemplars[i];
-        struct vt_exemplar x = {
-            .kind = e->kind && strcmp(e->kind, "failed") == 0 ? VT_EXEMPLAR_FAILED
-                                                                : VT_EXEMPLAR_SLOWEST,
-            .latency_ms = isfinite(e->latency_ms) ? e->latency_ms : 0,
-            .ts_ms = e->ts_ms};
-        snprintf(x.request_id, sizeof x.request_id, "%s", e->request_id);
-        add_exemplar(dst, &x);
-    }
-    return rc ? -ENOMEM : 0;
+     * good validation only -ENOMEM can stop it. */
+    int rc = vt_aggregate_check_wire(buf, len, NULL);
+    return rc ? rc : vt_aggregate_merge_wire_checked(dst, buf, len);
 }

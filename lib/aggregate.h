@@ -25,6 +25,8 @@
 #ifndef VT_AGGREGATE_H
 #define VT_AGGREGATE_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "record.h"
@@ -115,16 +117,37 @@ uint64_t vt_aggregate_invalid_total(const struct vt_aggregate *a);
 int vt_aggregate_to_proto(const struct vt_aggregate *a, Vitals__V1__WindowAggregate *msg);
 void vt_aggregate_proto_release(Vitals__V1__WindowAggregate *msg);
 
-/* dst += the aggregate in msg, validating it (sketches as
- * vt_sketch_merge_proto, bounded names and counts, embedding dimension).
- * Returns 0, -EBADMSG (dst unchanged) or -ENOMEM. */
-int vt_aggregate_merge_proto(struct vt_aggregate *dst, const Vitals__V1__WindowAggregate *msg);
+/* Decoding reads a serialized vitals.v1.WindowAggregate where it lies (no
+ * protobuf-c unpack; sketches as vt_sketch_merge_wire). Validation: known
+ * fields of the right wire type, errors <= count, at most
+ * VT_AGG_MAX_ERROR_TYPES error types (names <= VT_AGG_MAX_ERROR_TYPE_LEN),
+ * VT_AGG_MAX_METRICS metrics (names 1..VT_AGG_MAX_METRIC_NAME, each with a
+ * sketch), VT_AGG_MAX_EXEMPLARS exemplars (ids <= VT_AGG_EXEMPLAR_ID_LEN),
+ * one data-quality entry per reason/field at most, one packed embedding_sum
+ * of <= VT_AGG_MAX_EMBEDDING finite doubles, no NUL byte in any name, every
+ * sketch valid. The series key and window are the caller's business: check
+ * hands them over in a vt_agg_head. */
+struct vt_agg_head {
+    const uint8_t *series; /* the SeriesKey message bytes (inside buf), NULL if absent */
+    size_t series_len;
+    int64_t window_start_ms;
+    uint32_t window_ms;
+    uint64_t count;
+    bool overflow;
+};
 
-/* The two halves of vt_aggregate_merge_proto, for a caller that validates a
- * whole batch before merging any of it: check (0 or -EBADMSG, allocates
- * nothing), then merge a message that passed the check (0 or -ENOMEM). */
-int vt_aggregate_check_proto(const Vitals__V1__WindowAggregate *msg);
-int vt_aggregate_merge_proto_checked(struct vt_aggregate *dst,
-                                     const Vitals__V1__WindowAggregate *msg);
+/* Validate buf, changing nothing; fill *head (may be NULL). 0 or -EBADMSG. */
+int vt_aggregate_check_wire(const uint8_t *buf, size_t len, struct vt_agg_head *head);
+
+/* The head alone of an aggregate that passed vt_aggregate_check_wire (reads
+ * the top-level fields only: cheap). 0 or -EBADMSG (malformed). */
+int vt_aggregate_wire_head(const uint8_t *buf, size_t len, struct vt_agg_head *head);
+
+/* dst += the aggregate in buf, which passed vt_aggregate_check_wire (a
+ * caller that validates a whole batch first, then merges). 0 or -ENOMEM. */
+int vt_aggregate_merge_wire_checked(struct vt_aggregate *dst, const uint8_t *buf, size_t len);
+
+/* Both: validate, then merge. 0, -EBADMSG (dst unchanged) or -ENOMEM. */
+int vt_aggregate_merge_wire(struct vt_aggregate *dst, const uint8_t *buf, size_t len);
 
 #endif

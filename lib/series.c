@@ -4,6 +4,7 @@
  * series seen before) touches no allocator.
  */
 #include "series.h"
+#include "pb_wire.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -189,25 +190,62 @@ void vt_series_key_proto_release(Vitals__V1__SeriesKey *msg)
     msg->n_labels = 0;
 }
 
-int vt_series_key_from_proto(const Vitals__V1__SeriesKey *msg, char *buf, size_t cap)
+/* A string field of a SeriesKey or Label: length-delimited, no NUL byte
+ * (NUL separates the parts of a canonical key). */
+static bool key_str(const struct pbf *f)
 {
+    return f->wt == PB_LEN && !memchr(f->ptr, 0, f->len);
+}
+
+int vt_series_key_from_wire(const uint8_t *msg, size_t len, char *buf, size_t cap)
+{
+    /* SeriesKey {service 1, model 2, provider 3, version 4, repeated Label
+     * labels 5}; Label {key 1, value 2}. The four parts first (in any
+     * order on the wire, the last of a repeated one wins), then the labels
+     * in the order sent, which must be strictly sorted by key. */
+    struct vt_str parts[4] = {{"", 0}, {"", 0}, {"", 0}, {"", 0}};
+    struct pb b = pb_make(msg, len);
+    struct pbf f;
+    int r;
+    while ((r = pb_next(&b, &f)) == 1)
+        if (f.num >= 1 && f.num <= 5) {
+            if (!key_str(&f) && f.num != 5)
+                return -EBADMSG;
+            if (f.num <= 4)
+                parts[f.num - 1] = (struct vt_str){(const char *)f.ptr, f.len};
+        }
+    if (r)
+        return -EBADMSG;
     size_t n = 0;
-    const char *parts[] = {msg->service, msg->model, msg->provider, msg->version};
-    for (int i = 0; i < 4; i++) {
-        const char *s = parts[i] ? parts[i] : "";
-        if (put(buf, cap, &n, s, strlen(s)) != 0)
+    for (int i = 0; i < 4; i++)
+        if (put(buf, cap, &n, parts[i].ptr, parts[i].len) != 0)
             return -ENOSPC;
-    }
-    const char *prev = NULL;
-    for (size_t i = 0; i < msg->n_labels; i++) {
-        const Vitals__V1__Label *l = msg->labels[i];
-        if (!l || !l->key || !l->value || !*l->key)
+    struct vt_str prev = {NULL, 0};
+    b = pb_make(msg, len);
+    while (pb_next(&b, &f) == 1) {
+        if (f.num != 5)
+            continue;
+        if (f.wt != PB_LEN)
             return -EBADMSG;
-        if (prev && strcmp(prev, l->key) >= 0)
-            return -EBADMSG; /* labels must be sorted and unique */
-        prev = l->key;
-        if (put(buf, cap, &n, l->key, strlen(l->key)) != 0 ||
-            put(buf, cap, &n, l->value, strlen(l->value)) != 0)
+        struct vt_str kv[2] = {{"", 0}, {"", 0}};
+        struct pb l = pb_of(&f);
+        struct pbf g;
+        while ((r = pb_next(&l, &g)) == 1)
+            if (g.num == 1 || g.num == 2) {
+                if (!key_str(&g))
+                    return -EBADMSG;
+                kv[g.num - 1] = (struct vt_str){(const char *)g.ptr, g.len};
+            }
+        if (r || kv[0].len == 0)
+            return -EBADMSG;
+        if (prev.ptr) { /* sorted and unique */
+            int c = memcmp(prev.ptr, kv[0].ptr, prev.len < kv[0].len ? prev.len : kv[0].len);
+            if (c > 0 || (c == 0 && prev.len >= kv[0].len))
+                return -EBADMSG;
+        }
+        prev = kv[0];
+        if (put(buf, cap, &n, kv[0].ptr, kv[0].len) != 0 ||
+            put(buf, cap, &n, kv[1].ptr, kv[1].len) != 0)
             return -ENOSPC;
     }
     return (int)n;

@@ -54,9 +54,10 @@ int vt_series_key_next_label(const char *key, size_t len, size_t *pos, struct vt
 int vt_series_key_to_proto(const char *key, size_t len, Vitals__V1__SeriesKey *msg);
 void vt_series_key_proto_release(Vitals__V1__SeriesKey *msg);
 
-/* Canonical key from a received message: validates (no NULs, labels sorted
- * strictly by key, total <= cap). Returns the length, or -EBADMSG / -ENOSPC. */
-int vt_series_key_from_proto(const Vitals__V1__SeriesKey *msg, char *buf, size_t cap);
+/* Canonical key from a received, serialized vitals.v1.SeriesKey, read in
+ * place: validates (well-formed, no NUL bytes, non-empty label keys sorted
+ * strictly, total <= cap). Returns the length, or -EBADMSG / -ENOSPC. */
+int vt_series_key_from_wire(const uint8_t *msg, size_t len, char *buf, size_t cap);
 
 /* --- table ---------------------------------------------------------------- */
 

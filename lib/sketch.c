@@ -3,7 +3,8 @@
  *
  * The contract (mapping, error bound, memory, wire form) is in sketch.h.
  * Here: the bounded stores with adaptive counter width, quantile and rank
- * walks, merge/downscale, and the validating proto decoder. The value ->
+ * walks, merge/downscale, and the validating decoder that reads
+ * the wire form in place. The value ->
  * bucket index mapping they are built on is sketch_index.c/.h.
  *
  * Store invariants (checked by store_check() in debug builds):
@@ -14,6 +15,7 @@
  *   - every counter fits in `width` bytes; width only grows.
  */
 #include "sketch.h"
+#include "pb_wire.h"
 #include "sketch_index.h"
 
 #include <assert.h>
@@ -817,260 +819,6 @@ int vt_sketch_to_proto(const vt_sketch *s, Vitals__V1__Sketch *msg)
     return 0;
 }
 
-/* Validate one bucket array: length, index range, counts summed into *total
- * without overflow; *low = its lowest non-zero count (0 if none). */
-static int check_buckets(const Vitals__V1__Buckets *b, int scale, uint64_t *total, uint64_t *low)
-{
-    *total = 0;
-    *low = 0;
-    if (!b || b->n_counts == 0)
-        return 0;
-    if (b->n_counts > VT_SKETCH_MAX_BINS_LIMIT || !b->counts)
-        return -EBADMSG;
-    int64_t first = b->offset;
-    int64_t imin = vt__sketch_index_min(scale), imax = vt__sketch_index_max(scale);
-    for (size_t k = 0; k < b->n_counts; k++) {
-        uint64_t c = b->counts[k];
-        if (c == 0)
-            continue;
-        int64_t j = first + (int64_t)k;
-        if (j < imin || j > imax)
-            return -EBADMSG;
-        if (*low == 0)
-            *low = c;
-        if (*total > UINT64_MAX - c)
-            return -EBADMSG;
-        *total += c;
-    }
-    return 0;
-}
-
-/* Everything a message must satisfy besides its scale (checked by whoever
- * builds at that scale): bucket ranges, counts adding up without overflow,
- * a consistent collapsed_count, finite min <= max on the right sides of 0.
- * Sets the per-store totals and collapsed flags. 0 or -EBADMSG. */
-static int check_msg(const Vitals__V1__Sketch *msg, uint64_t *pt, uint64_t *nt, int *pcol,
-                     int *ncol)
-{
-    uint64_t pl, nl;
-    *pcol = *ncol = 0;
-    if (msg->scale < VT_SKETCH_MIN_SCALE || msg->scale > VT_SKETCH_MAX_SCALE ||
-        !(msg->zero_threshold >= 0) || !isfinite(msg->zero_threshold))
-        return -EBADMSG;
-    if (check_buckets(msg->positive, msg->scale, pt, &pl) ||
-        check_buckets(msg->negative, msg->scale, nt, &nl))
-        return -EBADMSG;
-    uint64_t total = msg->zero_count;
-    if (total > UINT64_MAX - *pt || total + *pt > UINT64_MAX - *nt ||
-        total + *pt + *nt != msg->count)
-        return -EBADMSG;
-    uint64_t cc = msg->collapsed_count;
-    if (cc != 0) {
-        if (pl + nl == cc && pl <= cc) /* both (or the only non-empty one) */
-            *pcol = pl != 0, *ncol = nl != 0;
-        else if (cc == pl)
-            *pcol = 1;
-        else if (cc == nl)
-            *ncol = 1;
-        else
-            return -EBADMSG;
-    }
-    /* sum is not checked: a sum of doubles can legitimately overflow to
-     * +-inf, and +inf merged with -inf is NaN. */
-    if (msg->count > 0 && (!isfinite(msg->min) || !isfinite(msg->max) || msg->min > msg->max ||
-                           (*nt && !(msg->min < 0)) || (*pt && !(msg->max > 0))))
-        return -EBADMSG;
-    return 0;
-}
-
-int vt_sketch_check_proto(const Vitals__V1__Sketch *msg)
-{
-    uint64_t pt, nt;
-    int pcol, ncol;
-    return msg ? check_msg(msg, &pt, &nt, &pcol, &ncol) : -EBADMSG;
-}
-
-static int store_from_proto(vt_sketch_store *st, const Vitals__V1__Buckets *b, uint64_t total,
-                            uint32_t max_bins)
-{
-    if (total == 0)
-        return 0;
-    int32_t lo = INT32_MAX, hi = INT32_MIN;
-    for (size_t k = 0; k < b->n_counts; k++)
-        if (b->counts[k]) {
-            int32_t j = (int32_t)(b->offset + (int64_t)k);
-            if (j < lo)
-                lo = j;
-            hi = j;
-        }
-    int rc = store_reserve(st, lo, hi, total, max_bins);
-    for (size_t k = b->n_counts; rc == 0 && k-- > 0;)
-        if (b->counts[k])
-            rc = store_add(st, (int32_t)(b->offset + (int64_t)k), b->counts[k], max_bins);
-    return rc;
-}
-
-static int from_proto_into(vt_sketch *s, const Vitals__V1__Sketch *msg, uint32_t max_bins)
-{
-    if (!msg)
-        return -EINVAL;
-    int rc = vt_sketch_init(s, msg->scale, max_bins, 0);
-    if (rc == -EINVAL && max_bins <= VT_SKETCH_MAX_BINS_LIMIT)
-        return -EBADMSG; /* the scale was out of range */
-    if (rc)
-        return rc;
-    uint64_t pt, nt;
-    int pcol, ncol;
-    if ((rc = check_msg(msg, &pt, &nt, &pcol, &ncol)) != 0)
-        return rc;
-    s->zero_threshold = msg->zero_threshold;
-    rc = store_from_proto(&s->pos, msg->positive, pt, s->max_bins);
-    if (!rc)
-        rc = store_from_proto(&s->neg, msg->negative, nt, s->max_bins);
-    if (rc)
-        return rc;
-    s->pos.collapsed |= (uint8_t)pcol;
-    s->neg.collapsed |= (uint8_t)ncol;
-    s->count = msg->count;
-    s->zero_count = msg->zero_count;
-    if (msg->count) {
-        s->sum = msg->sum;
-        s->min = msg->min;
-        s->max = msg->max;
-    }
-    store_check(&s->pos, s->max_bins);
-    store_check(&s->neg, s->max_bins);
-    return 0;
-}
-
-int vt_sketch_from_proto(vt_sketch *s, const Vitals__V1__Sketch *msg, uint32_t max_bins)
-{
-    vt_sketch_init_default(s);
-    int rc = from_proto_into(s, msg, max_bins);
-    if (rc) {
-        vt_sketch_free(s);
-        vt_sketch_init_default(s);
-    }
-    return rc;
-}
-
-/* dst's store += the buckets of a validated message at dst's scale, in one
- * pass: reserve the message's whole index range (the encoder trims it to
- * the occupied buckets), then add from the top down, as merge_store does;
- * buckets at or below zfold join the zero bucket. `extra` bounds the counts
- * added (for the counter width). */
-static int merge_buckets(vt_sketch *dst, vt_sketch_store *d, const Vitals__V1__Buckets *b,
-                         uint64_t extra, int32_t zfold, int reserve_only)
-{
-    if (!b || b->n_counts == 0)
-        return 0;
-    /* Trim zero ends (our encoder never sends them; another might): a wider
-     * reservation could collapse buckets that fit. */
-    size_t first = 0, last = b->n_counts - 1;
-    while (first < last && !b->counts[first])
-        first++;
-    while (last > first && !b->counts[last])
-        last--;
-    if (!b->counts[first])
-        return 0;
-    int32_t lo = (int32_t)(b->offset + (int64_t)first), hi = (int32_t)(b->offset + (int64_t)last);
-    if (hi <= zfold) {
-        if (!reserve_only)
-            for (size_t k = 0; k < b->n_counts; k++)
-                dst->zero_count += b->counts[k];
-        return 0;
-    }
-    if (lo <= zfold)
-        lo = zfold + 1;
-    if (reserve_only)
-        return store_reserve(d, lo, hi, extra, dst->max_bins);
-    for (size_t k = b->n_counts; k-- > 0;) {
-        uint64_t c = b->counts[k];
-        int32_t j = (int32_t)(b->offset + (int64_t)k);
-        if (!c)
-            continue;
-        if (j <= zfold) {
-            dst->zero_count += c;
-            continue;
-        }
-        int rc = store_add(d, j, c, dst->max_bins);
-        assert(rc == 0); /* reserved */
-        (void)rc;
-    }
-    return 0;
-}
-
-/* dst += msg, msg already validated (check_msg) and at dst's scale and zero
- * threshold. */
-static int merge_checked(vt_sketch *dst, const Vitals__V1__Sketch *msg, int pcol, int ncol)
-{
-    if (msg->count == 0)
-        return 0;
-    if (dst->count > UINT64_MAX - msg->count)
-        return -EOVERFLOW;
-    int32_t zfold = zero_fold_index(dst->scale, dst->zero_threshold);
-    int rc = merge_buckets(dst, &dst->pos, msg->positive, msg->count, zfold, 1);
-    if (!rc)
-        rc = merge_buckets(dst, &dst->neg, msg->negative, msg->count, zfold, 1);
-    if (rc)
-        return rc;
-    merge_buckets(dst, &dst->pos, msg->positive, 0, zfold, 0);
-    merge_buckets(dst, &dst->neg, msg->negative, 0, zfold, 0);
-    dst->pos.collapsed |= (uint8_t)pcol;
-    dst->neg.collapsed |= (uint8_t)ncol;
-    merge_totals(dst, msg->zero_count, msg->count, msg->sum, msg->min, msg->max);
-    return 0;
-}
-
-/* collapsed flags of a message that passed check_msg, without rescanning
- * more than the lowest non-zero count of each store. */
-static void collapsed_flags(const Vitals__V1__Sketch *msg, int *pcol, int *ncol)
-{
-    *pcol = *ncol = 0;
-    if (!msg->collapsed_count)
-        return;
-    uint64_t pl = 0, nl = 0;
-    for (size_t k = 0; msg->positive && k < msg->positive->n_counts && !pl; k++)
-        pl = msg->positive->counts[k];
-    for (size_t k = 0; msg->negative && k < msg->negative->n_counts && !nl; k++)
-        nl = msg->negative->counts[k];
-    uint64_t cc = msg->collapsed_count;
-    if (pl + nl == cc && pl <= cc)
-        *pcol = pl != 0, *ncol = nl != 0;
-    else if (cc == pl)
-        *pcol = 1;
-    else
-        *ncol = 1;
-}
-
-int vt_sketch_merge_proto_checked(vt_sketch *dst, const Vitals__V1__Sketch *msg)
-{
-    if (msg->scale != dst->scale || msg->zero_threshold != dst->zero_threshold)
-        return vt_sketch_merge_proto(dst, msg);
-    int pcol, ncol;
-    collapsed_flags(msg, &pcol, &ncol);
-    return merge_checked(dst, msg, pcol, ncol);
-}
-
-int vt_sketch_merge_proto(vt_sketch *dst, const Vitals__V1__Sketch *msg)
-{
-    /* The common case - same scale, same zero threshold - merges straight
-     * from the message: validate, reserve, add. Anything else goes through
-     * a temporary sketch and vt_sketch_merge. */
-    if (msg && dst && msg->scale == dst->scale && msg->zero_threshold == dst->zero_threshold) {
-        uint64_t pt, nt;
-        int pcol, ncol;
-        int rc = check_msg(msg, &pt, &nt, &pcol, &ncol);
-        return rc ? rc : merge_checked(dst, msg, pcol, ncol);
-    }
-    vt_sketch tmp;
-    int rc = vt_sketch_from_proto(&tmp, msg, dst->max_bins);
-    if (!rc)
-        rc = vt_sketch_merge(dst, &tmp);
-    vt_sketch_free(&tmp);
-    return rc;
-}
-
 int vt_sketch_pack(const vt_sketch *s, uint8_t **out, size_t *len)
 {
     Vitals__V1__Sketch msg;
@@ -1093,14 +841,378 @@ int vt_sketch_pack(const vt_sketch *s, uint8_t **out, size_t *len)
     return 0;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Decoding, straight from the wire                                         */
+/* ---------------------------------------------------------------------- */
+
+/* A vitals.v1.Sketch parsed in place: scalars decoded, the two Buckets
+ * messages left where they lie (their counts are walked, never copied). */
+struct wire_sketch {
+    int32_t scale;
+    uint64_t count, zero_count, collapsed_count;
+    double sum, min, max, zero_threshold;
+    struct pb pos, neg; /* Buckets message bytes; p == NULL when absent */
+};
+
+/* Syntax only: every field well formed with its declared wire type. A
+ * Buckets field given twice (protobuf would merge the two; our encoders
+ * never split one) is refused. Unknown fields are skipped. 0 or -EBADMSG. */
+static int wire_parse(struct wire_sketch *w, const uint8_t *buf, size_t len)
+{
+    memset(w, 0, sizeof *w);
+    struct pb b = pb_make(buf, len);
+    struct pbf f;
+    int r;
+    while ((r = pb_next(&b, &f)) == 1) {
+        uint32_t want = f.num == 3 || f.num == 4 || f.num == 5 || f.num == 9 ? PB_FIXED64
+                        : f.num == 7 || f.num == 8                         ? PB_LEN
+                                                                           : PB_VARINT;
+        if (f.num <= 10 && f.wt != want)
+            return -EBADMSG;
+        switch (f.num) {
+        case 1:
+            if (f.u > UINT32_MAX)
+                return -EBADMSG;
+            w->scale = pb_zigzag32(f.u);
+            break;
+        case 2: w->count = f.u; break;
+        case 3: w->sum = pb_double(f.u); break;
+        case 4: w->min = pb_double(f.u); break;
+        case 5: w->max = pb_double(f.u); break;
+        case 6: w->zero_count = f.u; break;
+        case 7:
+        case 8: {
+            struct pb *to = f.num == 7 ? &w->pos : &w->neg;
+            if (to->p)
+                return -EBADMSG;
+            *to = pb_of(&f);
+            break;
+        }
+        case 9: w->zero_threshold = pb_double(f.u); break;
+        case 10: w->collapsed_count = f.u; break;
+        default: break;
+        }
+    }
+    return r == 0 ? 0 : -EBADMSG;
+}
+
+/* Walks the counts of a Buckets message {sint32 offset = 1; repeated uint64
+ * counts = 2}: packed runs and single varints alike, in order. Zero counts
+ * (most of a sparse sketch: one 0x00 byte each) are skipped eight at a
+ * time. */
+struct counts_it {
+    struct pb msg;  /* fields of the Buckets message not read yet */
+    struct pb run;  /* rest of the current packed run */
+    int64_t offset; /* bucket index of count 0 */
+    uint64_t k;     /* position of the next count */
+};
+
+/* The offset (the last one wins, as in protobuf) and the wire types of the
+ * fields, then the iterator at the first count. 0 or -EBADMSG. */
+static int counts_begin(struct counts_it *it, struct pb msg)
+{
+    it->msg = msg;
+    it->run = (struct pb){msg.p, msg.p};
+    it->offset = 0;
+    it->k = 0;
+    struct pbf f;
+    int r;
+    while ((r = pb_next(&msg, &f)) == 1) {
+        if (f.num == 1) {
+            if (f.wt != PB_VARINT || f.u > UINT32_MAX)
+                return -EBADMSG;
+            it->offset = pb_zigzag32(f.u);
+        } else if (f.num == 2 && f.wt != PB_LEN && f.wt != PB_VARINT) {
+            return -EBADMSG;
+        }
+    }
+    return r == 0 ? 0 : -EBADMSG;
+}
+
+/* Leading zero bytes (in memory order) of a non-zero 8-byte word. */
+static inline unsigned zero_prefix(uint64_t w)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return (unsigned)__builtin_ctzll(w) >> 3;
+#else
+    return (unsigned)__builtin_clzll(w) >> 3;
+#endif
+}
+
+/* The next non-zero count: 1 with its bucket index and value, 0 at the end,
+ * -EBADMSG on a truncated varint (counts_begin checked everything else). */
+static inline int counts_next(struct counts_it *it, int64_t *index, uint64_t *value)
+{
+    for (;;) {
+        struct pb *r = &it->run;
+        while (r->end - r->p >= 8) {
+            uint64_t w;
+            memcpy(&w, r->p, 8);
+            if (w) {
+                unsigned z = zero_prefix(w);
+                r->p += z;
+                it->k += z;
+                break;
+            }
+            r->p += 8;
+            it->k += 8;
+        }
+        while (r->p < r->end && *r->p == 0) {
+            r->p++;
+            it->k++;
+        }
+        uint64_t v;
+        if (r->p < r->end) {
+            if (pb_varint(r, &v))
+                return -EBADMSG;
+        } else { /* the next counts field */
+            struct pbf f;
+            int rr;
+            while ((rr = pb_next(&it->msg, &f)) == 1 && f.num != 2)
+                ;
+            if (rr <= 0)
+                return rr < 0 ? -EBADMSG : 0;
+            if (f.wt == PB_LEN) {
+                it->run = pb_of(&f);
+                continue;
+            }
+            v = f.u;
+        }
+        uint64_t k = it->k++;
+        if (v) { /* (a zero spelled with more than one byte lands here too) */
+            *index = it->offset + (int64_t)k;
+            *value = v;
+            return 1;
+        }
+    }
+}
+
+/* Validate one Buckets message: at most VT_SKETCH_MAX_BINS_LIMIT counts,
+ * every non-zero one at an index of the mapping, summed into *total without
+ * overflow; *low = its lowest-index non-zero count (0 if none). */
+static int check_counts(struct pb msg, int scale, uint64_t *total, uint64_t *low)
+{
+    *total = 0;
+    *low = 0;
+    if (!msg.p)
+        return 0;
+    struct counts_it it;
+    if (counts_begin(&it, msg))
+        return -EBADMSG;
+    int64_t imin = vt__sketch_index_min(scale), imax = vt__sketch_index_max(scale);
+    int64_t j;
+    uint64_t c;
+    int r;
+    while ((r = counts_next(&it, &j, &c)) == 1) {
+        if (j < imin || j > imax || *total > UINT64_MAX - c)
+            return -EBADMSG;
+        if (*low == 0)
+            *low = c;
+        *total += c;
+    }
+    return r < 0 || it.k > VT_SKETCH_MAX_BINS_LIMIT ? -EBADMSG : 0;
+}
+
+/* Everything a message must satisfy: scale and zero threshold in range,
+ * bucket ranges, counts adding up to `count` without overflow, a consistent
+ * collapsed_count, finite min <= max on the right sides of 0. Sets the
+ * collapsed flags of the two stores. 0 or -EBADMSG. */
+static int check_msg(const struct wire_sketch *w, int *pcol, int *ncol)
+{
+    uint64_t pt, nt, pl, nl;
+    *pcol = *ncol = 0;
+    if (w->scale < VT_SKETCH_MIN_SCALE || w->scale > VT_SKETCH_MAX_SCALE ||
+        !(w->zero_threshold >= 0) || !isfinite(w->zero_threshold))
+        return -EBADMSG;
+    if (check_counts(w->pos, w->scale, &pt, &pl) || check_counts(w->neg, w->scale, &nt, &nl))
+        return -EBADMSG;
+    uint64_t total = w->zero_count;
+    if (total > UINT64_MAX - pt || total + pt > UINT64_MAX - nt || total + pt + nt != w->count)
+        return -EBADMSG;
+    uint64_t cc = w->collapsed_count;
+    if (cc != 0) {
+        if (pl + nl == cc && pl <= cc) /* both (or the only non-empty one) */
+            *pcol = pl != 0, *ncol = nl != 0;
+        else if (cc == pl)
+            *pcol = 1;
+        else if (cc == nl)
+            *ncol = 1;
+        else
+            return -EBADMSG;
+    }
+    /* sum is not checked: a sum of doubles can legitimately overflow to
+     * +-inf, and +inf merged with -inf is NaN. */
+    if (w->count > 0 && (!isfinite(w->min) || !isfinite(w->max) || w->min > w->max ||
+                         (nt && !(w->min < 0)) || (pt && !(w->max > 0))))
+        return -EBADMSG;
+    return 0;
+}
+
+/* The collapsed flags of a message that passed check_msg, reading only the
+ * lowest non-zero count of each store. */
+static void collapsed_flags(const struct wire_sketch *w, int *pcol, int *ncol)
+{
+    *pcol = *ncol = 0;
+    if (!w->collapsed_count)
+        return;
+    uint64_t pl = 0, nl = 0;
+    struct counts_it it;
+    int64_t j;
+    if (w->pos.p && !counts_begin(&it, w->pos) && counts_next(&it, &j, &pl) != 1)
+        pl = 0;
+    if (w->neg.p && !counts_begin(&it, w->neg) && counts_next(&it, &j, &nl) != 1)
+        nl = 0;
+    uint64_t cc = w->collapsed_count;
+    if (pl + nl == cc && pl <= cc)
+        *pcol = pl != 0, *ncol = nl != 0;
+    else if (cc == pl)
+        *pcol = 1;
+    else
+        *ncol = 1;
+}
+
+/* Index range of the non-zero counts of a validated Buckets message;
+ * lo > hi when it has none. */
+struct span {
+    int64_t lo, hi;
+};
+
+static struct span counts_span(struct pb msg)
+{
+    struct span s = {INT64_MAX, INT64_MIN};
+    struct counts_it it;
+    int64_t j;
+    uint64_t c;
+    if (!msg.p || counts_begin(&it, msg))
+        return s;
+    while (counts_next(&it, &j, &c) == 1) {
+        if (s.lo == INT64_MAX)
+            s.lo = j;
+        s.hi = j;
+    }
+    return s;
+}
+
+/* Step 1 of merging a validated Buckets message into store d (at d's
+ * scale): make room for its range above the zero bucket (the only step that
+ * allocates). `extra` bounds the counts added (for the counter width). */
+static int reserve_counts(vt_sketch *dst, vt_sketch_store *d, struct span s, uint64_t extra,
+                          int32_t zfold)
+{
+    if (s.lo > s.hi || s.hi <= zfold)
+        return 0;
+    int64_t lo = s.lo <= zfold ? (int64_t)zfold + 1 : s.lo;
+    return store_reserve(d, (int32_t)lo, (int32_t)s.hi, extra, dst->max_bins);
+}
+
+/* Step 2: add the counts. Buckets at or below zfold join the zero bucket;
+ * when the union is wider than max_bins, the lowest fold into the lowest kept
+ * bucket - exactly the window store_reserve prepared, so nothing allocates. */
+static void add_counts(vt_sketch *dst, vt_sketch_store *d, struct pb msg, struct span s,
+                       int32_t zfold)
+{
+    if (s.lo > s.hi)
+        return;
+    int64_t top = d->total && d->hi > s.hi ? d->hi : s.hi;
+    int64_t floor = top - (int64_t)dst->max_bins + 1;
+    struct counts_it it;
+    int64_t j;
+    uint64_t c;
+    counts_begin(&it, msg);
+    while (counts_next(&it, &j, &c) == 1) {
+        if (j <= zfold) {
+            dst->zero_count += c;
+            continue;
+        }
+        if (j < floor) {
+            j = floor;
+            d->collapsed = 1;
+        }
+        int rc = store_add(d, (int32_t)j, c, dst->max_bins);
+        assert(rc == 0); /* reserved */
+        (void)rc;
+    }
+}
+
+/* dst += w, w validated (check_msg) and at dst's scale and zero threshold.
+ * All or nothing: both stores are reserved before anything is added. */
+static int merge_checked(vt_sketch *dst, const struct wire_sketch *w, int pcol, int ncol)
+{
+    if (w->count == 0)
+        return 0;
+    if (dst->count > UINT64_MAX - w->count)
+        return -EOVERFLOW;
+    int32_t zfold = zero_fold_index(dst->scale, dst->zero_threshold);
+    struct span ps = counts_span(w->pos), ns = counts_span(w->neg);
+    int rc = reserve_counts(dst, &dst->pos, ps, w->count, zfold);
+    if (!rc)
+        rc = reserve_counts(dst, &dst->neg, ns, w->count, zfold);
+    if (rc)
+        return rc;
+    /* merge_totals adds the message's zero_count; add_counts adds what folds */
+    add_counts(dst, &dst->pos, w->pos, ps, zfold);
+    add_counts(dst, &dst->neg, w->neg, ns, zfold);
+    dst->pos.collapsed |= (uint8_t)pcol;
+    dst->neg.collapsed |= (uint8_t)ncol;
+    merge_totals(dst, w->zero_count, w->count, w->sum, w->min, w->max);
+    return 0;
+}
+
+int vt_sketch_check_wire(const uint8_t *buf, size_t len)
+{
+    struct wire_sketch w;
+    int pcol, ncol;
+    if (wire_parse(&w, buf, len))
+        return -EBADMSG;
+    return check_msg(&w, &pcol, &ncol);
+}
+
 int vt_sketch_unpack(vt_sketch *s, const uint8_t *buf, size_t len, uint32_t max_bins)
 {
-    Vitals__V1__Sketch *msg = vitals__v1__sketch__unpack(NULL, len, buf);
-    if (!msg) {
-        vt_sketch_init_default(s);
+    struct wire_sketch w;
+    int pcol, ncol;
+    vt_sketch_init_default(s);
+    if (max_bins > VT_SKETCH_MAX_BINS_LIMIT)
+        return -EINVAL;
+    if (wire_parse(&w, buf, len) || check_msg(&w, &pcol, &ncol))
         return -EBADMSG;
+    int rc = vt_sketch_init(s, w.scale, max_bins, w.zero_threshold); /* allocates nothing */
+    if (!rc)
+        rc = merge_checked(s, &w, pcol, ncol);
+    if (rc) {
+        vt_sketch_free(s);
+        vt_sketch_init_default(s);
     }
-    int rc = vt_sketch_from_proto(s, msg, max_bins);
-    vitals__v1__sketch__free_unpacked(msg, NULL);
     return rc;
+}
+
+int vt_sketch_merge_wire(vt_sketch *dst, const uint8_t *buf, size_t len)
+{
+    struct wire_sketch w;
+    int pcol, ncol;
+    if (wire_parse(&w, buf, len))
+        return -EBADMSG;
+    /* The common case - same scale, same zero threshold - merges straight
+     * from the message. Anything else goes through a temporary sketch. */
+    if (w.scale == dst->scale && w.zero_threshold == dst->zero_threshold) {
+        int rc = check_msg(&w, &pcol, &ncol);
+        return rc ? rc : merge_checked(dst, &w, pcol, ncol);
+    }
+    vt_sketch tmp;
+    int rc = vt_sketch_unpack(&tmp, buf, len, dst->max_bins);
+    if (!rc)
+        rc = vt_sketch_merge(dst, &tmp);
+    vt_sketch_free(&tmp);
+    return rc;
+}
+
+int vt_sketch_merge_wire_checked(vt_sketch *dst, const uint8_t *buf, size_t len)
+{
+    struct wire_sketch w;
+    int pcol, ncol;
+    if (wire_parse(&w, buf, len) || w.scale != dst->scale ||
+        w.zero_threshold != dst->zero_threshold)
+        return vt_sketch_merge_wire(dst, buf, len);
+    collapsed_flags(&w, &pcol, &ncol);
+    return merge_checked(dst, &w, pcol, ncol);
 }

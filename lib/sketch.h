@@ -214,35 +214,39 @@ double vt_sketch_relative_error(int scale);
 int vt_sketch_to_proto(const vt_sketch *s, Vitals__V1__Sketch *msg);
 void vt_sketch_proto_release(Vitals__V1__Sketch *msg);
 
-/* Validate msg and build *s from it (s need not be initialised; on success
- * it owns its stores, release with vt_sketch_free). Checks: scale in range,
- * zero_threshold finite >= 0, bucket arrays <= VT_SKETCH_MAX_BINS_LIMIT long
- * and indexes within the mapping's range, count == zero_count + all bucket
- * counts without overflow, min <= max finite (when count > 0) and of the
- * right sign for the non-empty stores, collapsed_count consistent. sum is
- * taken as is (a sum of doubles may have overflowed to +-inf, or NaN). max_bins as for vt_sketch_init (0 = default);
- * wider messages are collapsed into it. Returns 0, -EBADMSG, -EINVAL (bad
- * max_bins), -ENOMEM; on error *s is a valid empty sketch. */
-int vt_sketch_from_proto(vt_sketch *s, const Vitals__V1__Sketch *msg, uint32_t max_bins);
-
-/* Validate msg as vt_sketch_from_proto would, without building anything.
- * 0 or -EBADMSG. */
-int vt_sketch_check_proto(const Vitals__V1__Sketch *msg);
-
-/* dst += the sketch in msg (validated as above). Errors as vt_sketch_merge
- * plus -EBADMSG; dst unchanged on -EBADMSG. */
-int vt_sketch_merge_proto(vt_sketch *dst, const Vitals__V1__Sketch *msg);
-
-/* vt_sketch_merge_proto for a message that already passed
- * vt_sketch_check_proto (validate a whole batch first, then merge without
- * checking twice). Same errors but -EBADMSG. */
-int vt_sketch_merge_proto_checked(vt_sketch *dst, const Vitals__V1__Sketch *msg);
-
 /* Serialise to a packed vitals.v1.Sketch. *out is malloc'ed (caller frees),
  * *len its size. Returns 0 or -ENOMEM. */
 int vt_sketch_pack(const vt_sketch *s, uint8_t **out, size_t *len);
 
-/* Parse + validate a packed vitals.v1.Sketch (as vt_sketch_from_proto). */
+/*
+ * Decoding reads a serialized vitals.v1.Sketch where it lies (no protobuf-c
+ * unpack, no copy of the bucket arrays; runs of zero counts are skipped
+ * eight bytes at a time), so the scorer can merge what agents send at wire
+ * speed. Every decoder validates: scale in range, zero_threshold finite >= 0,
+ * known fields of the right wire type (a Buckets field given twice is
+ * refused), at most VT_SKETCH_MAX_BINS_LIMIT counts per store and every
+ * non-zero one at an index of the mapping, count == zero_count + all bucket
+ * counts without overflow, min <= max finite (when count > 0) and of the
+ * right sign for the non-empty stores, collapsed_count consistent. sum is
+ * taken as is (a sum of doubles may have overflowed to +-inf, or NaN).
+ */
+
+/* Build *s from buf (s need not be initialised; on success it owns its
+ * stores, release with vt_sketch_free). max_bins as for vt_sketch_init (0 =
+ * default); wider messages are collapsed into it. Returns 0, -EBADMSG,
+ * -EINVAL (bad max_bins), -ENOMEM; on error *s is a valid empty sketch. */
 int vt_sketch_unpack(vt_sketch *s, const uint8_t *buf, size_t len, uint32_t max_bins);
+
+/* Validate as vt_sketch_unpack would, building nothing. 0 or -EBADMSG. */
+int vt_sketch_check_wire(const uint8_t *buf, size_t len);
+
+/* dst += the sketch in buf (validated as above). Errors as vt_sketch_merge
+ * plus -EBADMSG; dst unchanged on -EBADMSG. */
+int vt_sketch_merge_wire(vt_sketch *dst, const uint8_t *buf, size_t len);
+
+/* vt_sketch_merge_wire for bytes that already passed vt_sketch_check_wire
+ * (validate a whole batch first, then merge without checking twice). Same
+ * errors but -EBADMSG. */
+int vt_sketch_merge_wire_checked(vt_sketch *dst, const uint8_t *buf, size_t len);
 
 #endif

@@ -23,17 +23,14 @@
 
 #define EXPIRE_EVERY_MS 5000
 #define MAX_GROUP 1024 /* batches per WAL job */
-#define POOL_MAX 128   /* free pends kept (each with its unpack arena) */
+#define POOL_MAX 128   /* free pends kept */
 
 enum job_kind { JOB_NONE = 0, JOB_WAL, JOB_SNAPSHOT };
 
 struct pend {
     struct pend *next;
     vt_grpc_call_t *call;
-    Vitals__V1__Batch *batch;      /* unpacked into arena */
-    struct vt_pb_arena arena;      /* kept across uses (pend pool) */
-    const uint8_t *raw; /* the request bytes (owned by call until respond) */
-    size_t len;
+    struct vt_batch batch; /* points into the request (owned by call until respond) */
     int64_t arrival_ms;
     uint64_t t0_ns;
     bool follower; /* same id as an earlier queued batch: not appended */
@@ -49,9 +46,8 @@ struct vt_collector {
     char *snap_path;
     struct vt_collector_opts o;
 
-    struct pend *pool;            /* free pends with warm arenas */
+    struct pend *pool;            /* free pends */
     uint32_t pool_len;
-    struct vt_pb_arena replay_arena;
     struct pend *q_head, *q_tail; /* waiting for the next job */
     uint32_t q_len;
     struct pend *job_list;        /* in the running job */
@@ -92,11 +88,11 @@ static void reject(vt_collector *c, vt_grpc_call_t *call, int status, const char
     vt_grpc_respond(call, status, msg, NULL, 0);
 }
 
-static void ack(vt_collector *c, vt_grpc_call_t *call, const Vitals__V1__Batch *b, bool dup,
+static void ack(vt_collector *c, vt_grpc_call_t *call, const struct vt_batch *b, bool dup,
                 uint64_t records)
 {
     Vitals__V1__Ack a = VITALS__V1__ACK__INIT;
-    a.batch_id = b->batch_id;
+    a.batch_id = (char *)b->batch_id;
     a.duplicate = dup;
     a.records = records;
     uint8_t buf[1200];
@@ -129,46 +125,39 @@ static bool token_ok(const vt_collector *c, const char *auth)
     return diff == 0;
 }
 
-static bool same_batch(const Vitals__V1__Batch *a, const Vitals__V1__Batch *b)
+static bool same_batch(const struct vt_batch *a, const struct vt_batch *b)
 {
     return strcmp(a->batch_id, b->batch_id) == 0 && strcmp(a->agent_id, b->agent_id) == 0;
 }
 
-static bool queued(const struct pend *list, const Vitals__V1__Batch *b)
+static bool queued(const struct pend *list, const struct vt_batch *b)
 {
     for (; list; list = list->next)
-        if (!list->follower && same_batch(list->batch, b))
+        if (!list->follower && same_batch(&list->batch, b))
             return true;
     return false;
 }
 
-/* A pend from the pool (its arena warm from earlier batches), or a new one. */
+/* A pend from the pool, or a new one. */
 static struct pend *pend_get(vt_collector *c)
 {
     struct pend *p = c->pool;
     if (p) {
         c->pool = p->next;
         c->pool_len--;
-    } else {
-        p = malloc(sizeof *p);
-        if (!p)
-            return NULL;
-        if (vt_pb_arena_init(&p->arena, 0)) {
-            free(p);
-            return NULL;
-        }
+    } else if (!(p = malloc(sizeof *p))) {
+        return NULL;
     }
-    struct vt_pb_arena keep = p->arena;
-    memset(p, 0, sizeof *p);
-    p->arena = keep;
+    p->next = NULL;
+    p->call = NULL;
+    p->follower = false;
+    p->rc = 0;
     return p;
 }
 
 static void pend_put(vt_collector *c, struct pend *p)
 {
-    vt_pb_arena_reset(&p->arena); /* frees the batch */
     if (c->pool_len >= POOL_MAX) {
-        vt_pb_arena_free(&p->arena);
         free(p);
         return;
     }
@@ -197,23 +186,14 @@ static void on_push(vt_grpc_call_t *call, void *data)
     }
     size_t len;
     const uint8_t *raw = vt_grpc_call_request(call, &len);
-    Vitals__V1__Batch *b = vitals__v1__batch__unpack(&p->arena.pc, len, raw);
-    if (!b) {
-        pend_put(c, p);
-        reject(c, call, VT_GRPC_INVALID_ARGUMENT, "invalid_argument",
-               "request is not a vitals.v1.Batch");
-        return;
-    }
-    /* Validation decodes every aggregate into the store's scratch (no
-     * allocation once warm); the merge after the WAL write reads the message
-     * again, straight into the rollup buckets. */
     char err[256];
-    int rc = vt_store_validate(c->store, b, NULL, err, sizeof err);
+    struct vt_batch *b = &p->batch;
+    int rc = vt_batch_parse(b, raw, len, err, sizeof err);
+    if (!rc)
+        rc = vt_store_validate(c->store, b, err, sizeof err);
     if (rc) {
         if (rc == -EPROTO)
             reject(c, call, VT_GRPC_FAILED_PRECONDITION, "failed_precondition", err);
-        else if (rc == -ENOMEM)
-            reject(c, call, VT_GRPC_RESOURCE_EXHAUSTED, "resource_exhausted", err);
         else
             reject(c, call, VT_GRPC_INVALID_ARGUMENT, "invalid_argument", err);
         pend_put(c, p);
@@ -225,9 +205,6 @@ static void on_push(vt_grpc_call_t *call, void *data)
         return;
     }
     p->call = call;
-    p->batch = b;
-    p->raw = raw;
-    p->len = len;
     p->arrival_ms = wall_ms();
     p->t0_ns = uv_hrtime();
     p->follower = queued(c->q_head, b) || queued(c->job_list, b);
@@ -258,7 +235,7 @@ static void work_cb(uv_work_t *w)
     for (struct pend *p = c->job_list; p; p = p->next) {
         if (p->follower)
             continue;
-        p->rc = vt_seglog_append(c->wal, p->raw, p->len, 1, p->arrival_ms, NULL);
+        p->rc = vt_seglog_append(c->wal, p->batch.buf, p->batch.len, 1, p->arrival_ms, NULL);
         any |= p->rc == 0;
     }
     if (any && c->o.wal_fsync) {
@@ -280,8 +257,8 @@ static void finish_wal_job(vt_collector *c)
         struct pend *next = p->next;
         uint64_t t0 = uv_hrtime();
         if (p->follower) {
-            if (vt_store_seen(c->store, p->batch))
-                ack(c, p->call, p->batch, true, 0);
+            if (vt_store_seen(c->store, &p->batch))
+                ack(c, p->call, &p->batch, true, 0);
             else
                 reject(c, p->call, VT_GRPC_UNAVAILABLE, "unavailable", "WAL write failed; retry");
         } else if (p->rc) {
@@ -290,7 +267,7 @@ static void finish_wal_job(vt_collector *c)
             reject(c, p->call, VT_GRPC_UNAVAILABLE, "unavailable", "WAL write failed; retry");
         } else {
             uint64_t dropped = 0;
-            int64_t n = vt_store_apply(c->store, p->batch, NULL, &dropped);
+            int64_t n = vt_store_apply(c->store, &p->batch, &dropped);
             if (n < 0) {
                 /* Durable but not merged: a restart will merge it. Tell the
                  * agent to retry; the retry is then a duplicate. */
@@ -302,7 +279,7 @@ static void finish_wal_job(vt_collector *c)
                 c->changes_since_snapshot++;
                 merged = true;
                 vt_histogram_observe(c->merge_seconds, (double)(uv_hrtime() - t0) / 1e9);
-                ack(c, p->call, p->batch, false, (uint64_t)n);
+                ack(c, p->call, &p->batch, false, (uint64_t)n);
             }
         }
         vt_histogram_observe(c->push_seconds, (double)(uv_hrtime() - p->t0_ns) / 1e9);
@@ -512,13 +489,14 @@ static int replay(vt_collector *c)
     while ((rc = vt_seglog_reader_next(r, &f)) == 1) {
         if (f.first_seq < from)
             continue;
-        vt_pb_arena_reset(&c->replay_arena);
-        Vitals__V1__Batch *b = vitals__v1__batch__unpack(&c->replay_arena.pc, f.len, f.data);
-        if (!b) {
+        struct vt_batch b;
+        char err[256];
+        if (vt_batch_parse(&b, f.data, f.len, err, sizeof err) ||
+            vt_store_validate(c->store, &b, err, sizeof err)) {
             bad++;
             continue;
         }
-        int64_t n = vt_store_apply(c->store, b, NULL, NULL);
+        int64_t n = vt_store_apply(c->store, &b, NULL);
         if (n < 0) {
             bad++;
             continue;
@@ -527,7 +505,6 @@ static int replay(vt_collector *c)
         batches++;
     }
     vt_seglog_reader_close(r);
-    vt_pb_arena_reset(&c->replay_arena);
     if (rc < 0)
         return rc;
     vt_store_expire(c->store, wall_ms());
@@ -582,11 +559,7 @@ int vt_collector_open(vt_collector **out, uv_loop_t *loop, vt_store *store, vt_g
     if (rec.corrupt_frames || rec.truncated_bytes)
         vt_warn("WAL recovery: corrupt_frames=%" PRIu64 " truncated_bytes=%" PRIu64,
                 rec.corrupt_frames, rec.truncated_bytes);
-    rc = vt_pb_arena_init(&c->replay_arena, 0);
-    if (rc)
-        goto fail;
     rc = replay(c);
-    vt_pb_arena_free(&c->replay_arena); /* only start-up needs it */
     if (rc)
         goto fail;
     rc = register_metrics(c, reg);
@@ -657,7 +630,6 @@ static void on_timer_closed(uv_handle_t *h)
     while (c->pool) {
         struct pend *p = c->pool;
         c->pool = p->next;
-        vt_pb_arena_free(&p->arena);
         free(p);
     }
     free(c->snap_path);

@@ -37,80 +37,6 @@
 #define DEFAULT_MAX_SERIES 100000
 #define DEDUPE_SLACK_MS (3600 * 1000LL)
 
-/* ---- protobuf arena ------------------------------------------------------ */
-
-struct vt_pb_arena_chunk {
-    struct vt_pb_arena_chunk *next;
-    max_align_t data[];
-};
-
-#define ARENA_ALIGN 16
-
-static void *arena_alloc(void *ud, size_t size)
-{
-    struct vt_pb_arena *a = ud;
-    size = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-    a->want += size;
-    if (size <= a->cap - a->used) {
-        void *p = a->buf + a->used;
-        a->used += size;
-        return p;
-    }
-    struct vt_pb_arena_chunk *c = malloc(sizeof *c + size);
-    if (!c)
-        return NULL;
-    c->next = a->extra;
-    a->extra = c;
-    return c->data;
-}
-
-static void arena_nofree(void *ud, void *p)
-{
-    (void)ud, (void)p; /* released by vt_pb_arena_reset */
-}
-
-int vt_pb_arena_init(struct vt_pb_arena *a, size_t initial)
-{
-    memset(a, 0, sizeof *a);
-    a->cap = initial ? initial : 64u << 10;
-    a->buf = malloc(a->cap);
-    if (!a->buf)
-        return -ENOMEM;
-    a->pc.alloc = arena_alloc;
-    a->pc.free = arena_nofree;
-    a->pc.allocator_data = a;
-    return 0;
-}
-
-void vt_pb_arena_reset(struct vt_pb_arena *a)
-{
-    bool spilled = a->extra != NULL;
-    while (a->extra) {
-        struct vt_pb_arena_chunk *c = a->extra;
-        a->extra = c->next;
-        free(c);
-    }
-    if (spilled && a->want > a->cap) { /* grow the block to what the last round needed */
-        size_t ncap = a->want + a->want / 4;
-        uint8_t *nb = malloc(ncap);
-        if (nb) {
-            free(a->buf);
-            a->buf = nb;
-            a->cap = ncap;
-        }
-    }
-    a->used = a->want = 0;
-}
-
-void vt_pb_arena_free(struct vt_pb_arena *a)
-{
-    vt_pb_arena_reset(a);
-    free(a->buf);
-    memset(a, 0, sizeof *a);
-}
-
-/* ---- options --------------------------------------------------------- */
-
 static int check_tiers(const struct vt_store_opts *o, char *err, size_t errlen)
 {
     if (o->n_tiers < 1 || o->n_tiers > VT_STORE_MAX_TIERS) {
@@ -193,12 +119,7 @@ int vt_store_new(vt_store **out, const struct vt_store_opts *opts)
     if (st->pane_ms <= st->o.tiers[0].resolution_ms ||
         st->pane_ms % st->o.tiers[0].resolution_ms != 0)
         st->pane_ms = 0;
-    vt_aggregate_init(&st->scratch);
     vt_aggregate_init(&st->cold);
-    if (vt_pb_arena_init(&st->arena, 0)) {
-        free(st);
-        return -ENOMEM;
-    }
     if (vt_series_table_init(&st->series, 0) || vt_series_table_init(&st->ids, 0) ||
         vt_series_table_init(&st->agents, 0)) {
         vt_store_free(st);
@@ -261,9 +182,7 @@ void vt_store_free(vt_store *st)
     vt_series_table_free(&st->series);
     vt_series_table_free(&st->ids);
     vt_series_table_free(&st->agents);
-    vt_aggregate_free(&st->scratch);
     vt_aggregate_free(&st->cold);
-    vt_pb_arena_free(&st->arena);
     free(st);
 }
 
@@ -297,13 +216,12 @@ static bool seen_batch(const vt_store *st, const char *agent, const char *batch_
     return e && spool_last != 0 && spool_last <= *(uint64_t *)e->value;
 }
 
-bool vt_store_seen(const vt_store *st, const Vitals__V1__Batch *b)
+bool vt_store_seen(const vt_store *st, const struct vt_batch *b)
 {
-    return seen_batch(st, b->agent_id ? b->agent_id : "", b->batch_id ? b->batch_id : "",
-                      b->spool_last);
+    return seen_batch(st, b->agent_id, b->batch_id, b->spool_last);
 }
 
-static int remember(vt_store *st, const Vitals__V1__Batch *b)
+static int remember(vt_store *st, const struct vt_batch *b)
 {
     size_t n = id_key(st->key, sizeof st->key, b->agent_id, b->batch_id);
     if (!n)
@@ -380,48 +298,24 @@ static void forget_ids(vt_store *st, int64_t cutoff)
 
 /* ---- validation ---------------------------------------------------------- */
 
-int vt_store_validate(vt_store *st, const Vitals__V1__Batch *b, struct vt_aggregate *prepared,
-                      char *err, size_t errlen)
+int vt_store_validate(vt_store *st, const struct vt_batch *b, char *err, size_t errlen)
 {
-    if (b->schema_version != VT_STORE_SCHEMA_VERSION) {
-        snprintf(err, errlen, "schema_version %u is not supported (this scorer speaks %d)",
-                 b->schema_version, VT_STORE_SCHEMA_VERSION);
-        return -EPROTO;
-    }
-    if (!b->batch_id || !*b->batch_id || strlen(b->batch_id) > 1024) {
-        snprintf(err, errlen, "batch_id: must be 1..1024 bytes");
-        return -EBADMSG;
-    }
-    if (!b->agent_id || strlen(b->agent_id) > 255) {
-        snprintf(err, errlen, "agent_id: must be at most 255 bytes");
-        return -EBADMSG;
-    }
-    for (size_t i = 0; i < b->n_aggregates; i++) {
-        const Vitals__V1__WindowAggregate *a = b->aggregates[i];
-        if (!a->series) {
-            snprintf(err, errlen, "aggregates[%zu].series: missing", i);
-            return -EBADMSG;
-        }
-        int n = vt_series_key_from_proto(a->series, st->key, sizeof st->key);
-        if (n < 0) {
-            snprintf(err, errlen, "aggregates[%zu].series: not canonical (NUL bytes, unsorted or "
-                     "duplicate labels, or too long)", i);
-            return -EBADMSG;
-        }
-        int rc;
-        if (prepared) {
-            vt_aggregate_reset(&prepared[i]);
-            rc = vt_aggregate_merge_proto(&prepared[i], a);
-        } else {
-            rc = vt_aggregate_check_proto(a); /* checks only: the merge comes at apply */
-        }
-        if (rc == -ENOMEM) {
-            snprintf(err, errlen, "out of memory");
-            return rc;
-        }
-        if (rc) {
-            snprintf(err, errlen, "aggregates[%zu]: invalid aggregate (counts, names, sketches or "
+    size_t pos = 0, len;
+    const uint8_t *agg;
+    for (uint32_t i = 0; vt_batch_next_aggregate(b, &pos, &agg, &len) == 1; i++) {
+        struct vt_agg_head h;
+        if (vt_aggregate_check_wire(agg, len, &h)) {
+            snprintf(err, errlen, "aggregates[%u]: invalid aggregate (counts, names, sketches or "
                      "embedding out of bounds)", i);
+            return -EBADMSG;
+        }
+        if (!h.series) {
+            snprintf(err, errlen, "aggregates[%u].series: missing", i);
+            return -EBADMSG;
+        }
+        if (vt_series_key_from_wire(h.series, h.series_len, st->key, sizeof st->key) < 0) {
+            snprintf(err, errlen, "aggregates[%u].series: not canonical (NUL bytes, unsorted or "
+                     "duplicate labels, or too long)", i);
             return -EBADMSG;
         }
     }
@@ -517,21 +411,14 @@ struct vt_aggregate *vt_store__bucket_live(struct bucket *bk)
     return bk->agg;
 }
 
-/* dst += bucket (live or packed). Packed ones are unpacked with `alloc`
- * (NULL = malloc; the store's arena when mutating). */
-static int bucket_merge_into(const struct bucket *bk, struct vt_aggregate *dst,
-                             ProtobufCAllocator *alloc)
+/* dst += bucket (live or packed). */
+static int bucket_merge_into(const struct bucket *bk, struct vt_aggregate *dst)
 {
     if (bk->agg)
         return vt_aggregate_merge(dst, bk->agg);
     if (!bk->packed)
         return 0;
-    Vitals__V1__WindowAggregate *m = vitals__v1__window_aggregate__unpack(alloc, bk->len, bk->packed);
-    if (!m)
-        return -ENOMEM; /* we packed it: only memory can fail */
-    int rc = vt_aggregate_merge_proto_checked(dst, m); /* we packed it */
-    vitals__v1__window_aggregate__free_unpacked(m, alloc);
-    return rc;
+    return vt_aggregate_merge_wire_checked(dst, bk->packed, bk->len); /* we packed it */
 }
 
 /* Pack `a` (made cold for `tier`) into bk, replacing what it held (a live
@@ -566,9 +453,7 @@ int vt_store__bucket_pack(vt_store *st, int tier, struct bucket *bk, struct vt_a
 int vt_store__cold_load(vt_store *st, const struct bucket *bk)
 {
     agg_clear(&st->cold);
-    int rc = bucket_merge_into(bk, &st->cold, &st->arena.pc);
-    vt_pb_arena_reset(&st->arena);
-    return rc;
+    return bucket_merge_into(bk, &st->cold);
 }
 
 int vt_store__tier_for(const vt_store *st, int64_t t)
@@ -651,7 +536,7 @@ static void panes_update(vt_store *st, struct series *s, int64_t now)
                 agg_clear(a);
                 int rc = 0;
                 for (uint32_t u = j; u < k && !rc; u++)
-                    rc = bucket_merge_into(&tb->b[u], a, NULL);
+                    rc = bucket_merge_into(&tb->b[u], a);
                 p->stale = rc != 0;
                 p->count = a->count;
             }
@@ -683,58 +568,48 @@ struct series *vt_store__series_get(vt_store *st, const char *key, size_t len)
     return e->value;
 }
 
-int64_t vt_store_apply(vt_store *st, const Vitals__V1__Batch *b,
-                       struct vt_aggregate *prepared, uint64_t *dropped)
+int64_t vt_store_apply(vt_store *st, const struct vt_batch *b, uint64_t *dropped)
 {
     if (dropped)
         *dropped = 0;
-    if (seen_batch(st, b->agent_id ? b->agent_id : "", b->batch_id, b->spool_last))
+    if (seen_batch(st, b->agent_id, b->batch_id, b->spool_last))
         return 0;
     int rc = remember(st, b);
     if (rc)
         return rc;
     int64_t merged = 0;
-    for (size_t i = 0; i < b->n_aggregates; i++) {
-        const Vitals__V1__WindowAggregate *a = b->aggregates[i];
-        int n = vt_series_key_from_proto(a->series, st->key, sizeof st->key);
+    size_t pos = 0, len;
+    const uint8_t *agg;
+    while (vt_batch_next_aggregate(b, &pos, &agg, &len) == 1) {
+        struct vt_agg_head h;
+        int n = -EBADMSG;
+        if (vt_aggregate_wire_head(agg, len, &h) == 0 && h.series)
+            n = vt_series_key_from_wire(h.series, h.series_len, st->key, sizeof st->key);
         if (n < 0)
             return -EBADMSG;
-        int tier = vt_store__tier_for(st, a->window_start_ms);
+        int tier = vt_store__tier_for(st, h.window_start_ms);
         if (tier < 0) {
-            st->dropped_late += a->count;
+            st->dropped_late += h.count;
             if (dropped)
-                *dropped += a->count;
+                *dropped += h.count;
             continue;
         }
         struct series *s = vt_store__series_get(st, st->key, (size_t)n);
         if (!s)
             return -ENOMEM;
-        int64_t start = align_down(a->window_start_ms, st->o.tiers[tier].resolution_ms);
-        bool fresh;
-        struct bucket *bk = vt_store__bucket_get(st, &s->t[tier], start, &fresh);
+        int64_t start = align_down(h.window_start_ms, st->o.tiers[tier].resolution_ms);
+        struct bucket *bk = vt_store__bucket_get(st, &s->t[tier], start, NULL);
         if (!bk)
             return -ENOMEM;
         if (tier == 0 && !bk->packed && start >= st->hot_boundary) {
             struct vt_aggregate *live = vt_store__bucket_live(bk);
-            if (!live)
-                return -ENOMEM;
-            if (prepared && fresh) {
-                /* an empty bucket takes the decoded aggregate as it is: swap,
-                 * so the caller frees the empty one */
-                struct vt_aggregate tmp = *live;
-                *live = prepared[i];
-                prepared[i] = tmp;
-                rc = 0;
-            } else {
-                rc = prepared ? vt_aggregate_merge(live, &prepared[i])
-                              : vt_aggregate_merge_proto_checked(live, a);
-            }
-            bk->count = live->count;
+            rc = live ? vt_aggregate_merge_wire_checked(live, agg, len) : -ENOMEM;
+            if (live)
+                bk->count = live->count;
         } else { /* late data for a packed bucket: decode, merge, pack */
             rc = vt_store__cold_load(st, bk);
             if (!rc)
-                rc = prepared ? vt_aggregate_merge(&st->cold, &prepared[i])
-                              : vt_aggregate_merge_proto_checked(&st->cold, a);
+                rc = vt_aggregate_merge_wire_checked(&st->cold, agg, len);
             if (!rc)
                 rc = vt_store__bucket_pack(st, tier, bk, &st->cold);
         }
@@ -742,11 +617,11 @@ int64_t vt_store_apply(vt_store *st, const Vitals__V1__Batch *b,
             vt_store__pane_touch(st, s, start);
         if (rc)
             return rc;
-        s->records += a->count;
-        st->records += a->count;
+        s->records += h.count;
+        st->records += h.count;
         if (start > s->last_ms)
             s->last_ms = start;
-        merged += (int64_t)a->count;
+        merged += (int64_t)h.count;
     }
     return merged;
 }
@@ -760,8 +635,7 @@ int64_t vt_store_apply(vt_store *st, const Vitals__V1__Batch *b,
 static void cascade_flush(vt_store *st, struct series *s, int tier, int64_t start)
 {
     struct bucket *dst = vt_store__bucket_get(st, &s->t[tier], start, NULL);
-    int rc = dst ? bucket_merge_into(dst, &st->cold, &st->arena.pc) : -ENOMEM;
-    vt_pb_arena_reset(&st->arena);
+    int rc = dst ? bucket_merge_into(dst, &st->cold) : -ENOMEM;
     uint64_t had = dst ? dst->count : 0;
     if (!rc)
         rc = vt_store__bucket_pack(st, tier, dst, &st->cold);
@@ -792,11 +666,10 @@ static void expire_series(vt_store *st, struct series *s, int64_t now)
                     cur = start;
                     have = true;
                 }
-                if (bucket_merge_into(old, &st->cold, &st->arena.pc)) {
+                if (bucket_merge_into(old, &st->cold)) {
                     st->records -= old->count; /* lost (ENOMEM), see cascade_flush */
                     s->records -= old->count;
                 }
-                vt_pb_arena_reset(&st->arena);
             } else {
                 st->records -= old->count;
                 s->records -= old->count;
@@ -932,7 +805,7 @@ static int visit_series(const vt_store *st, const struct vt_series_entry *e, int
             const struct vt_aggregate *a = bk->agg;
             if (!a) {
                 agg_clear(scratch);
-                if (bucket_merge_into(bk, scratch, NULL))
+                if (bucket_merge_into(bk, scratch))
                     return -ENOMEM;
                 a = scratch;
             }

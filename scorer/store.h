@@ -44,34 +44,11 @@
 #include <stdint.h>
 
 #include "aggregate.h"
-#include "vitals/v1/vitals.pb-c.h"
+#include "batch.h"
 
 #define VT_STORE_MAX_TIERS 6
 
-/*
- * A bump allocator for protobuf-c unpacking (batches on the push path, WAL
- * replay, snapshot load): protobuf-c allocates every sub-message, string and
- * repeated field separately, and freeing a message walks all of it again;
- * with an arena one unpack costs a few pointer bumps and "free" is a reset.
- * Pass &arena.pc as the allocator; free the message with vt_pb_arena_reset
- * (never with *__free_unpacked). Memory beyond the first block is kept in
- * extra chunks until the next reset, which grows the block to fit, so a
- * steady stream of similar messages allocates nothing after the first.
- */
-struct vt_pb_arena_chunk;
-struct vt_pb_arena {
-    ProtobufCAllocator pc;            /* alloc / no-op free / this arena */
-    uint8_t *buf;
-    size_t cap, used, want;           /* want: bytes the last round needed */
-    struct vt_pb_arena_chunk *extra;  /* overflow since the last reset */
-};
-/* 0 or -ENOMEM. `initial` bytes are reserved up front (0 -> 64 KiB). */
-int vt_pb_arena_init(struct vt_pb_arena *a, size_t initial);
-/* Forget everything allocated (all messages unpacked with it die). */
-void vt_pb_arena_reset(struct vt_pb_arena *a);
-void vt_pb_arena_free(struct vt_pb_arena *a);
 #define VT_STORE_DEFAULT_RETENTION "10s:2h,1m:2d,10m:15d"
-#define VT_STORE_SCHEMA_VERSION 1 /* the Batch.schema_version we accept */
 
 struct vt_store_tier {
     int64_t resolution_ms; /* bucket width, > 0 */
@@ -138,39 +115,28 @@ void vt_store_free(vt_store *st);
 int64_t vt_store_horizon_ms(const vt_store *st);
 
 /*
- * Check a received batch completely without changing the store: schema
- * version, batch_id present, every aggregate (series key canonical, window
- * length, sketches, bounds - exactly what merging will check). Returns 0,
- * -EPROTO (unknown schema_version), or -EBADMSG; err names the problem
+ * Check the aggregates of a received batch (vt_batch_parse checked its
+ * header) without changing the store: every aggregate well formed and within
+ * bounds, its sketches valid, its series key canonical - exactly what
+ * merging relies on. Returns 0 or -EBADMSG; err names the problem
  * ("aggregates[3]: ..."). A batch that passes applies cleanly (short of
  * -ENOMEM).
- * `prepared` may be NULL; otherwise it holds b->n_aggregates aggregates,
- * vt_aggregate_init'ed by the caller (and freed by it), which receive the
- * decoded aggregates: vt_store_apply then merges those instead of decoding
- * the message a second time (the hot path: decoding costs more than merging).
  */
-int vt_store_validate(vt_store *st, const Vitals__V1__Batch *b, struct vt_aggregate *prepared,
-                      char *err, size_t errlen);
+int vt_store_validate(vt_store *st, const struct vt_batch *b, char *err, size_t errlen);
 
 /* True if the batch (agent_id, batch_id) was applied before, or ends at or
  * below the spool watermark of ids of its agent already forgotten. */
-bool vt_store_seen(const vt_store *st, const Vitals__V1__Batch *b);
+bool vt_store_seen(const vt_store *st, const struct vt_batch *b);
 
 /*
- * Record batch_id and merge every aggregate of a validated batch (from
- * `prepared` if not NULL, see vt_store_validate; else decoded from b). The
- * prepared aggregates are consumed: an aggregate landing in an empty bucket
- * is moved there, not copied; the caller still frees the array with
- * vt_aggregate_free on each element. The
- * tier that owns a window follows the boundaries of the last
- * vt_store_expire(). Records
- * outside retention are counted in *dropped (may be NULL) and not kept.
- * Returns the number of records merged (sum of aggregate counts), or
- * -ENOMEM / -EBADMSG. Applying an id already seen merges nothing and
- * returns 0.
+ * Record batch_id and merge every aggregate of a validated batch, straight
+ * from its wire bytes into the rollup buckets. The tier that owns a window
+ * follows the boundaries of the last vt_store_expire(). Records outside
+ * retention are counted in *dropped (may be NULL) and not kept. Returns the
+ * number of records merged (sum of aggregate counts), or -ENOMEM / -EBADMSG.
+ * Applying an id already seen merges nothing and returns 0.
  */
-int64_t vt_store_apply(vt_store *st, const Vitals__V1__Batch *b,
-                       struct vt_aggregate *prepared, uint64_t *dropped);
+int64_t vt_store_apply(vt_store *st, const struct vt_batch *b, uint64_t *dropped);
 
 /* Cascade aged buckets into coarser tiers, drop expired data and forgotten
  * batch ids, pack first-tier buckets that left the hot span, build the panes

@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "pb_wire.h"
 #include "series.h"
 
 #define SNAP_MAGIC "VTSNAP01"
@@ -185,7 +186,26 @@ static int tier_of_resolution(const vt_store *st, int64_t res)
     return -1;
 }
 
-static int load_entries(vt_store *st, const uint8_t *p, size_t n, struct vt_pb_arena *arena)
+/* The bytes of a WindowAggregate without its series and window fields (1, 2,
+ * 3): what a packed bucket holds. Returns the length written to out (which
+ * has room for len bytes). */
+static size_t strip_head(const uint8_t *d, size_t len, uint8_t *out)
+{
+    struct pb b = pb_make(d, len);
+    struct pbf f;
+    size_t n = 0;
+    const uint8_t *at = b.p;
+    while (pb_next(&b, &f) == 1) {
+        if (f.num > 3) {
+            memcpy(out + n, at, (size_t)(b.p - at));
+            n += (size_t)(b.p - at);
+        }
+        at = b.p;
+    }
+    return n;
+}
+
+static int load_entries(vt_store *st, const uint8_t *p, size_t n)
 {
     size_t off = 0;
     while (off + 5 <= n) {
@@ -200,54 +220,48 @@ static int load_entries(vt_store *st, const uint8_t *p, size_t n, struct vt_pb_a
         const uint8_t *d = p + off;
         off += len;
         if (type == 1) {
-            vt_pb_arena_reset(arena);
-            Vitals__V1__WindowAggregate *a = vitals__v1__window_aggregate__unpack(&arena->pc, len, d);
-            if (!a || !a->series)
+            struct vt_agg_head h;
+            if (vt_aggregate_check_wire(d, len, &h) || !h.series)
                 return -EBADMSG;
-            int kn = vt_series_key_from_proto(a->series, st->key, sizeof st->key);
-            int tier = tier_of_resolution(st, a->window_ms);
+            int kn = vt_series_key_from_wire(h.series, h.series_len, st->key, sizeof st->key);
+            int tier = tier_of_resolution(st, h.window_ms);
             /* A snapshot taken with other tiers: put data where it belongs now. */
-            if (tier < 0 || a->window_start_ms < st->boundary[tier])
-                tier = vt_store__tier_for(st, a->window_start_ms);
+            if (tier < 0 || h.window_start_ms < st->boundary[tier])
+                tier = vt_store__tier_for(st, h.window_start_ms);
             if (kn < 0 || tier < 0)
                 continue;
             struct series *s = vt_store__series_get(st, st->key, (size_t)kn);
-            int64_t start = align_down(a->window_start_ms, st->o.tiers[tier].resolution_ms);
+            int64_t start = align_down(h.window_start_ms, st->o.tiers[tier].resolution_ms);
             bool fresh = false;
             struct bucket *bk = s ? vt_store__bucket_get(st, &s->t[tier], start, &fresh) : NULL;
             int rc = bk ? 0 : -ENOMEM;
             if (!rc && tier == 0) {
                 vt_store__pane_touch(st, s, start);
                 struct vt_aggregate *live = vt_store__bucket_live(bk);
-                rc = live ? vt_aggregate_merge_proto(live, a) : -ENOMEM;
+                rc = live ? vt_aggregate_merge_wire_checked(live, d, len) : -ENOMEM;
                 if (!rc)
                     bk->count = live->count;
-            } else if (!rc && fresh && a->window_ms == st->o.tiers[tier].resolution_ms) {
-                /* A cold bucket as we wrote it (CRC-checked): keep its bytes,
-                 * minus series and window - no decode, no merge. */
-                a->series = NULL;
-                a->window_start_ms = 0;
-                a->window_ms = 0;
-                size_t pn = vitals__v1__window_aggregate__get_packed_size(a);
-                bk->packed = malloc(pn ? pn : 1);
-                if (!bk->packed)
+            } else if (!rc && fresh && h.window_ms == st->o.tiers[tier].resolution_ms) {
+                /* A cold bucket as we wrote it: keep its bytes, minus series
+                 * and window - no decode, no merge. */
+                bk->packed = malloc(len ? len : 1);
+                if (!bk->packed) {
                     rc = -ENOMEM;
-                else {
-                    vitals__v1__window_aggregate__pack(a, bk->packed);
-                    bk->len = (uint32_t)pn;
-                    bk->count = a->count;
+                } else {
+                    bk->len = (uint32_t)strip_head(d, len, bk->packed);
+                    bk->count = h.count;
                 }
             } else if (!rc) {
                 rc = vt_store__cold_load(st, bk);
                 if (!rc)
-                    rc = vt_aggregate_merge_proto(&st->cold, a);
+                    rc = vt_aggregate_merge_wire_checked(&st->cold, d, len);
                 if (!rc)
                     rc = vt_store__bucket_pack(st, tier, bk, &st->cold);
             }
             if (rc)
                 return rc;
-            s->records += a->count;
-            st->records += a->count;
+            s->records += h.count;
+            st->records += h.count;
             if (start > s->last_ms)
                 s->last_ms = start;
             continue;
@@ -301,11 +315,7 @@ int vt_store_snapshot_load(vt_store *st, const char *path, uint64_t *wal_seq)
         return -EBADMSG;
     }
     memcpy(wal_seq, p + 8, 8);
-    struct vt_pb_arena arena;
-    int rc = vt_pb_arena_init(&arena, 0);
-    if (!rc)
-        rc = load_entries(st, p + 16, n - 16, &arena);
-    vt_pb_arena_free(&arena);
+    int rc = load_entries(st, p + 16, n - 16);
     free(p);
     return rc;
 }

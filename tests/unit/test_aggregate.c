@@ -47,12 +47,28 @@ static void test_series_key(void **state)
     assert_int_equal(msg.n_labels, 2);
     assert_string_equal(msg.labels[0]->key, "region");
     char back[256];
-    assert_int_equal(vt_series_key_from_proto(&msg, back, sizeof back), (int)len);
+    uint8_t wire[256];
+    size_t wn = vitals__v1__series_key__pack(&msg, wire);
+    assert_int_equal(vt_series_key_from_wire(wire, wn, back, sizeof back), (int)len);
     assert_memory_equal(back, key, len);
+    assert_int_equal(vt_series_key_from_wire(wire, wn, back, 10), -ENOSPC);
+    assert_int_equal(vt_series_key_from_wire(wire, wn - 1, back, sizeof back), -EBADMSG);
     Vitals__V1__Label *tmp = msg.labels[0];
     msg.labels[0] = msg.labels[1];
     msg.labels[1] = tmp;
-    assert_int_equal(vt_series_key_from_proto(&msg, back, sizeof back), -EBADMSG);
+    wn = vitals__v1__series_key__pack(&msg, wire);
+    assert_int_equal(vt_series_key_from_wire(wire, wn, back, sizeof back), -EBADMSG);
+    msg.labels[1] = msg.labels[0]; /* duplicate key */
+    wn = vitals__v1__series_key__pack(&msg, wire);
+    assert_int_equal(vt_series_key_from_wire(wire, wn, back, sizeof back), -EBADMSG);
+    msg.labels[1] = tmp;
+    /* a NUL byte inside a part would split the canonical key: refused */
+    char *svc = msg.service;
+    msg.service = "sup";
+    wn = vitals__v1__series_key__pack(&msg, wire);
+    wire[4] = 0; /* tag, length, 's', 'u', 'p' -> 's', 'u', NUL */
+    assert_int_equal(vt_series_key_from_wire(wire, wn, back, sizeof back), -EBADMSG);
+    msg.service = svc;
     vt_series_key_proto_release(&msg);
 }
 
@@ -133,7 +149,7 @@ static void test_add_and_merge(void **state)
     assert_non_null(vt_aggregate_sketch(&a, "relevance"));
     assert_null(vt_aggregate_sketch(&a, "nope"));
 
-    /* proto round trip: pack, unpack, merge into an empty aggregate */
+    /* wire round trip: pack, merge the bytes into an empty aggregate */
     Vitals__V1__WindowAggregate msg;
     assert_int_equal(vt_aggregate_to_proto(&a, &msg), 0);
     size_t len = vitals__v1__window_aggregate__get_packed_size(&msg);
@@ -144,7 +160,11 @@ static void test_add_and_merge(void **state)
     assert_non_null(in);
     struct vt_aggregate c;
     vt_aggregate_init(&c);
-    assert_int_equal(vt_aggregate_merge_proto(&c, in), 0);
+    struct vt_agg_head h;
+    assert_int_equal(vt_aggregate_check_wire(buf, len, &h), 0);
+    assert_int_equal(h.count, a.count);
+    assert_null(h.series);
+    assert_int_equal(vt_aggregate_merge_wire(&c, buf, len), 0);
     assert_int_equal(c.count, a.count);
     assert_int_equal(c.errors, a.errors);
     assert_true(vt_sketch_same(&c.latency_ms, &a.latency_ms));
@@ -153,10 +173,33 @@ static void test_add_and_merge(void **state)
     assert_int_equal(c.n_exemplars, a.n_exemplars);
     assert_int_equal(c.embedding_count, a.embedding_count);
 
-    /* a corrupted message is refused and leaves dst untouched */
+    /* a corrupted message is refused and leaves dst untouched: more errors
+     * than records, a truncated message, a metric name with a NUL byte, a
+     * known field with the wrong wire type */
     in->errors = in->count + 1;
-    assert_int_equal(vt_aggregate_merge_proto(&c, in), -EBADMSG);
+    uint8_t *bad = malloc(len + 64);
+    size_t bn = vitals__v1__window_aggregate__pack(in, bad);
+    assert_int_equal(vt_aggregate_merge_wire(&c, bad, bn), -EBADMSG);
+    in->errors = 1;
+    bn = vitals__v1__window_aggregate__pack(in, bad);
+    assert_int_equal(vt_aggregate_check_wire(bad, bn, NULL), 0);
+    assert_int_equal(vt_aggregate_merge_wire(&c, bad, bn - 1), -EBADMSG);
+    char *name = in->metrics[0]->name;
+    char nul[] = "ab\0cd";
+    in->metrics[0]->name = nul;
+    bn = vitals__v1__window_aggregate__pack(in, bad); /* packs "ab" */
+    uint8_t *at = memmem(bad, bn, "\x0a\x02" "ab", 4);
+    assert_non_null(at);
+    at[3] = 0; /* "a\0" */
+    assert_int_equal(vt_aggregate_merge_wire(&c, bad, bn), -EBADMSG);
+    in->metrics[0]->name = name;
+    uint8_t wt[] = {0x20 | 2, 0}; /* count (4) as a length-delimited field */
+    assert_int_equal(vt_aggregate_check_wire(wt, sizeof wt, NULL), -EBADMSG);
+    uint8_t unknown[] = {0x20, 7, 0xa8, 0x06, 1}; /* count 7, field 101 = 1 (a newer schema) */
+    assert_int_equal(vt_aggregate_check_wire(unknown, sizeof unknown, &h), 0);
+    assert_int_equal(h.count, 7);
     assert_int_equal(c.count, a.count);
+    free(bad);
     vitals__v1__window_aggregate__free_unpacked(in, NULL);
     free(buf);
 

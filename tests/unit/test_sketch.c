@@ -722,6 +722,35 @@ static void fill_mixed(vt_sketch *s, int n, uint64_t seed)
     }
 }
 
+/* The decoders read wire bytes: these pack a message struct first. */
+static uint8_t *msg_bytes(const Vitals__V1__Sketch *m, size_t *len)
+{
+    *len = vitals__v1__sketch__get_packed_size(m);
+    uint8_t *b = malloc(*len ? *len : 1);
+    vitals__v1__sketch__pack(m, b);
+    return b;
+}
+
+static int from_msg(vt_sketch *s, const Vitals__V1__Sketch *m, uint32_t max_bins)
+{
+    size_t n;
+    uint8_t *b = msg_bytes(m, &n);
+    int rc = vt_sketch_unpack(s, b, n, max_bins);
+    free(b);
+    return rc;
+}
+
+static int merge_msg(vt_sketch *d, const Vitals__V1__Sketch *m, int checked)
+{
+    size_t n;
+    uint8_t *b = msg_bytes(m, &n);
+    int rc = checked == 2   ? vt_sketch_check_wire(b, n)
+             : checked == 1 ? vt_sketch_merge_wire_checked(d, b, n)
+                            : vt_sketch_merge_wire(d, b, n);
+    free(b);
+    return rc;
+}
+
 static void test_proto_round_trip(void **state)
 {
     (void)state;
@@ -748,7 +777,7 @@ static void test_proto_round_trip(void **state)
         assert_non_null(msg.positive);
         assert_non_null(msg.negative);
         vt_sketch_init(&u, 6, bins[b], 1e-9);
-        assert_int_equal(vt_sketch_merge_proto(&u, &msg), 0);
+        assert_int_equal(merge_msg(&u, &msg, 0), 0);
         assert_true(vt_sketch_same(&u, &s));
         vt_sketch_proto_release(&msg);
         assert_null(msg.positive);
@@ -811,7 +840,7 @@ static void good_msg(Vitals__V1__Sketch *m)
 static void expect_bad(Vitals__V1__Sketch *m, const char *what)
 {
     vt_sketch s;
-    int rc = vt_sketch_from_proto(&s, m, 0);
+    int rc = from_msg(&s, m, 0);
     if (rc != -EBADMSG) {
         print_error("accepted bad message: %s (rc %d)\n", what, rc);
         fail();
@@ -822,18 +851,19 @@ static void expect_bad(Vitals__V1__Sketch *m, const char *what)
     vt_sketch d;
     vt_sketch_init_default(&d);
     vt_sketch_add(&d, 1);
-    assert_int_equal(vt_sketch_merge_proto(&d, m), -EBADMSG);
+    assert_int_equal(merge_msg(&d, m, 0), -EBADMSG);
+    assert_int_equal(merge_msg(&d, m, 2), -EBADMSG);
     assert_int_equal(vt_sketch_count(&d), 1);
     vt_sketch_free(&d);
 }
 
-static void test_proto_rejects_bad(void **state)
+static void test_wire_rejects_bad(void **state)
 {
     (void)state;
     Vitals__V1__Sketch m;
     vt_sketch s;
     good_msg(&m);
-    assert_int_equal(vt_sketch_from_proto(&s, &m, 0), 0);
+    assert_int_equal(from_msg(&s, &m, 0), 0);
     assert_int_equal(vt_sketch_count(&s), 15);
     assert_int_equal(vt_sketch_bucket_get(&s, 0, 12), 3);
     assert_int_equal(vt_sketch_bucket_get(&s, 1, -5), 4);
@@ -849,8 +879,11 @@ static void test_proto_rejects_bad(void **state)
     good_msg(&m), pb.offset = INT32_MAX - 1, expect_bad(&m, "offset past int32");
     good_msg(&m), pb.offset = 64 * 1025, expect_bad(&m, "index beyond DBL_MAX");
     good_msg(&m), nb.offset = -64 * 1080, expect_bad(&m, "index below subnormals");
-    good_msg(&m), pb.n_counts = VT_SKETCH_MAX_BINS_LIMIT + 1, expect_bad(&m, "too many buckets");
-    good_msg(&m), pb.counts = NULL, expect_bad(&m, "counts NULL");
+    uint64_t *many = calloc(VT_SKETCH_MAX_BINS_LIMIT + 1, sizeof *many);
+    memcpy(many, pc, sizeof pc);
+    good_msg(&m), pb.offset = 0, pb.n_counts = VT_SKETCH_MAX_BINS_LIMIT + 1, pb.counts = many;
+    expect_bad(&m, "too many buckets");
+    free(many);
     good_msg(&m), m.zero_threshold = -1, expect_bad(&m, "negative zero_threshold");
     good_msg(&m), m.zero_threshold = NAN, expect_bad(&m, "NaN zero_threshold");
     good_msg(&m), m.zero_threshold = INFINITY, expect_bad(&m, "inf zero_threshold");
@@ -861,22 +894,20 @@ static void test_proto_rejects_bad(void **state)
     good_msg(&m), m.max = -0.5, m.min = -2, expect_bad(&m, "positives but max <= 0");
     good_msg(&m), m.collapsed_count = 5, expect_bad(&m, "collapsed_count matches no bucket");
     good_msg(&m), m.collapsed_count = 2; /* the lowest positive bucket: fine */
-    assert_int_equal(vt_sketch_from_proto(&s, &m, 0), 0);
+    assert_int_equal(from_msg(&s, &m, 0), 0);
     assert_int_equal(vt_sketch_collapsed_count(&s), 2);
     vt_sketch_free(&s);
     good_msg(&m), m.collapsed_count = 6; /* both stores */
-    assert_int_equal(vt_sketch_from_proto(&s, &m, 0), 0);
+    assert_int_equal(from_msg(&s, &m, 0), 0);
     assert_int_equal(vt_sketch_collapsed_count(&s), 6);
     vt_sketch_free(&s);
-    assert_int_equal(vt_sketch_from_proto(&s, NULL, 0), -EINVAL);
-    vt_sketch_free(&s);
     good_msg(&m);
-    assert_int_equal(vt_sketch_from_proto(&s, &m, VT_SKETCH_MAX_BINS_LIMIT + 1), -EINVAL);
+    assert_int_equal(from_msg(&s, &m, VT_SKETCH_MAX_BINS_LIMIT + 1), -EINVAL);
     vt_sketch_free(&s);
     /* Empty message with junk min/max is an empty sketch. */
     vitals__v1__sketch__init(&m);
     m.min = 5, m.max = -5;
-    assert_int_equal(vt_sketch_from_proto(&s, &m, 0), 0);
+    assert_int_equal(from_msg(&s, &m, 0), 0);
     assert_int_equal(vt_sketch_count(&s), 0);
     vt_sketch_free(&s);
     /* Bytes that are not a message. */
@@ -885,10 +916,61 @@ static void test_proto_rejects_bad(void **state)
     vt_sketch_free(&s);
 }
 
-/* The message fast paths (merge_proto at equal scale, merge_proto_checked)
+/* What protobuf allows besides what our encoder writes: counts as single
+ * (unpacked) varints or split over several packed runs, fields in any order,
+ * unknown fields, a zero spelled with two bytes - all decode to the same
+ * sketch. A known field with the wrong wire type, a Buckets message given
+ * twice or a truncated varint are refused. */
+static void test_wire_forms(void **state)
+{
+    (void)state;
+    Vitals__V1__Sketch m;
+    good_msg(&m);
+    vt_sketch want, got;
+    assert_int_equal(from_msg(&want, &m, 0), 0);
+    /* positive {offset 10, counts 2 0 3 1}: unpacked, in two runs, and with
+     * a two-byte zero; an unknown field 99 at the front */
+    static const uint8_t pos_forms[][16] = {
+        {0x08, 20, 0x10, 2, 0x10, 0, 0x10, 3, 0x10, 1},
+        {0x12, 2, 2, 0, 0x08, 20, 0x12, 2, 3, 1},
+        {0x98, 0x06, 5, 0x08, 20, 0x12, 5, 2, 0x80, 0x00, 3, 1},
+    };
+    static const size_t pos_len[] = {10, 10, 12};
+    for (int f = 0; f < 3; f++) {
+        uint8_t buf[128];
+        size_t n = 0;
+        /* scale 6, count 15, sum 1, min -2, max 3, zero_count 5 */
+        Vitals__V1__Sketch s = m;
+        s.positive = NULL;
+        n = vitals__v1__sketch__pack(&s, buf);
+        buf[n++] = 0x3a; /* positive (7), length-delimited */
+        buf[n++] = (uint8_t)pos_len[f];
+        memcpy(buf + n, pos_forms[f], pos_len[f]);
+        n += pos_len[f];
+        assert_int_equal(vt_sketch_check_wire(buf, n), 0);
+        assert_int_equal(vt_sketch_unpack(&got, buf, n, 0), 0);
+        assert_true(vt_sketch_same(&got, &want));
+        vt_sketch_free(&got);
+        /* the same Buckets twice */
+        buf[n++] = 0x3a;
+        buf[n++] = 0;
+        assert_int_equal(vt_sketch_check_wire(buf, n), -EBADMSG);
+        /* truncated inside the last count */
+        assert_int_equal(vt_sketch_check_wire(buf, n - 3), -EBADMSG);
+    }
+    uint8_t wt[] = {0x11, 0, 0, 0, 0, 0, 0, 0, 0}; /* count (2) as fixed64 */
+    assert_int_equal(vt_sketch_check_wire(wt, sizeof wt), -EBADMSG);
+    uint8_t empty[] = {0x98, 0x06, 1}; /* only an unknown field: the empty sketch */
+    assert_int_equal(vt_sketch_unpack(&got, empty, sizeof empty, 0), 0);
+    assert_int_equal(vt_sketch_count(&got), 0);
+    vt_sketch_free(&got);
+    vt_sketch_free(&want);
+}
+
+/* The wire fast paths (merge_wire at equal scale, merge_wire_checked)
  * give bucket for bucket what merging the decoded sketch gives - with small
  * and collapsing max_bins, negative values, zeros, and zero-padded ends. */
-static void test_merge_proto_fast_path(void **state)
+static void test_merge_wire_fast_path(void **state)
 {
     (void)state;
     rng r = {77};
@@ -914,7 +996,7 @@ static void test_merge_proto_fast_path(void **state)
             p->n_counts += 6;
             p->offset -= 3;
         }
-        assert_int_equal(vt_sketch_check_proto(&msg), 0);
+        assert_int_equal(merge_msg(NULL, &msg, 2), 0);
         vt_sketch_init(&want, 6, bins, VT_SKETCH_DEFAULT_ZERO_THRESHOLD);
         vt_sketch_init(&got1, 6, bins, VT_SKETCH_DEFAULT_ZERO_THRESHOLD);
         vt_sketch_init(&got2, 6, bins, VT_SKETCH_DEFAULT_ZERO_THRESHOLD);
@@ -922,10 +1004,10 @@ static void test_merge_proto_fast_path(void **state)
         assert_int_equal(vt_sketch_merge(&got1, &a), 0);
         assert_int_equal(vt_sketch_merge(&got2, &a), 0);
         vt_sketch dec;
-        assert_int_equal(vt_sketch_from_proto(&dec, &msg, bins), 0);
+        assert_int_equal(from_msg(&dec, &msg, bins), 0);
         assert_int_equal(vt_sketch_merge(&want, &dec), 0);
-        assert_int_equal(vt_sketch_merge_proto(&got1, &msg), 0);
-        assert_int_equal(vt_sketch_merge_proto_checked(&got2, &msg), 0);
+        assert_int_equal(merge_msg(&got1, &msg, 0), 0);
+        assert_int_equal(merge_msg(&got2, &msg, 1), 0);
         assert_true(vt_sketch_same(&got1, &want));
         assert_true(vt_sketch_same(&got2, &want));
         vt_sketch_proto_release(&msg);
@@ -956,8 +1038,9 @@ int main(void)
         cmocka_unit_test(test_rejects_and_args),
         cmocka_unit_test(test_rank),
         cmocka_unit_test(test_proto_round_trip),
-        cmocka_unit_test(test_proto_rejects_bad),
-        cmocka_unit_test(test_merge_proto_fast_path),
+        cmocka_unit_test(test_wire_rejects_bad),
+        cmocka_unit_test(test_wire_forms),
+        cmocka_unit_test(test_merge_wire_fast_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 #include <unistd.h>
 
+#include "../../scorer/batch.c"
 #include "../../scorer/store.c"
 #include "../../scorer/store_snapshot.c"
 
@@ -33,22 +34,34 @@ static vt_store *new_store(void)
 
 /* A batch with one aggregate per (service, window, count) triple. */
 struct tb {
-    Vitals__V1__Batch b;
+    Vitals__V1__Batch m; /* what a test edits; pack() turns it into b */
+    uint8_t buf[4096];
+    struct vt_batch b;   /* as the collector sees it: parsed wire bytes */
     Vitals__V1__WindowAggregate a[4], *ap[4];
     Vitals__V1__SeriesKey k[4];
     Vitals__V1__Sketch lat[4];
     uint64_t bucket[4];
 };
 
+/* Serialise t->m and parse it into t->b, as the collector does with a
+ * request. Returns vt_batch_parse's verdict. */
+static int pack(struct tb *t)
+{
+    assert_true(vitals__v1__batch__get_packed_size(&t->m) <= sizeof t->buf);
+    size_t n = vitals__v1__batch__pack(&t->m, t->buf);
+    char err[128];
+    return vt_batch_parse(&t->b, t->buf, n, err, sizeof err);
+}
+
 static void make(struct tb *t, const char *id, uint64_t spool_last, size_t n, const char **svc,
                  const int64_t *ws, const uint64_t *count)
 {
     memset(t, 0, sizeof *t);
-    vitals__v1__batch__init(&t->b);
-    t->b.schema_version = 1;
-    t->b.agent_id = "agent";
-    t->b.batch_id = (char *)id;
-    t->b.spool_last = spool_last;
+    vitals__v1__batch__init(&t->m);
+    t->m.schema_version = 1;
+    t->m.agent_id = "agent";
+    t->m.batch_id = (char *)id;
+    t->m.spool_last = spool_last;
     for (size_t i = 0; i < n; i++) {
         vitals__v1__series_key__init(&t->k[i]);
         t->k[i].service = (char *)svc[i];
@@ -74,8 +87,9 @@ static void make(struct tb *t, const char *id, uint64_t spool_last, size_t n, co
         t->a[i].latency_ms = &t->lat[i];
         t->ap[i] = &t->a[i];
     }
-    t->b.aggregates = t->ap;
-    t->b.n_aggregates = n;
+    t->m.aggregates = t->ap;
+    t->m.n_aggregates = n;
+    assert_int_equal(pack(t), 0);
 }
 
 struct sum {
@@ -136,25 +150,19 @@ static void test_merge_and_dedupe(void **state)
     uint64_t cnt[] = {3, 4, 5};
     make(&t, "agent/1", 10, 3, svc, ws, cnt);
     char err[128];
-    assert_int_equal(vt_store_validate(st, &t.b, NULL, err, sizeof err), 0);
+    assert_int_equal(vt_store_validate(st, &t.b, err, sizeof err), 0);
     assert_false(vt_store_seen(st, &t.b));
-    assert_int_equal(vt_store_apply(st, &t.b, NULL, NULL), 12);
+    assert_int_equal(vt_store_apply(st, &t.b, NULL), 12);
     assert_true(vt_store_seen(st, &t.b));
-    assert_int_equal(vt_store_apply(st, &t.b, NULL, NULL), 0); /* duplicate: nothing */
+    assert_int_equal(vt_store_apply(st, &t.b, NULL), 0); /* duplicate: nothing */
     struct sum s = query(st, NOW - 5 * MIN, NOW);
     assert_int_equal(s.series, 2);
     assert_int_equal(s.records, 12);
     assert_true(s.lat_sum > 11999 && s.lat_sum < 12001);
-    /* prepared path gives the same */
-    struct tb t2;
-    make(&t2, "agent/2", 20, 3, svc, ws, cnt);
-    struct vt_aggregate prep[3];
-    for (int i = 0; i < 3; i++)
-        vt_aggregate_init(&prep[i]);
-    assert_int_equal(vt_store_validate(st, &t2.b, prep, err, sizeof err), 0);
-    assert_int_equal(vt_store_apply(st, &t2.b, prep, NULL), 12);
-    for (int i = 0; i < 3; i++)
-        vt_aggregate_free(&prep[i]);
+    /* a second batch merges into the same buckets */
+    make(&t, "agent/2", 20, 3, svc, ws, cnt);
+    assert_int_equal(vt_store_validate(st, &t.b, err, sizeof err), 0);
+    assert_int_equal(vt_store_apply(st, &t.b, NULL), 12);
     s = query(st, NOW - 5 * MIN, NOW);
     assert_int_equal(s.records, 24);
     /* ranges: a bucket belongs to [from, to) by its start */
@@ -173,19 +181,30 @@ static void test_validation(void **state)
     uint64_t cnt[] = {3, 4};
     char err[128];
     make(&t, "agent/1", 0, 2, svc, ws, cnt);
-    t.b.schema_version = 2;
-    assert_int_equal(vt_store_validate(st, &t.b, NULL, err, sizeof err), -EPROTO);
-    t.b.schema_version = 1;
+    t.m.schema_version = 2;
+    assert_int_equal(pack(&t), -EPROTO);
+    t.m.schema_version = 1;
     t.a[1].errors = 99; /* more errors than records */
-    assert_int_equal(vt_store_validate(st, &t.b, NULL, err, sizeof err), -EBADMSG);
+    assert_int_equal(pack(&t), 0);
+    assert_int_equal(vt_store_validate(st, &t.b, err, sizeof err), -EBADMSG);
     assert_non_null(strstr(err, "aggregates[1]"));
     t.a[1].errors = 0;
     t.bucket[0] = 2; /* sketch count disagrees with its buckets */
-    assert_int_equal(vt_store_validate(st, &t.b, NULL, err, sizeof err), -EBADMSG);
+    assert_int_equal(pack(&t), 0);
+    assert_int_equal(vt_store_validate(st, &t.b, err, sizeof err), -EBADMSG);
     assert_non_null(strstr(err, "aggregates[0]"));
     t.bucket[0] = 3;
-    t.b.batch_id = "";
-    assert_int_equal(vt_store_validate(st, &t.b, NULL, err, sizeof err), -EBADMSG);
+    t.k[1].service = NULL;
+    Vitals__V1__Label l = VITALS__V1__LABEL__INIT, *lp[2] = {&l, &l};
+    l.key = "pod";
+    t.k[1].labels = lp; /* the same label twice: not a canonical key */
+    t.k[1].n_labels = 2;
+    assert_int_equal(pack(&t), 0);
+    assert_int_equal(vt_store_validate(st, &t.b, err, sizeof err), -EBADMSG);
+    assert_non_null(strstr(err, "aggregates[1].series"));
+    t.k[1].n_labels = 0;
+    t.m.batch_id = "";
+    assert_int_equal(pack(&t), -EBADMSG);
     vt_store_free(st);
 }
 
@@ -199,7 +218,7 @@ static void test_cascade_and_expiry(void **state)
     int64_t ws[] = {NOW - 3 * HOUR, NOW - 3 * HOUR + 20000, NOW - 3 * DAY, NOW - 20 * DAY};
     uint64_t cnt[] = {1, 2, 4, 8};
     make(&t, "agent/1", 0, 4, svc, ws, cnt);
-    assert_int_equal(vt_store_apply(st, &t.b, NULL, NULL), 15);
+    assert_int_equal(vt_store_apply(st, &t.b, NULL), 15);
     struct vt_store_stats ss;
     vt_store_stats_get(st, &ss);
     assert_int_equal(ss.buckets, 4);
@@ -220,14 +239,14 @@ static void test_cascade_and_expiry(void **state)
     int64_t ws2[] = {NOW - 3 * HOUR + 30000};
     uint64_t cnt2[] = {16};
     make(&t, "agent/2", 0, 1, svc, ws2, cnt2);
-    assert_int_equal(vt_store_apply(st, &t.b, NULL, NULL), 16);
+    assert_int_equal(vt_store_apply(st, &t.b, NULL), 16);
     vt_store_stats_get(st, &ss);
     assert_int_equal(ss.buckets, 2);
     /* older than the horizon: dropped and counted */
     int64_t ws3[] = {NOW - 16 * DAY};
     make(&t, "agent/3", 0, 1, svc, ws3, cnt2);
     uint64_t dropped = 0;
-    assert_int_equal(vt_store_apply(st, &t.b, NULL, &dropped), 0);
+    assert_int_equal(vt_store_apply(st, &t.b, &dropped), 0);
     assert_int_equal(dropped, 16);
     /* everything expires eventually; the series goes away */
     vt_store_expire(st, NOW + 30 * DAY);
@@ -247,16 +266,18 @@ static void test_dedupe_watermark(void **state)
     int64_t ws[] = {NOW - MIN};
     uint64_t cnt[] = {1};
     make(&t, "agent/old", 100, 1, svc, ws, cnt);
-    t.b.window_start_ms = NOW - MIN;
-    assert_int_equal(vt_store_apply(st, &t.b, NULL, NULL), 1);
+    t.m.window_start_ms = NOW - MIN;
+    assert_int_equal(pack(&t), 0);
+    assert_int_equal(vt_store_apply(st, &t.b, NULL), 1);
     /* 16 days later the id is forgotten but the watermark still knows */
     vt_store_expire(st, NOW + 16 * DAY + 2 * HOUR);
     struct vt_store_stats ss;
     vt_store_stats_get(st, &ss);
     assert_int_equal(ss.batch_ids, 0);
     assert_true(vt_store_seen(st, &t.b));
-    t.b.batch_id = "agent/new";
-    t.b.spool_last = 101;
+    t.m.batch_id = "agent/new";
+    t.m.spool_last = 101;
+    assert_int_equal(pack(&t), 0);
     assert_false(vt_store_seen(st, &t.b));
     vt_store_free(st);
 }
@@ -271,7 +292,7 @@ static void test_snapshot_roundtrip(void **state)
     int64_t ws[] = {NOW - MIN, NOW - MIN, NOW - 3 * DAY};
     uint64_t cnt[] = {3, 4, 5};
     make(&t, "agent/1", 10, 3, svc, ws, cnt);
-    assert_int_equal(vt_store_apply(st, &t.b, NULL, NULL), 12);
+    assert_int_equal(vt_store_apply(st, &t.b, NULL), 12);
     char dir[] = "/tmp/vt-store-test-XXXXXX";
     assert_non_null(mkdtemp(dir));
     char path[128];
@@ -313,13 +334,9 @@ static void test_snapshot_roundtrip(void **state)
 /* The bucket of series `svc` in tier `tier` starting at `start` (or NULL). */
 static const struct bucket *find_bucket(vt_store *st, const char *svc, int tier, int64_t start)
 {
-    Vitals__V1__SeriesKey k;
-    vitals__v1__series_key__init(&k);
-    k.service = (char *)svc;
-    k.model = k.provider = k.version = "";
     char key[VT_SERIES_KEY_MAX];
-    int n = vt_series_key_from_proto(&k, key, sizeof key);
-    assert_true(n > 0);
+    int n = snprintf(key, sizeof key, "%s", svc) + 4; /* service, 3 empty parts, NULs between */
+    memset(key + n - 3, 0, 3);
     struct vt_series_entry *e = vt_series_table_find(&st->series, key, (size_t)n,
                                                      vt_series_hash(key, (size_t)n));
     if (!e)
@@ -344,7 +361,7 @@ static void test_packed_buckets(void **state)
     int64_t ws[] = {NOW - MIN, NOW - 30 * MIN, NOW - 3 * HOUR};
     uint64_t cnt[] = {3, 4, 5};
     make(&t, "agent/1", 1, 3, svc, ws, cnt);
-    assert_int_equal(vt_store_apply(st, &t.b, NULL, NULL), 12);
+    assert_int_equal(vt_store_apply(st, &t.b, NULL), 12);
     const struct bucket *hot = find_bucket(st, "a", 0, NOW - MIN);
     const struct bucket *old = find_bucket(st, "a", 0, NOW - 30 * MIN);
     const struct bucket *cold = find_bucket(st, "a", 1, NOW - 3 * HOUR);
@@ -358,7 +375,7 @@ static void test_packed_buckets(void **state)
     int64_t ws2[] = {NOW - 30 * MIN + 5000};
     uint64_t cnt2[] = {6};
     make(&t, "agent/2", 2, 1, svc, ws2, cnt2);
-    assert_int_equal(vt_store_apply(st, &t.b, NULL, NULL), 6);
+    assert_int_equal(vt_store_apply(st, &t.b, NULL), 6);
     struct sum q = query(st, NOW - 31 * MIN, NOW - 29 * MIN);
     assert_int_equal(q.records, 10);
     assert_true(q.lat_sum == 10000.0);
@@ -447,8 +464,8 @@ static void test_panes(void **state)
         snprintf(id, sizeof id, "agent/%d", k);
         struct tb t;
         make(&t, id, (uint64_t)k + 1, 4, svc, ws, cnt);
-        assert_int_equal(vt_store_apply(st, &t.b, NULL, NULL), (int64_t)(cnt[0] + cnt[1] + cnt[2] + cnt[3]));
-        assert_int_equal(vt_store_apply(ref, &t.b, NULL, NULL), (int64_t)(cnt[0] + cnt[1] + cnt[2] + cnt[3]));
+        assert_int_equal(vt_store_apply(st, &t.b, NULL), (int64_t)(cnt[0] + cnt[1] + cnt[2] + cnt[3]));
+        assert_int_equal(vt_store_apply(ref, &t.b, NULL), (int64_t)(cnt[0] + cnt[1] + cnt[2] + cnt[3]));
     }
     struct vt_store_stats ss;
     vt_store_stats_get(st, &ss);
@@ -473,8 +490,8 @@ static void test_panes(void **state)
     uint64_t late_cnt[] = {9};
     struct tb t;
     make(&t, "agent/late", 1000, 1, late_svc, late_ws, late_cnt);
-    assert_int_equal(vt_store_apply(st, &t.b, NULL, NULL), 9);
-    assert_int_equal(vt_store_apply(ref, &t.b, NULL, NULL), 9);
+    assert_int_equal(vt_store_apply(st, &t.b, NULL), 9);
+    assert_int_equal(vt_store_apply(ref, &t.b, NULL), 9);
     q = query(st, NOW, NOW + 5 * MIN);
     assert_int_equal(q.rollups, 10 - 1 + 6);
     same_answers(st, ref);

@@ -1,0 +1,99 @@
+/*
+ * batch.c - see batch.h. Field numbers are those of vitals.v1.Batch:
+ * schema_version 1, agent_id 2, window_start_ms 3, spool_first 4,
+ * spool_last 5, batch_id 6, aggregates 7, created_ms 8, records 9.
+ */
+#include "batch.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pb_wire.h"
+
+static int copy_id(char *dst, size_t max, const struct pbf *f)
+{
+    if (f->len > max || memchr(f->ptr, 0, f->len))
+        return -1;
+    memcpy(dst, f->ptr, f->len);
+    dst[f->len] = 0;
+    return 0;
+}
+
+int vt_batch_parse(struct vt_batch *b, const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+    memset(b, 0, sizeof *b);
+    b->buf = buf;
+    b->len = len;
+    struct pb m = pb_make(buf, len);
+    struct pbf f;
+    int r;
+    /* Well-formed protobuf first; then the version, since a newer schema may
+     * change anything else. */
+    uint64_t version = 0;
+    while ((r = pb_next(&m, &f)) == 1)
+        if (f.num == 1 && f.wt == PB_VARINT)
+            version = f.u;
+    if (r) {
+        snprintf(err, errlen, "request is not a vitals.v1.Batch (malformed protobuf)");
+        return -EBADMSG;
+    }
+    if (version != VT_BATCH_SCHEMA_VERSION) {
+        snprintf(err, errlen, "schema_version %llu is not supported (this scorer speaks %d)",
+                 (unsigned long long)version, VT_BATCH_SCHEMA_VERSION);
+        return -EPROTO;
+    }
+    m = pb_make(buf, len);
+    while ((r = pb_next(&m, &f)) == 1) {
+        bool is_len = f.num == 2 || f.num == 6 || f.num == 7;
+        if (f.num <= 9 && f.wt != (is_len ? PB_LEN : PB_VARINT)) {
+            snprintf(err, errlen, "field %u: wrong wire type %u", f.num, f.wt);
+            return -EBADMSG;
+        }
+        switch (f.num) {
+        case 1: b->schema_version = (uint32_t)f.u; break;
+        case 2:
+            if (copy_id(b->agent_id, VT_BATCH_MAX_AGENT_ID, &f)) {
+                snprintf(err, errlen, "agent_id: must be at most %d bytes, no NUL",
+                         VT_BATCH_MAX_AGENT_ID);
+                return -EBADMSG;
+            }
+            break;
+        case 3: b->window_start_ms = (int64_t)f.u; break;
+        case 4: b->spool_first = f.u; break;
+        case 5: b->spool_last = f.u; break;
+        case 6:
+            if (f.len == 0 || copy_id(b->batch_id, VT_BATCH_MAX_ID, &f)) {
+                snprintf(err, errlen, "batch_id: must be 1..%d bytes, no NUL", VT_BATCH_MAX_ID);
+                return -EBADMSG;
+            }
+            break;
+        case 7: b->n_aggregates++; break;
+        case 8: b->created_ms = (int64_t)f.u; break;
+        case 9: b->records = f.u; break;
+        default: break; /* a field of a newer schema */
+        }
+    }
+    if (!b->batch_id[0]) {
+        snprintf(err, errlen, "batch_id: must be 1..%d bytes, no NUL", VT_BATCH_MAX_ID);
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+int vt_batch_next_aggregate(const struct vt_batch *b, size_t *pos, const uint8_t **agg,
+                            size_t *len)
+{
+    struct pb m = {b->buf + *pos, b->buf + b->len};
+    struct pbf f;
+    while (pb_next(&m, &f) == 1)
+        if (f.num == 7) {
+            *agg = f.ptr;
+            *len = f.len;
+            *pos = (size_t)(m.p - b->buf);
+            return 1;
+        }
+    *pos = b->len;
+    return 0;
+}
