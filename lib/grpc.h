@@ -145,6 +145,14 @@ const char *vt_grpc_call_metadata(const vt_grpc_call_t *call,
  * the pointer is non-NULL even for an empty message. */
 const uint8_t *vt_grpc_call_request(const vt_grpc_call_t *call, size_t *len);
 
+/* The request as it arrived when it arrived compressed: returns the
+ * compressed bytes (valid as long as the call) and sets *len and *enc (the
+ * grpc-encoding that vt_grpc_call_request decoded). NULL when the message
+ * was sent uncompressed. For a server that stores what it received (a WAL)
+ * without compressing it again. */
+const uint8_t *vt_grpc_call_request_encoded(const vt_grpc_call_t *call, size_t *len,
+                                            enum vt_grpc_encoding *enc);
+
 /* Milliseconds left until the client's grpc-timeout expires, or -1 if the
  * client set none. When it expires the stream is reset and the call becomes
  * dead (respond is then a no-op). */

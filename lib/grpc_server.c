@@ -780,6 +780,17 @@ const uint8_t *vt_grpc_call_request(const vt_grpc_call_t *call, size_t *len)
     return call->req ? call->req : (const uint8_t *)"";
 }
 
+const uint8_t *vt_grpc_call_request_encoded(const vt_grpc_call_t *call, size_t *len,
+                                            enum vt_grpc_encoding *enc)
+{
+    const struct vt_grpc_reader *r = &call->reader;
+    if (!call->req || r->len <= VT_GRPC_PREFIX || r->buf[0] != 1)
+        return NULL;
+    *len = r->len - VT_GRPC_PREFIX;
+    *enc = (enum vt_grpc_encoding)call->enc;
+    return r->buf + VT_GRPC_PREFIX;
+}
+
 int64_t vt_grpc_call_remaining_ms(const vt_grpc_call_t *call)
 {
     if (!call->has_timeout)

@@ -67,6 +67,7 @@
 #ifndef VT_SEGMENT_LOG_H
 #define VT_SEGMENT_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -115,6 +116,10 @@ typedef struct vt_seglog_opts {
     uint32_t max_frame_bytes;   /* bound on raw and stored payload size (64 MiB) */
     int compression_level;      /* zstd level (VT_SEGLOG_DEFAULT_LEVEL); negative =
                                    zstd's fast levels */
+    bool uncompressed;          /* store vt_seglog_append payloads as they are
+                                   (codec 0): for a log whose CPU matters more
+                                   than its disk, or whose payloads arrive
+                                   compressed (vt_seglog_append_zstd) */
     vt_seglog_fsync fsync;      /* default NONE */
     uint32_t fsync_interval_ms; /* for INTERVAL (1000) */
     vt_seglog_drop_cb on_drop;  /* optional */
@@ -178,6 +183,18 @@ void vt_seglog_close(vt_seglog *log);
  */
 int vt_seglog_append(vt_seglog *log, const void *payload, size_t len, uint32_t records,
                      int64_t arrival_ms, uint64_t *first_seq);
+
+/*
+ * Append a payload that is already zstd-compressed - one or more complete
+ * zstd frames that decompress to exactly raw_len bytes, with zlen < raw_len
+ * - stored as it is (codec 1): a message that arrived compressed is made
+ * durable without compressing it again. The caller vouches for the data
+ * (typically it has just decompressed it); readers decompress as for any
+ * frame. Otherwise as vt_seglog_append (records, bounds, fsync, errors);
+ * -EINVAL if zlen >= raw_len.
+ */
+int vt_seglog_append_zstd(vt_seglog *log, const void *zstd, size_t zlen, size_t raw_len,
+                          uint32_t records, int64_t arrival_ms, uint64_t *first_seq);
 
 /* fsync the active segment now (and the directory if segments were created). */
 int vt_seglog_sync(vt_seglog *log);

@@ -904,7 +904,10 @@ struct counts_it {
     struct pb msg;  /* fields of the Buckets message not read yet */
     struct pb run;  /* rest of the current packed run */
     int64_t offset; /* bucket index of count 0 */
-    uint64_t k;     /* position of the next count */
+    uint64_t k;     /* position of the next count not loaded yet */
+    uint64_t w;     /* a loaded word of eight one-byte counts ... */
+    uint64_t nz;    /* ... with the high bit set in each byte still to hand out */
+    uint64_t wk;    /* position of w's first count */
 };
 
 /* The offset (the last one wins, as in protobuf) and the wire types of the
@@ -914,7 +917,7 @@ static int counts_begin(struct counts_it *it, struct pb msg)
     it->msg = msg;
     it->run = (struct pb){msg.p, msg.p};
     it->offset = 0;
-    it->k = 0;
+    it->k = it->w = it->nz = it->wk = 0;
     struct pbf f;
     int r;
     while ((r = pb_next(&msg, &f)) == 1) {
@@ -929,38 +932,39 @@ static int counts_begin(struct counts_it *it, struct pb msg)
     return r == 0 ? 0 : -EBADMSG;
 }
 
-/* Leading zero bytes (in memory order) of a non-zero 8-byte word. */
-static inline unsigned zero_prefix(uint64_t w)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    return (unsigned)__builtin_ctzll(w) >> 3;
-#else
-    return (unsigned)__builtin_clzll(w) >> 3;
-#endif
-}
+#define HIGH_BITS 0x8080808080808080ull
 
 /* The next non-zero count: 1 with its bucket index and value, 0 at the end,
- * -EBADMSG on a truncated varint (counts_begin checked everything else). */
+ * -EBADMSG on a truncated varint (counts_begin checked everything else).
+ * Counts below 128 - nearly all of them - are one byte each, zeros included,
+ * so the run is read eight bytes at a time: a word without high bits holds
+ * eight whole counts, and adding 0x7f to each byte marks the non-zero ones. */
 static inline int counts_next(struct counts_it *it, int64_t *index, uint64_t *value)
 {
     for (;;) {
+        if (it->nz) {
+            unsigned b = (unsigned)__builtin_ctzll(it->nz) >> 3;
+            it->nz &= it->nz - 1;
+            *index = it->offset + (int64_t)(it->wk + b);
+            *value = (it->w >> (8 * b)) & 0xff;
+            return 1;
+        }
         struct pb *r = &it->run;
         while (r->end - r->p >= 8) {
-            uint64_t w;
-            memcpy(&w, r->p, 8);
+            uint64_t w = pb_le64(r->p);
+            if (w & HIGH_BITS)
+                break; /* a count of two bytes or more: one at a time below */
+            r->p += 8;
+            it->wk = it->k;
+            it->k += 8;
             if (w) {
-                unsigned z = zero_prefix(w);
-                r->p += z;
-                it->k += z;
+                it->w = w;
+                it->nz = (w + 0x7f7f7f7f7f7f7f7full) & HIGH_BITS;
                 break;
             }
-            r->p += 8;
-            it->k += 8;
         }
-        while (r->p < r->end && *r->p == 0) {
-            r->p++;
-            it->k++;
-        }
+        if (it->nz)
+            continue;
         uint64_t v;
         if (r->p < r->end) {
             if (pb_varint(r, &v))
@@ -987,30 +991,118 @@ static inline int counts_next(struct counts_it *it, int64_t *index, uint64_t *va
     }
 }
 
-/* Validate one Buckets message: at most VT_SKETCH_MAX_BINS_LIMIT counts,
- * every non-zero one at an index of the mapping, summed into *total without
- * overflow; *low = its lowest-index non-zero count (0 if none). */
-static int check_counts(struct pb msg, int scale, uint64_t *total, uint64_t *low)
+/* What one pass over a Buckets message learns: the number of counts, their
+ * sum, the index range of the non-zero ones (lo > hi when none) and the
+ * lowest-index non-zero count. */
+struct counts_sum {
+    uint64_t n, total, low;
+    int64_t lo, hi;
+};
+
+/* One count at position k: fold it into *s. -1 if the sum overflows. */
+static inline int sum_one(struct counts_sum *s, uint64_t k, uint64_t v)
 {
-    *total = 0;
-    *low = 0;
+    if (!v)
+        return 0;
+    if (s->total > UINT64_MAX - v)
+        return -1;
+    if (s->lo == INT64_MAX) {
+        s->lo = (int64_t)k;
+        s->low = v;
+    }
+    s->hi = (int64_t)k;
+    s->total += v;
+    return 0;
+}
+
+/* Fill *s (lo/hi as positions; the caller adds the offset) from a run of
+ * packed counts. Words of eight one-byte counts cost a few operations each:
+ * no branch per count. -1 on a truncated varint or an overflowing sum. */
+static int sum_run(struct counts_sum *s, struct pb r)
+{
+    while (r.p < r.end) {
+        if (r.end - r.p >= 8 && s->total < UINT64_MAX - 8 * 127) {
+            uint64_t w = pb_le64(r.p);
+            if (!(w & HIGH_BITS)) {
+                if (w) {
+                    uint64_t nz = (w + 0x7f7f7f7f7f7f7f7full) & HIGH_BITS;
+                    unsigned first = (unsigned)__builtin_ctzll(nz) >> 3;
+                    unsigned last = 7 - ((unsigned)__builtin_clzll(nz) >> 3);
+                    if (s->lo == INT64_MAX) {
+                        s->lo = (int64_t)(s->n + first);
+                        s->low = (w >> (8 * first)) & 0xff;
+                    }
+                    s->hi = (int64_t)(s->n + last);
+                    /* byte sum: pairs into 16-bit lanes, lanes summed by a multiply */
+                    uint64_t pairs = (w & 0x00ff00ff00ff00ffull) + ((w >> 8) & 0x00ff00ff00ff00ffull);
+                    s->total += (pairs * 0x0001000100010001ull) >> 48;
+                }
+                r.p += 8;
+                s->n += 8;
+                continue;
+            }
+        }
+        uint64_t v;
+        if (pb_varint(&r, &v) || sum_one(s, s->n, v))
+            return -1;
+        s->n++;
+    }
+    return 0;
+}
+
+/* The summary of a Buckets message, its counts packed in any number of runs
+ * or given one by one. lo/hi are bucket indexes. 0 or -EBADMSG. */
+static int counts_summary(struct pb msg, struct counts_sum *s)
+{
+    *s = (struct counts_sum){0, 0, 0, INT64_MAX, INT64_MIN};
     if (!msg.p)
         return 0;
     struct counts_it it;
     if (counts_begin(&it, msg))
         return -EBADMSG;
-    int64_t imin = vt__sketch_index_min(scale), imax = vt__sketch_index_max(scale);
-    int64_t j;
-    uint64_t c;
-    int r;
-    while ((r = counts_next(&it, &j, &c)) == 1) {
-        if (j < imin || j > imax || *total > UINT64_MAX - c)
+    struct pbf f;
+    while (pb_next(&msg, &f) == 1) {
+        if (f.num != 2)
+            continue;
+        if (f.wt == PB_LEN ? sum_run(s, pb_of(&f)) : sum_one(s, s->n++, f.u))
             return -EBADMSG;
-        if (*low == 0)
-            *low = c;
-        *total += c;
     }
-    return r < 0 || it.k > VT_SKETCH_MAX_BINS_LIMIT ? -EBADMSG : 0;
+    if (s->lo <= s->hi) {
+        s->lo += it.offset;
+        s->hi += it.offset;
+    }
+    return 0;
+}
+
+/* Validate one Buckets message: at most VT_SKETCH_MAX_BINS_LIMIT counts,
+ * the non-zero ones at indexes of the mapping, summed without overflow. */
+static int check_counts(struct pb msg, int scale, struct counts_sum *s)
+{
+    if (counts_summary(msg, s) || s->n > VT_SKETCH_MAX_BINS_LIMIT)
+        return -EBADMSG;
+    if (s->lo <= s->hi &&
+        (s->lo < vt__sketch_index_min(scale) || s->hi > vt__sketch_index_max(scale)))
+        return -EBADMSG;
+    return 0;
+}
+
+/* Which stores a collapsed_count of cc refers to, given the lowest non-zero
+ * count of each (pl, nl): the collapsed bucket is always a store's lowest.
+ * -1 when it matches neither. */
+static int collapsed_of(uint64_t cc, uint64_t pl, uint64_t nl, int *pcol, int *ncol)
+{
+    *pcol = *ncol = 0;
+    if (cc == 0)
+        return 0;
+    if (pl + nl == cc && pl <= cc) /* both (or the only non-empty one) */
+        *pcol = pl != 0, *ncol = nl != 0;
+    else if (cc == pl)
+        *pcol = 1;
+    else if (cc == nl)
+        *ncol = 1;
+    else
+        return -1;
+    return 0;
 }
 
 /* Everything a message must satisfy: scale and zero threshold in range,
@@ -1019,27 +1111,19 @@ static int check_counts(struct pb msg, int scale, uint64_t *total, uint64_t *low
  * collapsed flags of the two stores. 0 or -EBADMSG. */
 static int check_msg(const struct wire_sketch *w, int *pcol, int *ncol)
 {
-    uint64_t pt, nt, pl, nl;
+    struct counts_sum ps, ns;
     *pcol = *ncol = 0;
     if (w->scale < VT_SKETCH_MIN_SCALE || w->scale > VT_SKETCH_MAX_SCALE ||
         !(w->zero_threshold >= 0) || !isfinite(w->zero_threshold))
         return -EBADMSG;
-    if (check_counts(w->pos, w->scale, &pt, &pl) || check_counts(w->neg, w->scale, &nt, &nl))
+    if (check_counts(w->pos, w->scale, &ps) || check_counts(w->neg, w->scale, &ns))
         return -EBADMSG;
+    uint64_t pt = ps.total, nt = ns.total, pl = ps.low, nl = ns.low;
     uint64_t total = w->zero_count;
     if (total > UINT64_MAX - pt || total + pt > UINT64_MAX - nt || total + pt + nt != w->count)
         return -EBADMSG;
-    uint64_t cc = w->collapsed_count;
-    if (cc != 0) {
-        if (pl + nl == cc && pl <= cc) /* both (or the only non-empty one) */
-            *pcol = pl != 0, *ncol = nl != 0;
-        else if (cc == pl)
-            *pcol = 1;
-        else if (cc == nl)
-            *ncol = 1;
-        else
-            return -EBADMSG;
-    }
+    if (collapsed_of(w->collapsed_count, pl, nl, pcol, ncol))
+        return -EBADMSG;
     /* sum is not checked: a sum of doubles can legitimately overflow to
      * +-inf, and +inf merged with -inf is NaN. */
     if (w->count > 0 && (!isfinite(w->min) || !isfinite(w->max) || w->min > w->max ||
@@ -1048,73 +1132,31 @@ static int check_msg(const struct wire_sketch *w, int *pcol, int *ncol)
     return 0;
 }
 
-/* The collapsed flags of a message that passed check_msg, reading only the
- * lowest non-zero count of each store. */
-static void collapsed_flags(const struct wire_sketch *w, int *pcol, int *ncol)
-{
-    *pcol = *ncol = 0;
-    if (!w->collapsed_count)
-        return;
-    uint64_t pl = 0, nl = 0;
-    struct counts_it it;
-    int64_t j;
-    if (w->pos.p && !counts_begin(&it, w->pos) && counts_next(&it, &j, &pl) != 1)
-        pl = 0;
-    if (w->neg.p && !counts_begin(&it, w->neg) && counts_next(&it, &j, &nl) != 1)
-        nl = 0;
-    uint64_t cc = w->collapsed_count;
-    if (pl + nl == cc && pl <= cc)
-        *pcol = pl != 0, *ncol = nl != 0;
-    else if (cc == pl)
-        *pcol = 1;
-    else
-        *ncol = 1;
-}
-
-/* Index range of the non-zero counts of a validated Buckets message;
- * lo > hi when it has none. */
-struct span {
-    int64_t lo, hi;
-};
-
-static struct span counts_span(struct pb msg)
-{
-    struct span s = {INT64_MAX, INT64_MIN};
-    struct counts_it it;
-    int64_t j;
-    uint64_t c;
-    if (!msg.p || counts_begin(&it, msg))
-        return s;
-    while (counts_next(&it, &j, &c) == 1) {
-        if (s.lo == INT64_MAX)
-            s.lo = j;
-        s.hi = j;
-    }
-    return s;
-}
-
 /* Step 1 of merging a validated Buckets message into store d (at d's
  * scale): make room for its range above the zero bucket (the only step that
  * allocates). `extra` bounds the counts added (for the counter width). */
-static int reserve_counts(vt_sketch *dst, vt_sketch_store *d, struct span s, uint64_t extra,
-                          int32_t zfold)
+static int reserve_counts(vt_sketch *dst, vt_sketch_store *d, const struct counts_sum *s,
+                          uint64_t extra, int32_t zfold)
 {
-    if (s.lo > s.hi || s.hi <= zfold)
+    if (s->lo > s->hi || s->hi <= zfold)
         return 0;
-    int64_t lo = s.lo <= zfold ? (int64_t)zfold + 1 : s.lo;
-    return store_reserve(d, (int32_t)lo, (int32_t)s.hi, extra, dst->max_bins);
+    int64_t lo = s->lo <= zfold ? (int64_t)zfold + 1 : s->lo;
+    return store_reserve(d, (int32_t)lo, (int32_t)s->hi, extra, dst->max_bins);
 }
 
 /* Step 2: add the counts. Buckets at or below zfold join the zero bucket;
  * when the union is wider than max_bins, the lowest fold into the lowest kept
- * bucket - exactly the window store_reserve prepared, so nothing allocates. */
-static void add_counts(vt_sketch *dst, vt_sketch_store *d, struct pb msg, struct span s,
-                       int32_t zfold)
+ * bucket - exactly the window store_reserve prepared, so every counter is
+ * addressable and wide enough, and nothing allocates. */
+static void add_counts(vt_sketch *dst, vt_sketch_store *d, struct pb msg,
+                       const struct counts_sum *s, int32_t zfold)
 {
-    if (s.lo > s.hi)
+    if (s->lo > s->hi)
         return;
-    int64_t top = d->total && d->hi > s.hi ? d->hi : s.hi;
+    int64_t top = d->total && d->hi > s->hi ? d->hi : s->hi;
     int64_t floor = top - (int64_t)dst->max_bins + 1;
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    uint64_t added = 0;
     struct counts_it it;
     int64_t j;
     uint64_t c;
@@ -1128,30 +1170,46 @@ static void add_counts(vt_sketch *dst, vt_sketch_store *d, struct pb msg, struct
             j = floor;
             d->collapsed = 1;
         }
-        int rc = store_add(d, (int32_t)j, c, dst->max_bins);
-        assert(rc == 0); /* reserved */
-        (void)rc;
+        assert(j >= d->offset && j < (int64_t)d->offset + d->cap);
+        size_t p = (size_t)(j - d->offset);
+        cnt_set(d->bins, d->width, p, cnt_get(d->bins, d->width, p) + c);
+        lo = j < lo ? j : lo;
+        hi = j > hi ? j : hi;
+        added += c;
     }
+    if (!added)
+        return;
+    if (d->total == 0 || lo < d->lo)
+        d->lo = (int32_t)lo;
+    if (d->total == 0 || hi > d->hi)
+        d->hi = (int32_t)hi;
+    d->total += added;
 }
 
 /* dst += w, w validated (check_msg) and at dst's scale and zero threshold.
  * All or nothing: both stores are reserved before anything is added. */
 static int merge_checked(vt_sketch *dst, const struct wire_sketch *w, int pcol, int ncol)
 {
+    /* pcol/ncol < 0: not known yet (a message checked earlier): derived
+     * from the summaries below, as check_msg does */
     if (w->count == 0)
         return 0;
     if (dst->count > UINT64_MAX - w->count)
         return -EOVERFLOW;
     int32_t zfold = zero_fold_index(dst->scale, dst->zero_threshold);
-    struct span ps = counts_span(w->pos), ns = counts_span(w->neg);
-    int rc = reserve_counts(dst, &dst->pos, ps, w->count, zfold);
+    struct counts_sum ps, ns;
+    counts_summary(w->pos, &ps); /* validated: cannot fail */
+    counts_summary(w->neg, &ns);
+    if (pcol < 0)
+        collapsed_of(w->collapsed_count, ps.low, ns.low, &pcol, &ncol);
+    int rc = reserve_counts(dst, &dst->pos, &ps, w->count, zfold);
     if (!rc)
-        rc = reserve_counts(dst, &dst->neg, ns, w->count, zfold);
+        rc = reserve_counts(dst, &dst->neg, &ns, w->count, zfold);
     if (rc)
         return rc;
     /* merge_totals adds the message's zero_count; add_counts adds what folds */
-    add_counts(dst, &dst->pos, w->pos, ps, zfold);
-    add_counts(dst, &dst->neg, w->neg, ns, zfold);
+    add_counts(dst, &dst->pos, w->pos, &ps, zfold);
+    add_counts(dst, &dst->neg, w->neg, &ns, zfold);
     dst->pos.collapsed |= (uint8_t)pcol;
     dst->neg.collapsed |= (uint8_t)ncol;
     merge_totals(dst, w->zero_count, w->count, w->sum, w->min, w->max);
@@ -1209,10 +1267,8 @@ int vt_sketch_merge_wire(vt_sketch *dst, const uint8_t *buf, size_t len)
 int vt_sketch_merge_wire_checked(vt_sketch *dst, const uint8_t *buf, size_t len)
 {
     struct wire_sketch w;
-    int pcol, ncol;
     if (wire_parse(&w, buf, len) || w.scale != dst->scale ||
         w.zero_threshold != dst->zero_threshold)
         return vt_sketch_merge_wire(dst, buf, len);
-    collapsed_flags(&w, &pcol, &ncol);
-    return merge_checked(dst, &w, pcol, ncol);
+    return merge_checked(dst, &w, -1, -1);
 }

@@ -31,6 +31,9 @@ struct pend {
     struct pend *next;
     vt_grpc_call_t *call;
     struct vt_batch batch; /* points into the request (owned by call until respond) */
+    const uint8_t *zstd;   /* the request as it arrived, if zstd-compressed: the WAL
+                              keeps these bytes (NULL: it keeps batch.buf as is) */
+    size_t zlen;
     int64_t arrival_ms;
     uint64_t t0_ns;
     bool follower; /* same id as an earlier queued batch: not appended */
@@ -205,6 +208,10 @@ static void on_push(vt_grpc_call_t *call, void *data)
         return;
     }
     p->call = call;
+    enum vt_grpc_encoding enc;
+    p->zstd = vt_grpc_call_request_encoded(call, &p->zlen, &enc);
+    if (p->zstd && (enc != VT_GRPC_ENC_ZSTD || p->zlen >= len))
+        p->zstd = NULL;
     p->arrival_ms = wall_ms();
     p->t0_ns = uv_hrtime();
     p->follower = queued(c->q_head, b) || queued(c->job_list, b);
@@ -235,7 +242,10 @@ static void work_cb(uv_work_t *w)
     for (struct pend *p = c->job_list; p; p = p->next) {
         if (p->follower)
             continue;
-        p->rc = vt_seglog_append(c->wal, p->batch.buf, p->batch.len, 1, p->arrival_ms, NULL);
+        p->rc = p->zstd ? vt_seglog_append_zstd(c->wal, p->zstd, p->zlen, p->batch.len, 1,
+                                                p->arrival_ms, NULL)
+                        : vt_seglog_append(c->wal, p->batch.buf, p->batch.len, 1, p->arrival_ms,
+                                           NULL);
         any |= p->rc == 0;
     }
     if (any && c->o.wal_fsync) {
@@ -549,7 +559,10 @@ int vt_collector_open(vt_collector **out, uv_loop_t *loop, vt_store *store, vt_g
     vt_seglog_opts so = {.dir = waldir,
                          .segment_bytes = c->o.wal_segment_bytes,
                          .fsync = VT_SEGLOG_FSYNC_NONE, /* we sync per group ourselves */
-                         .compression_level = -5}; /* zstd fast mode: the WAL is written once, read on restart only */
+                         /* Batches are kept as they arrived: compressed by the
+                          * agent (zstd, the default) or not at all - never
+                          * compressed again here, on the ingest hot path. */
+                         .uncompressed = true};
     vt_seglog_recovery rec;
     rc = vt_seglog_open(&c->wal, &so, &rec);
     if (rc) {
