@@ -864,33 +864,32 @@ static int wire_parse(struct wire_sketch *w, const uint8_t *buf, size_t len)
     struct pbf f;
     int r;
     while ((r = pb_next(&b, &f)) == 1) {
-        uint32_t want = f.num == 3 || f.num == 4 || f.num == 5 || f.num == 9 ? PB_FIXED64
-                        : f.num == 7 || f.num == 8                         ? PB_LEN
-                                                                           : PB_VARINT;
-        if (f.num <= 10 && f.wt != want)
-            return -EBADMSG;
         switch (f.num) {
-        case 1:
-            if (f.u > UINT32_MAX)
+        case 1: /* sint32 */
+            if (f.wt != PB_VARINT || f.u > UINT32_MAX)
                 return -EBADMSG;
             w->scale = pb_zigzag32(f.u);
             break;
-        case 2: w->count = f.u; break;
-        case 3: w->sum = pb_double(f.u); break;
-        case 4: w->min = pb_double(f.u); break;
-        case 5: w->max = pb_double(f.u); break;
-        case 6: w->zero_count = f.u; break;
-        case 7:
-        case 8: {
+        case 2: case 6: case 10: /* uint64 */
+            if (f.wt != PB_VARINT)
+                return -EBADMSG;
+            *(f.num == 2 ? &w->count : f.num == 6 ? &w->zero_count : &w->collapsed_count) = f.u;
+            break;
+        case 3: case 4: case 5: case 9: /* double */
+            if (f.wt != PB_FIXED64)
+                return -EBADMSG;
+            *(f.num == 3 ? &w->sum : f.num == 4 ? &w->min : f.num == 5 ? &w->max
+                                                                   : &w->zero_threshold) =
+                pb_double(f.u);
+            break;
+        case 7: case 8: { /* Buckets */
             struct pb *to = f.num == 7 ? &w->pos : &w->neg;
-            if (to->p)
+            if (f.wt != PB_LEN || to->p)
                 return -EBADMSG;
             *to = pb_of(&f);
             break;
         }
-        case 9: w->zero_threshold = pb_double(f.u); break;
-        case 10: w->collapsed_count = f.u; break;
-        default: break;
+        default: break; /* a field of a newer schema */
         }
     }
     return r == 0 ? 0 : -EBADMSG;
@@ -1132,6 +1131,42 @@ static int check_msg(const struct wire_sketch *w, int *pcol, int *ncol)
     return 0;
 }
 
+/* The index range of the non-zero counts of a validated Buckets message,
+ * for the merge's reservation (s->lo, s->hi, s->low; s->total is not
+ * filled in by the fast path). The common shape - our encoder's - is one
+ * packed run trimmed to non-zero ends: then the range is [offset, offset +
+ * n - 1] with n the number of varints, which is the number of bytes below
+ * 0x80: a popcount per eight bytes instead of a full summary. */
+static void counts_span(struct pb msg, struct counts_sum *s)
+{
+    struct counts_it it;
+    struct pbf f;
+    struct pb run = {NULL, NULL};
+    int runs = 0;
+    if (msg.p && !counts_begin(&it, msg)) {
+        struct pb b = msg;
+        while (pb_next(&b, &f) == 1)
+            if (f.num == 2) {
+                runs++;
+                run = f.wt == PB_LEN ? pb_of(&f) : (struct pb){NULL, NULL};
+            }
+    }
+    size_t len = (size_t)(run.end - run.p);
+    if (runs != 1 || len == 0 || run.p[0] == 0 || run.p[0] >= 0x80 || run.end[-1] == 0) {
+        counts_summary(msg, s); /* anything else */
+        return;
+    }
+    uint64_t high = 0;
+    const uint8_t *p = run.p;
+    for (; run.end - p >= 8; p += 8)
+        high += (uint64_t)__builtin_popcountll(pb_le64(p) & HIGH_BITS);
+    for (; p < run.end; p++)
+        high += *p >> 7;
+    *s = (struct counts_sum){.n = len - high, .low = run.p[0]};
+    s->lo = it.offset;
+    s->hi = it.offset + (int64_t)s->n - 1;
+}
+
 /* Step 1 of merging a validated Buckets message into store d (at d's
  * scale): make room for its range above the zero bucket (the only step that
  * allocates). `extra` bounds the counts added (for the counter width). */
@@ -1198,8 +1233,8 @@ static int merge_checked(vt_sketch *dst, const struct wire_sketch *w, int pcol, 
         return -EOVERFLOW;
     int32_t zfold = zero_fold_index(dst->scale, dst->zero_threshold);
     struct counts_sum ps, ns;
-    counts_summary(w->pos, &ps); /* validated: cannot fail */
-    counts_summary(w->neg, &ns);
+    counts_span(w->pos, &ps); /* validated: cannot fail */
+    counts_span(w->neg, &ns);
     if (pcol < 0)
         collapsed_of(w->collapsed_count, ps.low, ns.low, &pcol, &ncol);
     int rc = reserve_counts(dst, &dst->pos, &ps, w->count, zfold);
