@@ -540,7 +540,7 @@ int vt_collector_open(vt_collector **out, uv_loop_t *loop, vt_store *store, vt_g
     if (!c->o.wal_segment_bytes)
         c->o.wal_segment_bytes = 64u << 20;
     if (!c->o.snapshot_wal_bytes)
-        c->o.snapshot_wal_bytes = 64u << 20;
+        c->o.snapshot_wal_bytes = 512u << 20;
     if (!c->o.snapshot_interval_ms)
         c->o.snapshot_interval_ms = 600000;
     c->o.data_dir = NULL;

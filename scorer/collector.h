@@ -42,7 +42,7 @@ struct vt_collector_opts {
     const char *token;          /* NULL or "" = no auth */
     bool wal_fsync;             /* fsync each group commit (default true) */
     uint64_t wal_segment_bytes; /* 0 -> 64 MiB */
-    uint64_t snapshot_wal_bytes;/* snapshot + trim after this many WAL bytes; 0 -> 64 MiB */
+    uint64_t snapshot_wal_bytes;/* snapshot + trim after this many WAL bytes; 0 -> 512 MiB */
     int64_t snapshot_interval_ms; /* also snapshot this often if anything changed; 0 -> 10 min */
     void (*on_merged)(void *data); /* optional: new data merged (not during replay) */
     void *on_merged_data;

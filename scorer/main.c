@@ -70,7 +70,7 @@ static const struct vt_knob knobs[] = {
     {"snapshot-interval", VT_KNOB_DURATION, offsetof(struct cfg, snapshot_interval), "10m",
      "snapshot the rollups (and trim the WAL) at least this often when data changed", NULL, 1000,
      86400000},
-    {"snapshot-wal-bytes", VT_KNOB_BYTES, offsetof(struct cfg, snapshot_wal_bytes), "64MiB",
+    {"snapshot-wal-bytes", VT_KNOB_BYTES, offsetof(struct cfg, snapshot_wal_bytes), "512MiB",
      "also snapshot after this much WAL was written (bounds restart time)", NULL, 1 << 20,
      INT64_MAX},
     {"max-message-bytes", VT_KNOB_BYTES, offsetof(struct cfg, max_message_bytes), "16MiB",
