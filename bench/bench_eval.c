@@ -259,7 +259,7 @@ int main(int argc, char **argv)
                     h = eval_hash(h, &r->segments[g], r->def->n_components);
             }
     }
-    bench_report("eval_cpu_ms_10k_series_20_scores", cpu / ticks * 1000, "ms", "< 60");
+    bench_report("eval_cpu_ms_10k_series_20_scores", cpu / ticks * 1000, "ms", "< 100");
     bench_report("eval_wall_ms_10k_series_20_scores", wall / ticks * 1000, "ms", NULL);
     if (!bench_json)
         printf("eval_checksum %016llx (compare runs with the same BENCH_EVAL_NOW)\n",
