@@ -472,6 +472,35 @@ static int32_t zero_fold_index(int scale, double zt)
     return t;
 }
 
+/* An upper bound of zero_fold_index(scale, zt) without exp2l: the index of
+ * the bucket holding zt (zero_fold_index is it or the one below). When every
+ * index a merge brings lies above it, the exact value cannot change what the
+ * merge does, and the (long double) exact one is not computed at all - the
+ * common case: evaluation merges thousands of sketches per tick. */
+static int32_t zero_fold_bound(int scale, double zt)
+{
+    if (!(zt > 0))
+        return INT32_MIN;
+    if (zt > DBL_MAX)
+        return INT32_MAX;
+    return vt__sketch_map_index(scale, zt);
+}
+
+/* Lowest index src's buckets land on in a sketch of scale `scale - shift`
+ * (shift = src scale - destination scale >= 0), INT32_MAX if it has none. */
+static int32_t merge_lowest(const vt_sketch *src, int shift)
+{
+    int32_t lo = INT32_MAX;
+    if (src->pos.total)
+        lo = vt__sketch_floor_shift(src->pos.lo, shift);
+    if (src->neg.total) {
+        int32_t n = vt__sketch_floor_shift(src->neg.lo, shift);
+        if (n < lo)
+            lo = n;
+    }
+    return lo;
+}
+
 /* Move the buckets at or below index t of st into the zero bucket. */
 static void store_fold_zero(vt_sketch *s, vt_sketch_store *st, int32_t t)
 {
@@ -616,7 +645,12 @@ int vt_sketch_merge(vt_sketch *dst, const vt_sketch *src)
     int shift = from->scale - dst->scale;
     double zt = dst->zero_threshold > from->zero_threshold ? dst->zero_threshold
                                                            : from->zero_threshold;
-    int32_t zfold = zero_fold_index(dst->scale, zt);
+    /* zfold only decides for indexes at or below it (merge_store, and
+     * store_fold_zero when the threshold grows): above the bound, the
+     * bound itself gives the same merge. */
+    int32_t zfold = zero_fold_bound(dst->scale, zt);
+    if (zt > dst->zero_threshold || merge_lowest(from, shift) <= zfold)
+        zfold = zero_fold_index(dst->scale, zt);
     if (!rc)
         rc = merge_store(dst, &dst->pos, &from->pos, shift, zfold, 1);
     if (!rc)
@@ -1231,10 +1265,13 @@ static int merge_checked(vt_sketch *dst, const struct wire_sketch *w, int pcol, 
         return 0;
     if (dst->count > UINT64_MAX - w->count)
         return -EOVERFLOW;
-    int32_t zfold = zero_fold_index(dst->scale, dst->zero_threshold);
     struct counts_sum ps, ns;
     counts_span(w->pos, &ps); /* validated: cannot fail */
     counts_span(w->neg, &ns);
+    /* the exact zero-fold index (exp2l) only when a bucket can reach it */
+    int32_t zfold = zero_fold_bound(dst->scale, dst->zero_threshold);
+    if ((ps.lo <= ps.hi && ps.lo <= zfold) || (ns.lo <= ns.hi && ns.lo <= zfold))
+        zfold = zero_fold_index(dst->scale, dst->zero_threshold);
     if (pcol < 0)
         collapsed_of(w->collapsed_count, ps.low, ns.low, &pcol, &ncol);
     int rc = reserve_counts(dst, &dst->pos, &ps, w->count, zfold);

@@ -9,9 +9,11 @@
  *      that reads the same range;
  *   3. for each visited (series key, aggregate): test each score's selector
  *      and merge into the whole and the segment. Only what the score's
- *      components read is merged (counters always; sketches, embeddings and
- *      exemplars only when some component needs them): a 10k-series pass
- *      stays cheap even when every series carries dozens of metrics;
+ *      components read is merged (count and errors always; sketches,
+ *      data-quality counters, embeddings and exemplars only when some
+ *      component needs them; a sketch's buckets only for quantile, rank and
+ *      drift statistics - a mean needs its totals): a 10k-series pass stays
+ *      cheap even when every series carries dozens of metrics;
  *   4. per score and segment: statistics, normalisation, combine, state
  *      machine, masked flags, history.
  *
@@ -84,10 +86,15 @@ const char *vt_missing_name(enum vt_missing m)
 /* What a score's accumulators must carry. */
 struct needs {
     uint8_t fixed;        /* bit i: fixed sketch i */
+    uint8_t fixed_full;   /* bit i: ... with its buckets (a quantile, rank or
+                             drift statistic reads it); a fixed sketch without
+                             this bit is accumulated as totals only (see
+                             sketch_merge_totals) */
     char **names;         /* named metrics, sorted (strcmp), unique */
     uint32_t n_names;
     bool embedding;
     bool exemplars;
+    bool quality;         /* invalid_by_reason / missing_by_field */
 };
 
 static void needs_free(struct needs *n)
@@ -121,6 +128,61 @@ static int needs_add_metric(struct needs *n, const char *metric)
         return -ENOMEM;
     n->n_names++;
     qsort(n->names, n->n_names, sizeof *n->names, cmp_str);
+    return 0;
+}
+
+/* Whether statistic `st` reads a sketch's buckets (else count, sum, min and
+ * max are all it reads). */
+static bool stat_reads_buckets(enum vt_stat st)
+{
+    switch (st) {
+    case VT_STAT_QUANTILE:
+    case VT_STAT_FRAC_ABOVE:
+    case VT_STAT_FRAC_BELOW:
+    case VT_STAT_PSI:
+    case VT_STAT_JS:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* n must carry what component c reads (of the current window, or of its
+ * baseline when `base`). */
+static int needs_add_component(struct needs *n, const struct vt_score_component_def *c, bool base)
+{
+    if (c->metric) {
+        if (needs_add_metric(n, c->metric))
+            return -ENOMEM;
+        int fi = fixed_index(c->metric);
+        if (fi >= 0 && stat_reads_buckets(c->stat))
+            n->fixed_full |= (uint8_t)(1u << fi);
+    }
+    if (!base && (c->stat == VT_STAT_INVALID_RATE || c->stat == VT_STAT_MISSING_RATE))
+        n->quality = true;
+    return 0;
+}
+
+/* dst += src for a sketch whose buckets no statistic reads: count, sum, min
+ * and max exactly as vt_sketch_merge would leave them, every value counted
+ * in the zero bucket (so the sketch stays consistent: count == zero_count +
+ * buckets, and merging such sketches with vt_sketch_merge keeps them so).
+ * Skips the bucket arrays, most of the bytes a merge reads (a cost sketch
+ * spans hundreds of buckets). */
+static int sketch_merge_totals(vt_sketch *dst, const vt_sketch *src)
+{
+    if (src->count == 0)
+        return 0;
+    if (dst->count > UINT64_MAX - src->count)
+        return -EOVERFLOW;
+    assert(dst->pos.total == 0 && dst->neg.total == 0);
+    dst->count += src->count;
+    dst->zero_count += src->count;
+    dst->sum += src->sum;
+    if (src->min < dst->min)
+        dst->min = src->min;
+    if (src->max > dst->max)
+        dst->max = src->max;
     return 0;
 }
 
@@ -192,15 +254,20 @@ static int acc_merge(struct vt_aggregate *dst, const struct vt_aggregate *src,
     int rc = 0;
     dst->count += src->count;
     dst->errors += src->errors;
-    for (int i = 0; i < VT_REJECT__COUNT; i++)
-        dst->invalid_by_reason[i] += src->invalid_by_reason[i];
-    for (int i = 0; i <= VT_FIELD_LAST; i++)
-        dst->missing_by_field[i] += src->missing_by_field[i];
-    for (int i = 0; i < N_FIXED; i++)
-        if (n->fixed & (1u << i))
-            rc |= vt_sketch_merge(fixed_sketch(dst, i),
-                                  fixed_sketch((struct vt_aggregate *)src, i));
-    if (src->n_metrics > 0)
+    if (n->quality) {
+        for (int i = 0; i < VT_REJECT__COUNT; i++)
+            dst->invalid_by_reason[i] += src->invalid_by_reason[i];
+        for (int i = 0; i <= VT_FIELD_LAST; i++)
+            dst->missing_by_field[i] += src->missing_by_field[i];
+    }
+    for (int i = 0; i < N_FIXED; i++) {
+        if (!(n->fixed & (1u << i)))
+            continue;
+        vt_sketch *d = fixed_sketch(dst, i);
+        const vt_sketch *s = fixed_sketch((struct vt_aggregate *)src, i);
+        rc |= n->fixed_full & (1u << i) ? vt_sketch_merge(d, s) : sketch_merge_totals(d, s);
+    }
+    if (dst->n_metrics > 0 && src->n_metrics > 0)
         for (uint32_t i = 0; i < dst->n_metrics; i++) {
             const vt_sketch *s = vt_aggregate_sketch(src, dst->metrics[i].name);
             if (s && s->count)
@@ -358,7 +425,7 @@ static int rt_init(struct score_rt *rt, const struct vt_score_def *d)
     for (uint32_t i = 0; i < d->n_components; i++) {
         const struct vt_score_component_def *c = &d->components[i];
         rt->comp_base[i] = -1;
-        if (c->metric && needs_add_metric(&rt->cur_needs, c->metric))
+        if (needs_add_component(&rt->cur_needs, c, false))
             return -ENOMEM;
         if (c->stat == VT_STAT_CENTROID_DISTANCE)
             rt->cur_needs.embedding = rt->base_needs.embedding = true;
@@ -366,7 +433,7 @@ static int rt_init(struct score_rt *rt, const struct vt_score_def *d)
             rt->cur_needs.exemplars = true;
         if (!c->has_baseline)
             continue;
-        if (c->metric && needs_add_metric(&rt->base_needs, c->metric))
+        if (needs_add_component(&rt->base_needs, c, true))
             return -ENOMEM;
         uint32_t s;
         for (s = 0; s < rt->n_base; s++)
@@ -439,6 +506,8 @@ static int needs_union(struct score_rt *leader, const struct score_rt *f)
 {
     struct needs *n = &leader->cur_needs;
     n->fixed |= f->cur_needs.fixed;
+    n->fixed_full |= f->cur_needs.fixed_full;
+    n->quality |= f->cur_needs.quality;
     n->embedding |= f->cur_needs.embedding;
     n->exemplars |= f->cur_needs.exemplars;
     for (uint32_t i = 0; i < f->cur_needs.n_names; i++)

@@ -884,6 +884,75 @@ static void t_golden(void **st)
     store_free(&s);
 }
 
+/* A sketch only mean/sum/min/max read is accumulated as totals (no
+ * buckets): exact values, alone, as a follower of a score that reads the
+ * buckets (shared population) and as a leader whose follower reads them;
+ * the quantile next to it equals the one of a score that reads only it. */
+static void t_totals_only(void **st)
+{
+    (void)st;
+    struct store s;
+    store_init(&s);
+    double sum = 0, mn = INFINITY, mx = -INFINITY;
+    vt_sketch ref;
+    vt_sketch_init_default(&ref);
+    for (int i = 0; i < 60; i++) {
+        double c = 0.0001 * (1 + (i * 37) % 53) + (i % 7 == 0 ? 0 : 1e-7 * i);
+        const char *prov = i % 3 ? "openai" : "anthropic";
+        /* spread over 6 rollups (10 s buckets) */
+        rec(&s, "{\"ts\":%lld,\"service\":\"b\",\"provider\":\"%s\",\"cost_usd\":%.17g,\"latency_ms\":%d}",
+            T0 - 60000 + (i % 6) * 10000, prov, c, 100 + i);
+        if (i % 3 == 0)
+            continue; /* ref: the openai segment */
+        sum += c;
+        mn = fmin(mn, c);
+        mx = fmax(mx, c);
+        assert_int_equal(vt_sketch_add(&ref, c), 0);
+    }
+#define COMP(n, st) "{\"name\":\"" n "\",\"metric\":\"cost_usd\",\"stat\":\"" st "\",\"weight\":1,\"good\":0,\"bad\":1}"
+#define SCORE(n, comps) "{\"name\":\"" n "\",\"selector\":{\"service\":\"b\"},\"window\":\"5m\",\"min_count\":1," \
+    "\"segment_by\":[\"provider\"],\"components\":[" comps "]}"
+    const char *cfgs[] = {
+        /* alone */
+        "{\"version\":1,\"scores\":[" SCORE("t", COMP("mean", "mean") "," COMP("sum", "sum") ","
+            COMP("min", "min") "," COMP("max", "max")) "]}",
+        /* follower (totals) of a leader that reads the buckets */
+        "{\"version\":1,\"scores\":[" SCORE("q", COMP("p90", "p90")) ","
+            SCORE("t", COMP("mean", "mean") "," COMP("sum", "sum") "," COMP("min", "min") ","
+            COMP("max", "max")) "]}",
+        /* leader (totals) whose follower reads the buckets */
+        "{\"version\":1,\"scores\":[" SCORE("t", COMP("mean", "mean") "," COMP("sum", "sum") ","
+            COMP("min", "min") "," COMP("max", "max")) "," SCORE("q", COMP("p90", "p90")) "]}",
+    };
+    for (int k = 0; k < 3; k++) {
+        struct vt_score_engine *e = engine_from(cfgs[k]);
+        struct vt_score_source src = {.ctx = &s, .each = store_each};
+        assert_int_equal(vt_score_engine_evaluate(e, &src, T0), 0);
+        const struct vt_score_result *r = vt_score_engine_find(e, "t");
+        assert_non_null(r);
+        assert_int_equal(r->whole.count, 60);
+        assert_int_equal(r->n_segments, 2);
+        const struct vt_score_eval *o = &r->segments[1];
+        assert_string_equal(o->labels[0], "openai");
+        assert_int_equal(o->components[0].count, 40);
+        /* the merge order of sums is the engine's: equal to a few ulps */
+        NEAR(o->components[0].value, sum / 40, 1e-15);
+        NEAR(o->components[1].value, sum, 1e-15);
+        assert_true(o->components[2].value == mn);
+        assert_true(o->components[3].value == mx);
+        const struct vt_score_result *q = vt_score_engine_find(e, "q");
+        if (q) {
+            assert_int_equal(q->n_segments, 2);
+            assert_true(q->segments[1].components[0].value == vt_sketch_quantile(&ref, 0.9));
+        }
+        vt_score_engine_free(e);
+    }
+#undef COMP
+#undef SCORE
+    vt_sketch_free(&ref);
+    store_free(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -892,6 +961,7 @@ int main(void)
         cmocka_unit_test(t_missing_coverage), cmocka_unit_test(t_states),
         cmocka_unit_test(t_segments),      cmocka_unit_test(t_selector_exemplars),
         cmocka_unit_test(t_baseline_pass), cmocka_unit_test(t_golden),
+        cmocka_unit_test(t_totals_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

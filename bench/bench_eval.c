@@ -1,0 +1,281 @@
+/*
+ * bench_eval.c - the score engine's evaluation tick alone, in process: the
+ * store and the scores of bench_scorer's evaluation figure (10,000 series
+ * svc-0..19 x 4 provider/model x pod, data in every 10 s bucket of the last
+ * 5 minutes, panes built; 20 scores, 10 over svc-* and one each over
+ * svc-10..19, segment_by provider+model, window 5m, p95 latency_ms,
+ * error_rate, mean cost_usd), then evaluations one second apart.
+ *
+ * Why it exists: bench_scorer's eval_ms_10k_series_20_scores is measured in
+ * the daemon, whose snapshots and expiry run meanwhile on a 2-core box, so
+ * one run varies by +-40%. This one reports the CPU time of
+ * vt_score_engine_evaluate only (eval_cpu_ms), a figure to compare changes
+ * of the engine, the store's query side and sketch merging with, and under
+ * `perf record` its profile is the evaluation's alone. It also prints a
+ * checksum of every score and segment value (eval_checksum), so that a
+ * change meant to be exact can be checked to be so (same checksum before
+ * and after).
+ *
+ * Environment: BENCH_EVAL_TICKS (default 20) evaluations to average;
+ * BENCH_EVAL_NOW (epoch ms, default the clock) fixes the data's time, and
+ * with it the checksum.
+ */
+#include "../scorer/score_config.c"
+#include "../scorer/score.c"
+#include "../scorer/stats.c"
+#include "../scorer/batch.c"
+#include "../scorer/store.c"
+
+#include <stdio.h>
+#include <time.h>
+
+#include "bench.h"
+#include "gen.h"
+#include "record.h"
+
+#define N_SERIES 10000
+#define SERIES_PER_BATCH 10
+#define TEMPLATES 64
+#define WINDOWS 31
+
+static Vitals__V1__WindowAggregate templates[TEMPLATES];
+static Vitals__V1__SeriesKey keys[N_SERIES];
+
+static void build_templates(int64_t now)
+{
+    struct gen g;
+    gen_init(&g, 42);
+    struct vt_record_decoder *dec = vt_record_decoder_new(NULL, "bench");
+    struct vt_record rec;
+    char line[2048];
+    for (int t = 0; t < TEMPLATES; t++) {
+        struct vt_aggregate a;
+        vt_aggregate_init(&a);
+        for (int r = 0; r < 30; r++) {
+            size_t n = gen_record(&g, line, sizeof line);
+            if (vt_record_decode(dec, line, n, now, &rec) == VT_RECORD_DATA)
+                vt_aggregate_add(&a, &rec);
+        }
+        vt_aggregate_to_proto(&a, &templates[t]);
+        if (templates[t].n_metrics > 3) /* as bench_scorer: 5 fixed + 3 metric sketches */
+            templates[t].n_metrics = 3;
+        templates[t].window_ms = 10000;
+        vt_aggregate_free(&a);
+    }
+    vt_record_decoder_free(dec);
+}
+
+static void build_keys(void)
+{
+    static const char *models[] = {"gpt-4o", "claude-sonnet-4", "llama-3.1-70b", "gpt-4o-mini"};
+    static const char *providers[] = {"openai", "anthropic", "self-hosted", "openai"};
+    for (uint32_t i = 0; i < N_SERIES; i++) {
+        Vitals__V1__SeriesKey *k = &keys[i];
+        vitals__v1__series_key__init(k);
+        char buf[64];
+        snprintf(buf, sizeof buf, "svc-%u", i % 20);
+        k->service = strdup(buf);
+        k->model = (char *)models[(i / 20) % 4];
+        k->provider = (char *)providers[(i / 20) % 4];
+        k->version = "v1";
+        Vitals__V1__Label *l = malloc(sizeof *l);
+        vitals__v1__label__init(l);
+        l->key = "pod";
+        snprintf(buf, sizeof buf, "pod-%05u", i);
+        l->value = strdup(buf);
+        k->labels = malloc(sizeof *k->labels);
+        k->labels[0] = l;
+        k->n_labels = 1;
+    }
+}
+
+static char *scores_json(void)
+{
+    static char buf[16384];
+    size_t n = (size_t)snprintf(buf, sizeof buf, "{\"version\": 1, \"scores\": [");
+    for (int i = 0; i < 20; i++) {
+        char svc[32];
+        snprintf(svc, sizeof svc, i < 10 ? "svc-*" : "svc-%d", i);
+        n += (size_t)snprintf(
+            buf + n, sizeof buf - n,
+            "%s{\"name\": \"score_%d\", \"selector\": {\"service\": \"%s\"}, "
+            "\"segment_by\": [\"provider\", \"model\"], \"window\": \"5m\", \"components\": ["
+            "{\"name\": \"latency\", \"metric\": \"latency_ms\", \"stat\": \"p95\", \"weight\": 0.4, "
+            "\"good\": 1000, \"bad\": 5000},"
+            "{\"name\": \"errors\", \"stat\": \"error_rate\", \"weight\": 0.3, \"good\": 0.01, "
+            "\"bad\": 0.1},"
+            "{\"name\": \"cost\", \"metric\": \"cost_usd\", \"stat\": \"mean\", \"weight\": 0.3, "
+            "\"good\": 0.002, \"bad\": 0.02}]}",
+            i ? "," : "", i, svc);
+    }
+    snprintf(buf + n, sizeof buf - n, "]}\n");
+    return buf;
+}
+
+static int fill(vt_store *st, int64_t cur)
+{
+    char id[96];
+    uint64_t seq = 0;
+    for (int w = WINDOWS - 1; w >= 0; w--) {
+        int64_t ws = cur - (int64_t)w * 10000;
+        for (uint32_t first = 0; first < N_SERIES; first += SERIES_PER_BATCH, seq++) {
+            Vitals__V1__Batch b = VITALS__V1__BATCH__INIT;
+            Vitals__V1__WindowAggregate aggs[SERIES_PER_BATCH], *ptrs[SERIES_PER_BATCH];
+            snprintf(id, sizeof id, "bench/%lld/%llu", (long long)ws, (unsigned long long)seq);
+            b.schema_version = 1;
+            b.agent_id = "bench";
+            b.batch_id = id;
+            b.window_start_ms = ws;
+            b.spool_first = seq * 100 + 1;
+            b.spool_last = seq * 100 + 100;
+            for (int i = 0; i < SERIES_PER_BATCH; i++) {
+                aggs[i] = templates[(seq * SERIES_PER_BATCH + (uint64_t)i) % TEMPLATES];
+                aggs[i].series = &keys[first + (uint32_t)i];
+                aggs[i].window_start_ms = ws;
+                ptrs[i] = &aggs[i];
+                b.records += aggs[i].count;
+            }
+            b.aggregates = ptrs;
+            b.n_aggregates = SERIES_PER_BATCH;
+            char err[256];
+            static uint8_t wire[1 << 20];
+            size_t n = vitals__v1__batch__get_packed_size(&b);
+            struct vt_batch vb;
+            if (n > sizeof wire) {
+                fprintf(stderr, "bench_eval: batch too large\n");
+                return -1;
+            }
+            vitals__v1__batch__pack(&b, wire);
+            if (vt_batch_parse(&vb, wire, n, err, sizeof err) != 0 ||
+                vt_store_validate(st, &vb, err, sizeof err) != 0) {
+                fprintf(stderr, "bench_eval: invalid batch: %s\n", err);
+                return -1;
+            }
+            if (vt_store_apply(st, &vb, NULL) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+struct tramp {
+    vt_score_visit_fn fn;
+    void *arg;
+};
+
+static int tramp_cb(void *ud, const char *key, size_t len, const struct vt_aggregate *agg)
+{
+    struct tramp *t = ud;
+    t->fn(t->arg, key, len, agg);
+    return 0;
+}
+
+struct source {
+    vt_store *st;
+    struct vt_aggregate scratch;
+};
+
+static int source_each(void *ctx, int64_t from_ms, int64_t to_ms, vt_score_visit_fn fn, void *arg)
+{
+    struct source *s = ctx;
+    struct tramp t = {fn, arg};
+    return vt_store_query(s->st, from_ms, to_ms, &s->scratch, tramp_cb, &t);
+}
+
+/* FNV-1a over the bits of every score value, count and state. */
+static uint64_t mix(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+static uint64_t eval_hash(uint64_t h, const struct vt_score_eval *ev, uint32_t n_comp)
+{
+    h = mix(h, &ev->score, sizeof ev->score);
+    h = mix(h, &ev->count, sizeof ev->count);
+    h = mix(h, &ev->state, sizeof ev->state);
+    for (uint32_t c = 0; c < n_comp; c++) {
+        const struct vt_component_result *cr = &ev->components[c];
+        h = mix(h, &cr->value, sizeof cr->value);
+        h = mix(h, &cr->count, sizeof cr->count);
+        for (uint32_t x = 0; x < cr->n_exemplars; x++)
+            h = mix(h, cr->exemplars[x], strlen(cr->exemplars[x]));
+    }
+    return h;
+}
+
+int main(int argc, char **argv)
+{
+    bench_init(argc, argv, "eval");
+    int ticks = getenv("BENCH_EVAL_TICKS") ? atoi(getenv("BENCH_EVAL_TICKS")) : 20;
+    if (ticks < 1)
+        ticks = 1;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (getenv("BENCH_EVAL_NOW")) /* epoch ms: reproducible checksums */
+        now = strtoll(getenv("BENCH_EVAL_NOW"), NULL, 10);
+    int64_t cur = now - now % 10000;
+    build_keys();
+    build_templates(now);
+
+    struct vt_store_opts o = {0};
+    char err[256];
+    vt_store *st = NULL;
+    if (vt_store_parse_retention(VT_STORE_DEFAULT_RETENTION, &o, err, sizeof err) ||
+        vt_store_new(&st, &o)) {
+        fprintf(stderr, "bench_eval: store: %s\n", err);
+        return 1;
+    }
+    vt_store_expire(st, now);
+    if (fill(st, cur))
+        return 1;
+    vt_store_expire(st, now + 1000); /* panes of the completed minutes */
+
+    struct vt_score_config cfg;
+    const char *js = scores_json();
+    if (vt_score_config_load_buffer(js, strlen(js), &cfg, err, sizeof err)) {
+        fprintf(stderr, "bench_eval: scores: %s\n", err);
+        return 1;
+    }
+    struct vt_score_engine *e = vt_score_engine_new(&cfg);
+    struct source s = {.st = st};
+    vt_aggregate_init(&s.scratch);
+    struct vt_score_source src = {.ctx = &s, .each = source_each};
+
+    /* one warm-up tick (segments are created), then the measured ones */
+    if (vt_score_engine_evaluate(e, &src, now + 1000)) {
+        fprintf(stderr, "bench_eval: evaluate failed\n");
+        return 1;
+    }
+    uint64_t h = 1469598103934665603ull;
+    double cpu = 0, wall = 0;
+    for (int t = 0; t < ticks; t++) {
+        double c0 = bench_cpu(), w0 = bench_now();
+        int rc = vt_score_engine_evaluate(e, &src, now + 1000 + (int64_t)(t % 5) * 1000);
+        cpu += bench_cpu() - c0;
+        wall += bench_now() - w0;
+        if (rc) {
+            fprintf(stderr, "bench_eval: evaluate failed\n");
+            return 1;
+        }
+        if (t >= ticks - 5) /* the last 5 ticks (the 5 distinct nows) */
+            for (uint32_t i = 0; i < vt_score_engine_count(e); i++) {
+                const struct vt_score_result *r = vt_score_engine_result(e, i);
+                h = eval_hash(h, &r->whole, r->def->n_components);
+                for (uint32_t g = 0; g < r->n_segments; g++)
+                    h = eval_hash(h, &r->segments[g], r->def->n_components);
+            }
+    }
+    bench_report("eval_cpu_ms_10k_series_20_scores", cpu / ticks * 1000, "ms", "< 100");
+    bench_report("eval_wall_ms_10k_series_20_scores", wall / ticks * 1000, "ms", NULL);
+    if (!bench_json)
+        printf("eval_checksum %016llx (compare runs with the same BENCH_EVAL_NOW)\n",
+               (unsigned long long)h);
+    vt_score_engine_free(e);
+    vt_aggregate_free(&s.scratch);
+    vt_store_free(st);
+    return 0;
+}
