@@ -72,6 +72,7 @@ struct vt_collector {
     vt_counter *received, *duplicates, *merged_records, *dropped_late, *wal_appends, *wal_syncs,
         *snapshots, *snapshot_errors;
     vt_metric_family *rejected;
+    vt_counter *wal_zstd, *wal_raw; /* vitals_scorer_wal_batches_total{stored} */
     vt_histogram *merge_seconds, *push_seconds, *group_size;
 };
 
@@ -212,6 +213,7 @@ static void on_push(vt_grpc_call_t *call, void *data)
     p->zstd = vt_grpc_call_request_encoded(call, &p->zlen, &enc);
     if (p->zstd && (enc != VT_GRPC_ENC_ZSTD || p->zlen >= len))
         p->zstd = NULL;
+    vt_counter_inc(p->zstd ? c->wal_zstd : c->wal_raw);
     p->arrival_ms = wall_ms();
     p->t0_ns = uv_hrtime();
     p->follower = queued(c->q_head, b) || queued(c->job_list, b);
@@ -431,6 +433,11 @@ static int register_metrics(vt_collector *c, vt_metrics *reg)
                                        "Batches acknowledged as duplicates (merged nothing).");
     c->rejected = vt_metrics_counter_family(reg, "vitals_scorer_batches_rejected_total",
                                             "Batches refused, by reason.", "reason");
+    vt_metric_family *wal_stored = vt_metrics_counter_family(
+        reg, "vitals_scorer_wal_batches_total",
+        "Batches queued for the WAL, by how they are kept: zstd (the agent's compressed bytes, "
+        "as received) or raw (sent uncompressed, or compression did not pay).",
+        "stored");
     c->merged_records = vt_metrics_counter(reg, "vitals_scorer_records_merged_total",
                                            "Records merged into rollups.");
     c->dropped_late = vt_metrics_counter(reg, "vitals_scorer_records_dropped_late_total",
@@ -449,7 +456,10 @@ static int register_metrics(vt_collector *c, vt_metrics *reg)
     c->group_size = vt_metrics_histogram(reg, "vitals_scorer_wal_group_batches",
                                          "Batches per WAL group commit (one fsync each).",
                                          group_bounds, sizeof group_bounds / sizeof *group_bounds);
-    if (!c->received || !c->duplicates || !c->rejected || !c->merged_records || !c->dropped_late ||
+    c->wal_zstd = wal_stored ? vt_metrics_counter_get(wal_stored, "zstd") : NULL;
+    c->wal_raw = wal_stored ? vt_metrics_counter_get(wal_stored, "raw") : NULL;
+    if (!c->received || !c->duplicates || !c->rejected || !c->wal_zstd || !c->wal_raw ||
+        !c->merged_records || !c->dropped_late ||
         !c->snapshots || !c->snapshot_errors || !c->merge_seconds || !c->push_seconds ||
         !c->group_size)
         return -EINVAL;
