@@ -943,32 +943,20 @@ struct counts_it {
     uint64_t wk;    /* position of w's first count */
 };
 
-/* The offset (the last one wins, as in protobuf) and the wire types of the
- * fields, then the iterator at the first count. 0 or -EBADMSG. */
-static int counts_begin(struct counts_it *it, struct pb msg)
+/* The iterator at the first count of a Buckets message whose offset is
+ * known (a validated one: the fields were checked by counts_summary). */
+static void counts_init(struct counts_it *it, struct pb msg, int64_t offset)
 {
     it->msg = msg;
     it->run = (struct pb){msg.p, msg.p};
-    it->offset = 0;
+    it->offset = offset;
     it->k = it->w = it->nz = it->wk = 0;
-    struct pbf f;
-    int r;
-    while ((r = pb_next(&msg, &f)) == 1) {
-        if (f.num == 1) {
-            if (f.wt != PB_VARINT || f.u > UINT32_MAX)
-                return -EBADMSG;
-            it->offset = pb_zigzag32(f.u);
-        } else if (f.num == 2 && f.wt != PB_LEN && f.wt != PB_VARINT) {
-            return -EBADMSG;
-        }
-    }
-    return r == 0 ? 0 : -EBADMSG;
 }
 
 #define HIGH_BITS 0x8080808080808080ull
 
 /* The next non-zero count: 1 with its bucket index and value, 0 at the end,
- * -EBADMSG on a truncated varint (counts_begin checked everything else).
+ * -EBADMSG on a truncated varint (counts_summary checked everything else).
  * Counts below 128 - nearly all of them - are one byte each, zeros included,
  * so the run is read eight bytes at a time: a word without high bits holds
  * eight whole counts, and adding 0x7f to each byte marks the non-zero ones. */
@@ -1030,6 +1018,7 @@ static inline int counts_next(struct counts_it *it, int64_t *index, uint64_t *va
 struct counts_sum {
     uint64_t n, total, low;
     int64_t lo, hi;
+    int64_t offset; /* of the Buckets message */
 };
 
 /* One count at position k: fold it into *s. -1 if the sum overflows. */
@@ -1087,23 +1076,30 @@ static int sum_run(struct counts_sum *s, struct pb r)
  * or given one by one. lo/hi are bucket indexes. 0 or -EBADMSG. */
 static int counts_summary(struct pb msg, struct counts_sum *s)
 {
-    *s = (struct counts_sum){0, 0, 0, INT64_MAX, INT64_MIN};
+    *s = (struct counts_sum){.lo = INT64_MAX, .hi = INT64_MIN};
     if (!msg.p)
         return 0;
-    struct counts_it it;
-    if (counts_begin(&it, msg))
-        return -EBADMSG;
+    int64_t offset = 0; /* may come after the counts: positions are shifted at the end */
     struct pbf f;
-    while (pb_next(&msg, &f) == 1) {
-        if (f.num != 2)
-            continue;
-        if (f.wt == PB_LEN ? sum_run(s, pb_of(&f)) : sum_one(s, s->n++, f.u))
-            return -EBADMSG;
+    int r;
+    while ((r = pb_next(&msg, &f)) == 1) {
+        if (f.num == 1) {
+            if (f.wt != PB_VARINT || f.u > UINT32_MAX)
+                return -EBADMSG;
+            offset = pb_zigzag32(f.u); /* the last one wins, as in protobuf */
+        } else if (f.num == 2) {
+            if (f.wt == PB_LEN ? sum_run(s, pb_of(&f))
+                               : f.wt != PB_VARINT || sum_one(s, s->n++, f.u))
+                return -EBADMSG;
+        }
     }
+    if (r)
+        return -EBADMSG;
     if (s->lo <= s->hi) {
-        s->lo += it.offset;
-        s->hi += it.offset;
+        s->lo += offset;
+        s->hi += offset;
     }
+    s->offset = offset;
     return 0;
 }
 
@@ -1173,17 +1169,17 @@ static int check_msg(const struct wire_sketch *w, int *pcol, int *ncol)
  * 0x80: a popcount per eight bytes instead of a full summary. */
 static void counts_span(struct pb msg, struct counts_sum *s)
 {
-    struct counts_it it;
     struct pbf f;
     struct pb run = {NULL, NULL};
     int runs = 0;
-    if (msg.p && !counts_begin(&it, msg)) {
-        struct pb b = msg;
-        while (pb_next(&b, &f) == 1)
-            if (f.num == 2) {
-                runs++;
-                run = f.wt == PB_LEN ? pb_of(&f) : (struct pb){NULL, NULL};
-            }
+    int64_t offset = 0;
+    for (struct pb b = msg; b.p && pb_next(&b, &f) == 1;) {
+        if (f.num == 1)
+            offset = pb_zigzag32(f.u);
+        else if (f.num == 2) {
+            runs++;
+            run = f.wt == PB_LEN ? pb_of(&f) : (struct pb){NULL, NULL};
+        }
     }
     size_t len = (size_t)(run.end - run.p);
     if (runs != 1 || len == 0 || run.p[0] == 0 || run.p[0] >= 0x80 || run.end[-1] == 0) {
@@ -1196,9 +1192,9 @@ static void counts_span(struct pb msg, struct counts_sum *s)
         high += (((pb_le64(p) & HIGH_BITS) >> 7) * 0x0101010101010101ull) >> 56;
     for (; p < run.end; p++)
         high += *p >> 7;
-    *s = (struct counts_sum){.n = len - high, .low = run.p[0]};
-    s->lo = it.offset;
-    s->hi = it.offset + (int64_t)s->n - 1;
+    *s = (struct counts_sum){.n = len - high, .low = run.p[0], .offset = offset};
+    s->lo = offset;
+    s->hi = offset + (int64_t)s->n - 1;
 }
 
 /* Step 1 of merging a validated Buckets message into store d (at d's
@@ -1229,7 +1225,7 @@ static void add_counts(vt_sketch *dst, vt_sketch_store *d, struct pb msg,
     struct counts_it it;
     int64_t j;
     uint64_t c;
-    counts_begin(&it, msg);
+    counts_init(&it, msg, s->offset);
     while (counts_next(&it, &j, &c) == 1) {
         if (j <= zfold) {
             dst->zero_count += c;
