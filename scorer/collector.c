@@ -440,8 +440,10 @@ static int register_metrics(vt_collector *c, vt_metrics *reg)
         "stored");
     c->merged_records = vt_metrics_counter(reg, "vitals_scorer_records_merged_total",
                                            "Records merged into rollups.");
-    c->dropped_late = vt_metrics_counter(reg, "vitals_scorer_records_dropped_late_total",
-                                         "Records older than the retention horizon, not kept.");
+    c->dropped_late = vt_metrics_counter(
+        reg, "vitals_scorer_records_dropped_late_total",
+        "Records outside retention, not kept: older than the longest tier, or windows more "
+        "than an hour ahead of the scorer's clock.");
     c->snapshots = vt_metrics_counter(reg, "vitals_scorer_snapshots_total", "Snapshots written.");
     c->snapshot_errors = vt_metrics_counter(reg, "vitals_scorer_snapshot_errors_total",
                                             "Snapshots that failed.");

@@ -458,6 +458,8 @@ int vt_store__cold_load(vt_store *st, const struct bucket *bk)
 
 int vt_store__tier_for(const vt_store *st, int64_t t)
 {
+    if (st->now_ms && t > st->now_ms + VT_STORE_FUTURE_MS)
+        return -1; /* a broken clock: kept, it would sit in the first tier for ever */
     for (size_t i = 0; i < st->o.n_tiers; i++)
         if (t >= st->boundary[i])
             return (int)i;
@@ -700,6 +702,7 @@ static void expire_series(vt_store *st, struct series *s, int64_t now)
 
 void vt_store_expire(vt_store *st, int64_t now_ms)
 {
+    st->now_ms = now_ms;
     size_t nt = st->o.n_tiers;
     for (size_t i = 0; i < nt; i++) {
         int64_t res = st->o.tiers[i + 1 < nt ? i + 1 : i].resolution_ms;

@@ -17,6 +17,11 @@
  * range visits every tier, each only where it owns time, and counts every
  * record once: the finest data available is always used.
  *
+ * Data whose window starts more than VT_STORE_FUTURE_MS after the time of
+ * the last vt_store_expire() (an agent with a broken clock) is dropped and
+ * counted like data older than the retention: kept, it would sit in the
+ * first tier for ever.
+ *
  * A query includes a bucket when its start lies in [from_ms, to_ms): ranges
  * are rounded to the bucket grid of the tier that holds the data.
  *
@@ -48,6 +53,7 @@
 
 #define VT_STORE_MAX_TIERS 6
 
+#define VT_STORE_FUTURE_MS (3600 * 1000LL)
 #define VT_STORE_DEFAULT_RETENTION "10s:2h,1m:2d,10m:15d"
 
 struct vt_store_tier {
@@ -132,7 +138,8 @@ bool vt_store_seen(const vt_store *st, const struct vt_batch *b);
  * Record batch_id and merge every aggregate of a validated batch, straight
  * from its wire bytes into the rollup buckets. The tier that owns a window
  * follows the boundaries of the last vt_store_expire(). Records outside
- * retention are counted in *dropped (may be NULL) and not kept. Returns the
+ * retention (or from the future, see above) are counted in *dropped (may be
+ * NULL) and not kept. Returns the
  * number of records merged (sum of aggregate counts), or -ENOMEM / -EBADMSG.
  * Applying an id already seen merges nothing and returns 0.
  */

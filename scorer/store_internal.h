@@ -54,6 +54,7 @@ struct vt_store {
     struct vt_series_table agents; /* value: uint64_t * watermark */
     int64_t boundary[VT_STORE_MAX_TIERS]; /* tier i owns [boundary[i], boundary[i-1]) */
     int64_t hot_boundary;          /* first-tier buckets before it are packed */
+    int64_t now_ms;                /* of the last vt_store_expire (0: none yet) */
     struct vt_aggregate cold;      /* unpacked cold bucket being changed */
     uint64_t n_buckets, n_panes, records, dropped_late, overflow;
     int64_t pane_ms;               /* 0: no panes */

@@ -256,6 +256,28 @@ static void test_cascade_and_expiry(void **state)
     vt_store_free(st);
 }
 
+/* A window from the future (an agent's broken clock) is dropped, counted,
+ * and never reaches the rollups: kept, it would stay in the first tier. */
+static void test_future_dropped(void **state)
+{
+    (void)state;
+    vt_store *st = new_store();
+    vt_store_expire(st, NOW);
+    struct tb t;
+    const char *svc[] = {"a", "b"};
+    int64_t ws[] = {NOW + VT_STORE_FUTURE_MS - 10000, NOW + VT_STORE_FUTURE_MS + 10000};
+    uint64_t cnt[] = {2, 3};
+    make(&t, "agent/future", 1, 2, svc, ws, cnt);
+    uint64_t dropped = 0;
+    assert_int_equal(vt_store_apply(st, &t.b, &dropped), 2);
+    assert_int_equal(dropped, 3);
+    struct vt_store_stats ss;
+    vt_store_stats_get(st, &ss);
+    assert_int_equal(ss.series, 1);
+    assert_int_equal(ss.dropped_late, 3);
+    vt_store_free(st);
+}
+
 static void test_dedupe_watermark(void **state)
 {
     (void)state;
@@ -537,6 +559,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_retention_parse),  cmocka_unit_test(test_merge_and_dedupe),
         cmocka_unit_test(test_validation),       cmocka_unit_test(test_cascade_and_expiry),
+        cmocka_unit_test(test_future_dropped),
         cmocka_unit_test(test_dedupe_watermark), cmocka_unit_test(test_snapshot_roundtrip),
         cmocka_unit_test(test_packed_buckets),   cmocka_unit_test(test_panes),
     };
