@@ -1,0 +1,70 @@
+/*
+ * sketch_store.h - private to lib/sketch*.c: the counter arrays of a sketch
+ * store and the few store operations that both sketch.c (in-memory sketches)
+ * and sketch_wire.c (merging serialized ones in place) build on. Programs use
+ * sketch.h.
+ *
+ * A store's counters are `width` bytes each (1, 2, 4 or 8), so that the
+ * common small counts take a byte; width only grows (sketch.c states the
+ * store invariants).
+ */
+#ifndef VT_SKETCH_STORE_H
+#define VT_SKETCH_STORE_H
+
+#include <assert.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sketch.h"
+
+static inline uint64_t width_max(unsigned w)
+{
+    return w >= 8 ? UINT64_MAX : (1ull << (8 * w)) - 1;
+}
+
+static inline uint8_t width_for(uint64_t v)
+{
+    return v <= 0xff ? 1 : v <= 0xffff ? 2 : v <= 0xffffffffull ? 4 : 8;
+}
+
+static inline uint64_t cnt_get(const void *bins, unsigned w, size_t p)
+{
+    switch (w) {
+    case 1: return ((const uint8_t *)bins)[p];
+    case 2: return ((const uint16_t *)bins)[p];
+    case 4: return ((const uint32_t *)bins)[p];
+    default: return ((const uint64_t *)bins)[p];
+    }
+}
+
+static inline void cnt_set(void *bins, unsigned w, size_t p, uint64_t v)
+{
+    assert(v <= width_max(w));
+    switch (w) {
+    case 1: ((uint8_t *)bins)[p] = (uint8_t)v; break;
+    case 2: ((uint16_t *)bins)[p] = (uint16_t)v; break;
+    case 4: ((uint32_t *)bins)[p] = (uint32_t)v; break;
+    default: ((uint64_t *)bins)[p] = v; break;
+    }
+}
+
+/* Prepare st to receive `extra` more counts at indexes in [lo, hi] without
+ * any allocation (what merge needs to be all-or-nothing); see sketch.c. 0 or
+ * -ENOMEM (st unchanged). */
+int vt__sketch_store_reserve(vt_sketch_store *st, int32_t lo, int32_t hi, uint64_t extra,
+                             uint32_t max_bins);
+
+/* The last step of every merge, once the buckets are in: dst's totals. */
+void vt__sketch_merge_totals(vt_sketch *dst, uint64_t zero_count, uint64_t count, double sum,
+                             double min, double max);
+
+/* Highest index whose whole bucket lies in [0, zt], or INT32_MIN if none
+ * (exact; computes in long double). */
+int32_t vt__sketch_zero_fold_index(int scale, double zt);
+
+/* An upper bound of vt__sketch_zero_fold_index without exp2l: the index of
+ * zt's own bucket. When every index a merge brings lies above it, the exact
+ * value cannot change what the merge does. */
+int32_t vt__sketch_zero_fold_bound(int scale, double zt);
+
+#endif

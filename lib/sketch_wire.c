@@ -1,0 +1,485 @@
+/*
+ * sketch_wire.c - decoding a serialized vitals.v1.Sketch where it lies: the
+ * validating parser and the merge that adds its bucket counts straight into
+ * a sketch's stores (contract in sketch.h, "Decoding").
+ *
+ * Why it is its own file: the scorer merges every sketch of every pushed
+ * batch through here, so this is a hot path with its own tricks - bucket
+ * counts below 128 are one byte each, zeros included, and are read eight at
+ * a time - while sketch.c keeps the in-memory sketch.
+ *
+ * Two passes over a message, never more: check (validate everything,
+ * change nothing) and merge (reserve room from the counts' index range, then
+ * add; only the reservation allocates, so a merge is all-or-nothing).
+ */
+#include "sketch.h"
+#include "pb_wire.h"
+#include "sketch_index.h"
+#include "sketch_store.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <string.h>
+
+/* A vitals.v1.Sketch parsed in place: scalars decoded, the two Buckets
+ * messages left where they lie (their counts are walked, never copied). */
+struct wire_sketch {
+    int32_t scale;
+    uint64_t count, zero_count, collapsed_count;
+    double sum, min, max, zero_threshold;
+    struct pb pos, neg; /* Buckets message bytes; p == NULL when absent */
+};
+
+/* Syntax only: every field well formed with its declared wire type. A
+ * Buckets field given twice (protobuf would merge the two; our encoders
+ * never split one) is refused. Unknown fields are skipped. 0 or -EBADMSG. */
+static int wire_parse(struct wire_sketch *w, const uint8_t *buf, size_t len)
+{
+    memset(w, 0, sizeof *w);
+    struct pb b = pb_make(buf, len);
+    struct pbf f;
+    int r;
+    while ((r = pb_next(&b, &f)) == 1) {
+        switch (f.num) {
+        case 1: /* sint32 */
+            if (f.wt != PB_VARINT || f.u > UINT32_MAX)
+                return -EBADMSG;
+            w->scale = pb_zigzag32(f.u);
+            break;
+        case 2: case 6: case 10: /* uint64 */
+            if (f.wt != PB_VARINT)
+                return -EBADMSG;
+            *(f.num == 2 ? &w->count : f.num == 6 ? &w->zero_count : &w->collapsed_count) = f.u;
+            break;
+        case 3: case 4: case 5: case 9: /* double */
+            if (f.wt != PB_FIXED64)
+                return -EBADMSG;
+            *(f.num == 3 ? &w->sum : f.num == 4 ? &w->min : f.num == 5 ? &w->max
+                                                                   : &w->zero_threshold) =
+                pb_double(f.u);
+            break;
+        case 7: case 8: { /* Buckets */
+            struct pb *to = f.num == 7 ? &w->pos : &w->neg;
+            if (f.wt != PB_LEN || to->p)
+                return -EBADMSG;
+            *to = pb_of(&f);
+            break;
+        }
+        default: break; /* a field of a newer schema */
+        }
+    }
+    return r == 0 ? 0 : -EBADMSG;
+}
+
+/* Walks the counts of a Buckets message {sint32 offset = 1; repeated uint64
+ * counts = 2}: packed runs and single varints alike, in order. Zero counts
+ * (most of a sparse sketch: one 0x00 byte each) are skipped eight at a
+ * time. */
+struct counts_it {
+    struct pb msg;  /* fields of the Buckets message not read yet */
+    struct pb run;  /* rest of the current packed run */
+    int64_t offset; /* bucket index of count 0 */
+    uint64_t k;     /* position of the next count not loaded yet */
+    uint64_t w;     /* a loaded word of eight one-byte counts ... */
+    uint64_t nz;    /* ... with the high bit set in each byte still to hand out */
+    uint64_t wk;    /* position of w's first count */
+};
+
+/* The iterator at the first count of a Buckets message whose offset is
+ * known (a validated one: the fields were checked by counts_summary). */
+static void counts_init(struct counts_it *it, struct pb msg, int64_t offset)
+{
+    it->msg = msg;
+    it->run = (struct pb){msg.p, msg.p};
+    it->offset = offset;
+    it->k = it->w = it->nz = it->wk = 0;
+}
+
+#define HIGH_BITS 0x8080808080808080ull
+
+/* The next non-zero count: 1 with its bucket index and value, 0 at the end,
+ * -EBADMSG on a truncated varint (counts_summary checked everything else).
+ * Counts below 128 - nearly all of them - are one byte each, zeros included,
+ * so the run is read eight bytes at a time: a word without high bits holds
+ * eight whole counts, and adding 0x7f to each byte marks the non-zero ones. */
+static inline int counts_next(struct counts_it *it, int64_t *index, uint64_t *value)
+{
+    for (;;) {
+        if (it->nz) {
+            unsigned b = (unsigned)__builtin_ctzll(it->nz) >> 3;
+            it->nz &= it->nz - 1;
+            *index = it->offset + (int64_t)(it->wk + b);
+            *value = (it->w >> (8 * b)) & 0xff;
+            return 1;
+        }
+        struct pb *r = &it->run;
+        while (r->end - r->p >= 8) {
+            uint64_t w = pb_le64(r->p);
+            if (w & HIGH_BITS)
+                break; /* a count of two bytes or more: one at a time below */
+            r->p += 8;
+            it->wk = it->k;
+            it->k += 8;
+            if (w) {
+                it->w = w;
+                it->nz = (w + 0x7f7f7f7f7f7f7f7full) & HIGH_BITS;
+                break;
+            }
+        }
+        if (it->nz)
+            continue;
+        uint64_t v;
+        if (r->p < r->end) {
+            if (pb_varint(r, &v))
+                return -EBADMSG;
+        } else { /* the next counts field */
+            struct pbf f;
+            int rr;
+            while ((rr = pb_next(&it->msg, &f)) == 1 && f.num != 2)
+                ;
+            if (rr <= 0)
+                return rr < 0 ? -EBADMSG : 0;
+            if (f.wt == PB_LEN) {
+                it->run = pb_of(&f);
+                continue;
+            }
+            v = f.u;
+        }
+        uint64_t k = it->k++;
+        if (v) { /* (a zero spelled with more than one byte lands here too) */
+            *index = it->offset + (int64_t)k;
+            *value = v;
+            return 1;
+        }
+    }
+}
+
+/* What one pass over a Buckets message learns: the number of counts, their
+ * sum, the index range of the non-zero ones (lo > hi when none) and the
+ * lowest-index non-zero count. */
+struct counts_sum {
+    uint64_t n, total, low;
+    int64_t lo, hi;
+    int64_t offset; /* of the Buckets message */
+};
+
+/* One count at position k: fold it into *s. -1 if the sum overflows. */
+static inline int sum_one(struct counts_sum *s, uint64_t k, uint64_t v)
+{
+    if (!v)
+        return 0;
+    if (s->total > UINT64_MAX - v)
+        return -1;
+    if (s->lo == INT64_MAX) {
+        s->lo = (int64_t)k;
+        s->low = v;
+    }
+    s->hi = (int64_t)k;
+    s->total += v;
+    return 0;
+}
+
+/* Fill *s (lo/hi as positions; the caller adds the offset) from a run of
+ * packed counts. Words of eight one-byte counts cost a few operations each:
+ * no branch per count. -1 on a truncated varint or an overflowing sum. */
+static int sum_run(struct counts_sum *s, struct pb r)
+{
+    while (r.p < r.end) {
+        if (r.end - r.p >= 8 && s->total < UINT64_MAX - 8 * 127) {
+            uint64_t w = pb_le64(r.p);
+            if (!(w & HIGH_BITS)) {
+                if (w) {
+                    uint64_t nz = (w + 0x7f7f7f7f7f7f7f7full) & HIGH_BITS;
+                    unsigned first = (unsigned)__builtin_ctzll(nz) >> 3;
+                    unsigned last = 7 - ((unsigned)__builtin_clzll(nz) >> 3);
+                    if (s->lo == INT64_MAX) {
+                        s->lo = (int64_t)(s->n + first);
+                        s->low = (w >> (8 * first)) & 0xff;
+                    }
+                    s->hi = (int64_t)(s->n + last);
+                    /* byte sum: pairs into 16-bit lanes, lanes summed by a multiply */
+                    uint64_t pairs = (w & 0x00ff00ff00ff00ffull) + ((w >> 8) & 0x00ff00ff00ff00ffull);
+                    s->total += (pairs * 0x0001000100010001ull) >> 48;
+                }
+                r.p += 8;
+                s->n += 8;
+                continue;
+            }
+        }
+        uint64_t v;
+        if (pb_varint(&r, &v) || sum_one(s, s->n, v))
+            return -1;
+        s->n++;
+    }
+    return 0;
+}
+
+/* The summary of a Buckets message, its counts packed in any number of runs
+ * or given one by one. lo/hi are bucket indexes. 0 or -EBADMSG. */
+static int counts_summary(struct pb msg, struct counts_sum *s)
+{
+    *s = (struct counts_sum){.lo = INT64_MAX, .hi = INT64_MIN};
+    if (!msg.p)
+        return 0;
+    int64_t offset = 0; /* may come after the counts: positions are shifted at the end */
+    struct pbf f;
+    int r;
+    while ((r = pb_next(&msg, &f)) == 1) {
+        if (f.num == 1) {
+            if (f.wt != PB_VARINT || f.u > UINT32_MAX)
+                return -EBADMSG;
+            offset = pb_zigzag32(f.u); /* the last one wins, as in protobuf */
+        } else if (f.num == 2) {
+            if (f.wt == PB_LEN ? sum_run(s, pb_of(&f))
+                               : f.wt != PB_VARINT || sum_one(s, s->n++, f.u))
+                return -EBADMSG;
+        }
+    }
+    if (r)
+        return -EBADMSG;
+    if (s->lo <= s->hi) {
+        s->lo += offset;
+        s->hi += offset;
+    }
+    s->offset = offset;
+    return 0;
+}
+
+/* Validate one Buckets message: at most VT_SKETCH_MAX_BINS_LIMIT counts,
+ * the non-zero ones at indexes of the mapping, summed without overflow. */
+static int check_counts(struct pb msg, int scale, struct counts_sum *s)
+{
+    if (counts_summary(msg, s) || s->n > VT_SKETCH_MAX_BINS_LIMIT)
+        return -EBADMSG;
+    if (s->lo <= s->hi &&
+        (s->lo < vt__sketch_index_min(scale) || s->hi > vt__sketch_index_max(scale)))
+        return -EBADMSG;
+    return 0;
+}
+
+/* Which stores a collapsed_count of cc refers to, given the lowest non-zero
+ * count of each (pl, nl): the collapsed bucket is always a store's lowest.
+ * -1 when it matches neither. */
+static int collapsed_of(uint64_t cc, uint64_t pl, uint64_t nl, int *pcol, int *ncol)
+{
+    *pcol = *ncol = 0;
+    if (cc == 0)
+        return 0;
+    if (pl + nl == cc && pl <= cc) /* both (or the only non-empty one) */
+        *pcol = pl != 0, *ncol = nl != 0;
+    else if (cc == pl)
+        *pcol = 1;
+    else if (cc == nl)
+        *ncol = 1;
+    else
+        return -1;
+    return 0;
+}
+
+/* Everything a message must satisfy: scale and zero threshold in range,
+ * bucket ranges, counts adding up to `count` without overflow, a consistent
+ * collapsed_count, finite min <= max on the right sides of 0. Sets the
+ * collapsed flags of the two stores. 0 or -EBADMSG. */
+static int check_msg(const struct wire_sketch *w, int *pcol, int *ncol)
+{
+    struct counts_sum ps, ns;
+    *pcol = *ncol = 0;
+    if (w->scale < VT_SKETCH_MIN_SCALE || w->scale > VT_SKETCH_MAX_SCALE ||
+        !(w->zero_threshold >= 0) || !isfinite(w->zero_threshold))
+        return -EBADMSG;
+    if (check_counts(w->pos, w->scale, &ps) || check_counts(w->neg, w->scale, &ns))
+        return -EBADMSG;
+    uint64_t pt = ps.total, nt = ns.total, pl = ps.low, nl = ns.low;
+    uint64_t total = w->zero_count;
+    if (total > UINT64_MAX - pt || total + pt > UINT64_MAX - nt || total + pt + nt != w->count)
+        return -EBADMSG;
+    if (collapsed_of(w->collapsed_count, pl, nl, pcol, ncol))
+        return -EBADMSG;
+    /* sum is not checked: a sum of doubles can legitimately overflow to
+     * +-inf, and +inf merged with -inf is NaN. */
+    if (w->count > 0 && (!isfinite(w->min) || !isfinite(w->max) || w->min > w->max ||
+                         (nt && !(w->min < 0)) || (pt && !(w->max > 0))))
+        return -EBADMSG;
+    return 0;
+}
+
+/* The index range of the non-zero counts of a validated Buckets message,
+ * for the merge's reservation (s->lo, s->hi, s->low; s->total is not
+ * filled in by the fast path). The common shape - our encoder's - is one
+ * packed run trimmed to non-zero ends: then the range is [offset, offset +
+ * n - 1] with n the number of varints, which is the number of bytes below
+ * 0x80: a popcount per eight bytes instead of a full summary. */
+static void counts_span(struct pb msg, struct counts_sum *s)
+{
+    struct pbf f;
+    struct pb run = {NULL, NULL};
+    int runs = 0;
+    int64_t offset = 0;
+    for (struct pb b = msg; b.p && pb_next(&b, &f) == 1;) {
+        if (f.num == 1)
+            offset = pb_zigzag32(f.u);
+        else if (f.num == 2) {
+            runs++;
+            run = f.wt == PB_LEN ? pb_of(&f) : (struct pb){NULL, NULL};
+        }
+    }
+    size_t len = (size_t)(run.end - run.p);
+    if (runs != 1 || len == 0 || run.p[0] == 0 || run.p[0] >= 0x80 || run.end[-1] == 0) {
+        counts_summary(msg, s); /* anything else */
+        return;
+    }
+    uint64_t high = 0;
+    const uint8_t *p = run.p;
+    for (; run.end - p >= 8; p += 8) /* high bits per word, summed by a multiply */
+        high += (((pb_le64(p) & HIGH_BITS) >> 7) * 0x0101010101010101ull) >> 56;
+    for (; p < run.end; p++)
+        high += *p >> 7;
+    *s = (struct counts_sum){.n = len - high, .low = run.p[0], .offset = offset};
+    s->lo = offset;
+    s->hi = offset + (int64_t)s->n - 1;
+}
+
+/* Step 1 of merging a validated Buckets message into store d (at d's
+ * scale): make room for its range above the zero bucket (the only step that
+ * allocates). `extra` bounds the counts added (for the counter width). */
+static int reserve_counts(vt_sketch *dst, vt_sketch_store *d, const struct counts_sum *s,
+                          uint64_t extra, int32_t zfold)
+{
+    if (s->lo > s->hi || s->hi <= zfold)
+        return 0;
+    int64_t lo = s->lo <= zfold ? (int64_t)zfold + 1 : s->lo;
+    return vt__sketch_store_reserve(d, (int32_t)lo, (int32_t)s->hi, extra, dst->max_bins);
+}
+
+/* Step 2: add the counts. Buckets at or below zfold join the zero bucket;
+ * when the union is wider than max_bins, the lowest fold into the lowest kept
+ * bucket - exactly the window store_reserve prepared, so every counter is
+ * addressable and wide enough, and nothing allocates. */
+static void add_counts(vt_sketch *dst, vt_sketch_store *d, struct pb msg,
+                       const struct counts_sum *s, int32_t zfold)
+{
+    if (s->lo > s->hi)
+        return;
+    int64_t top = d->total && d->hi > s->hi ? d->hi : s->hi;
+    int64_t floor = top - (int64_t)dst->max_bins + 1;
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    uint64_t added = 0;
+    struct counts_it it;
+    int64_t j;
+    uint64_t c;
+    counts_init(&it, msg, s->offset);
+    while (counts_next(&it, &j, &c) == 1) {
+        if (j <= zfold) {
+            dst->zero_count += c;
+            continue;
+        }
+        if (j < floor) {
+            j = floor;
+            d->collapsed = 1;
+        }
+        assert(j >= d->offset && j < (int64_t)d->offset + d->cap);
+        size_t p = (size_t)(j - d->offset);
+        cnt_set(d->bins, d->width, p, cnt_get(d->bins, d->width, p) + c);
+        lo = j < lo ? j : lo;
+        hi = j > hi ? j : hi;
+        added += c;
+    }
+    if (!added)
+        return;
+    if (d->total == 0 || lo < d->lo)
+        d->lo = (int32_t)lo;
+    if (d->total == 0 || hi > d->hi)
+        d->hi = (int32_t)hi;
+    d->total += added;
+}
+
+/* dst += w, w validated (check_msg) and at dst's scale and zero threshold.
+ * All or nothing: both stores are reserved before anything is added. */
+static int merge_checked(vt_sketch *dst, const struct wire_sketch *w, int pcol, int ncol)
+{
+    /* pcol/ncol < 0: not known yet (a message checked earlier): derived
+     * from the summaries below, as check_msg does */
+    if (w->count == 0)
+        return 0;
+    if (dst->count > UINT64_MAX - w->count)
+        return -EOVERFLOW;
+    struct counts_sum ps, ns;
+    counts_span(w->pos, &ps); /* validated: cannot fail */
+    counts_span(w->neg, &ns);
+    /* the exact zero-fold index (exp2l) only when a bucket can reach it */
+    int32_t zfold = vt__sketch_zero_fold_bound(dst->scale, dst->zero_threshold);
+    if ((ps.lo <= ps.hi && ps.lo <= zfold) || (ns.lo <= ns.hi && ns.lo <= zfold))
+        zfold = vt__sketch_zero_fold_index(dst->scale, dst->zero_threshold);
+    if (pcol < 0)
+        collapsed_of(w->collapsed_count, ps.low, ns.low, &pcol, &ncol);
+    int rc = reserve_counts(dst, &dst->pos, &ps, w->count, zfold);
+    if (!rc)
+        rc = reserve_counts(dst, &dst->neg, &ns, w->count, zfold);
+    if (rc)
+        return rc;
+    /* merge_totals adds the message's zero_count; add_counts adds what folds */
+    add_counts(dst, &dst->pos, w->pos, &ps, zfold);
+    add_counts(dst, &dst->neg, w->neg, &ns, zfold);
+    dst->pos.collapsed |= (uint8_t)pcol;
+    dst->neg.collapsed |= (uint8_t)ncol;
+    vt__sketch_merge_totals(dst, w->zero_count, w->count, w->sum, w->min, w->max);
+    return 0;
+}
+
+int vt_sketch_check_wire(const uint8_t *buf, size_t len)
+{
+    struct wire_sketch w;
+    int pcol, ncol;
+    if (wire_parse(&w, buf, len))
+        return -EBADMSG;
+    return check_msg(&w, &pcol, &ncol);
+}
+
+int vt_sketch_unpack(vt_sketch *s, const uint8_t *buf, size_t len, uint32_t max_bins)
+{
+    struct wire_sketch w;
+    int pcol, ncol;
+    vt_sketch_init_default(s);
+    if (max_bins > VT_SKETCH_MAX_BINS_LIMIT)
+        return -EINVAL;
+    if (wire_parse(&w, buf, len) || check_msg(&w, &pcol, &ncol))
+        return -EBADMSG;
+    int rc = vt_sketch_init(s, w.scale, max_bins, w.zero_threshold); /* allocates nothing */
+    if (!rc)
+        rc = merge_checked(s, &w, pcol, ncol);
+    if (rc) {
+        vt_sketch_free(s);
+        vt_sketch_init_default(s);
+    }
+    return rc;
+}
+
+int vt_sketch_merge_wire(vt_sketch *dst, const uint8_t *buf, size_t len)
+{
+    struct wire_sketch w;
+    int pcol, ncol;
+    if (wire_parse(&w, buf, len))
+        return -EBADMSG;
+    /* The common case - same scale, same zero threshold - merges straight
+     * from the message. Anything else goes through a temporary sketch. */
+    if (w.scale == dst->scale && w.zero_threshold == dst->zero_threshold) {
+        int rc = check_msg(&w, &pcol, &ncol);
+        return rc ? rc : merge_checked(dst, &w, pcol, ncol);
+    }
+    vt_sketch tmp;
+    int rc = vt_sketch_unpack(&tmp, buf, len, dst->max_bins);
+    if (!rc)
+        rc = vt_sketch_merge(dst, &tmp);
+    vt_sketch_free(&tmp);
+    return rc;
+}
+
+int vt_sketch_merge_wire_checked(vt_sketch *dst, const uint8_t *buf, size_t len)
+{
+    struct wire_sketch w;
+    if (wire_parse(&w, buf, len) || w.scale != dst->scale ||
+        w.zero_threshold != dst->zero_threshold)
+        return vt_sketch_merge_wire(dst, buf, len);
+    return merge_checked(dst, &w, -1, -1);
+}
