@@ -22,6 +22,7 @@
  */
 #include "../scorer/score_config.c"
 #include "../scorer/score.c"
+#include "../scorer/score_acc.c"
 #include "../scorer/stats.c"
 #include "../scorer/batch.c"
 #include "../scorer/store.c"

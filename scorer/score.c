@@ -17,10 +17,7 @@
  *   4. per score and segment: statistics, normalisation, combine, state
  *      machine, masked flags, history.
  *
- * Accumulators are ordinary struct vt_aggregate values whose named-metric
- * array is pre-populated (sorted, as aggregate.c requires) with exactly the
- * metrics the score reads, so vt_aggregate_sketch() works on them and
- * vt_aggregate_free() releases them.
+ * Accumulators (what a score reads, merged) are score_acc.c.
  */
 #include "score.h"
 
@@ -31,30 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "score_acc.h"
 #include "series.h"
-
-#define N_FIXED 5
-static const char *const fixed_names[N_FIXED] = {"latency_ms", "ttft_ms", "input_tokens",
-                                                 "output_tokens", "cost_usd"};
-
-static vt_sketch *fixed_sketch(struct vt_aggregate *a, int i)
-{
-    switch (i) {
-    case 0: return &a->latency_ms;
-    case 1: return &a->ttft_ms;
-    case 2: return &a->input_tokens;
-    case 3: return &a->output_tokens;
-    default: return &a->cost_usd;
-    }
-}
-
-static int fixed_index(const char *name)
-{
-    for (int i = 0; i < N_FIXED; i++)
-        if (strcmp(name, fixed_names[i]) == 0)
-            return i;
-    return -1;
-}
 
 const char *vt_score_state_name(enum vt_score_state s)
 {
@@ -81,221 +56,6 @@ const char *vt_missing_name(enum vt_missing m)
 /* Statistics and normalisation (vt_score_stat, vt_score_normalize,
  * vt_score_psi, vt_score_js) live in stats.c. */
 
-/* ========================================================= accumulators */
-
-/* What a score's accumulators must carry. */
-struct needs {
-    uint8_t fixed;        /* bit i: fixed sketch i */
-    uint8_t fixed_full;   /* bit i: ... with its buckets (a quantile, rank or
-                             drift statistic reads it); a fixed sketch without
-                             this bit is accumulated as totals only (see
-                             sketch_merge_totals) */
-    char **names;         /* named metrics, sorted (strcmp), unique */
-    uint32_t n_names;
-    bool embedding;
-    bool exemplars;
-    bool quality;         /* invalid_by_reason / missing_by_field */
-};
-
-static void needs_free(struct needs *n)
-{
-    for (uint32_t i = 0; i < n->n_names; i++)
-        free(n->names[i]);
-    free(n->names);
-    memset(n, 0, sizeof *n);
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int needs_add_metric(struct needs *n, const char *metric)
-{
-    int fi = fixed_index(metric);
-    if (fi >= 0) {
-        n->fixed |= (uint8_t)(1u << fi);
-        return 0;
-    }
-    for (uint32_t i = 0; i < n->n_names; i++)
-        if (strcmp(n->names[i], metric) == 0)
-            return 0;
-    char **nn = realloc(n->names, (n->n_names + 1) * sizeof *nn);
-    if (!nn)
-        return -ENOMEM;
-    n->names = nn;
-    if (!(nn[n->n_names] = strdup(metric)))
-        return -ENOMEM;
-    n->n_names++;
-    qsort(n->names, n->n_names, sizeof *n->names, cmp_str);
-    return 0;
-}
-
-/* Whether statistic `st` reads a sketch's buckets (else count, sum, min and
- * max are all it reads). */
-static bool stat_reads_buckets(enum vt_stat st)
-{
-    switch (st) {
-    case VT_STAT_QUANTILE:
-    case VT_STAT_FRAC_ABOVE:
-    case VT_STAT_FRAC_BELOW:
-    case VT_STAT_PSI:
-    case VT_STAT_JS:
-        return true;
-    default:
-        return false;
-    }
-}
-
-/* n must carry what component c reads (of the current window, or of its
- * baseline when `base`). */
-static int needs_add_component(struct needs *n, const struct vt_score_component_def *c, bool base)
-{
-    if (c->metric) {
-        if (needs_add_metric(n, c->metric))
-            return -ENOMEM;
-        int fi = fixed_index(c->metric);
-        if (fi >= 0 && stat_reads_buckets(c->stat))
-            n->fixed_full |= (uint8_t)(1u << fi);
-    }
-    if (!base && (c->stat == VT_STAT_INVALID_RATE || c->stat == VT_STAT_MISSING_RATE))
-        n->quality = true;
-    return 0;
-}
-
-/* dst += src for a sketch whose buckets no statistic reads: count, sum, min
- * and max exactly as vt_sketch_merge would leave them, every value counted
- * in the zero bucket (so the sketch stays consistent: count == zero_count +
- * buckets, and merging such sketches with vt_sketch_merge keeps them so).
- * Skips the bucket arrays, most of the bytes a merge reads (a cost sketch
- * spans hundreds of buckets). */
-static int sketch_merge_totals(vt_sketch *dst, const vt_sketch *src)
-{
-    if (src->count == 0)
-        return 0;
-    if (dst->count > UINT64_MAX - src->count)
-        return -EOVERFLOW;
-    assert(dst->pos.total == 0 && dst->neg.total == 0);
-    dst->count += src->count;
-    dst->zero_count += src->count;
-    dst->sum += src->sum;
-    if (src->min < dst->min)
-        dst->min = src->min;
-    if (src->max > dst->max)
-        dst->max = src->max;
-    return 0;
-}
-
-static int acc_init(struct vt_aggregate *a, const struct needs *n)
-{
-    vt_aggregate_init(a);
-    for (uint32_t i = 0; i < n->n_names; i++)
-        if (!vt_aggregate_metric(a, n->names[i]))
-            return -ENOMEM;
-    return 0;
-}
-
-static void acc_reset(struct vt_aggregate *a, const struct needs *n)
-{
-    a->count = a->errors = 0;
-    memset(a->invalid_by_reason, 0, sizeof a->invalid_by_reason);
-    memset(a->missing_by_field, 0, sizeof a->missing_by_field);
-    for (int i = 0; i < N_FIXED; i++)
-        if (n->fixed & (1u << i))
-            vt_sketch_reset(fixed_sketch(a, i));
-    for (uint32_t i = 0; i < a->n_metrics; i++)
-        vt_sketch_reset(&a->metrics[i].sketch);
-    if (a->embedding_sum)
-        memset(a->embedding_sum, 0, a->embedding_dim * sizeof(double));
-    a->embedding_count = a->embedding_mismatch = 0;
-    a->n_exemplars = 0;
-}
-
-/* Keep the slowest "slow" exemplars and the latest failed ones. */
-static void acc_exemplar(struct vt_aggregate *a, const struct vt_exemplar *x)
-{
-    if (a->n_exemplars < VT_AGG_MAX_EXEMPLARS) {
-        a->exemplars[a->n_exemplars++] = *x;
-        return;
-    }
-    int victim = -1;
-    for (uint32_t i = 0; i < a->n_exemplars; i++) {
-        const struct vt_exemplar *e = &a->exemplars[i];
-        if (e->kind != x->kind)
-            continue;
-        if (victim < 0 || (x->kind == VT_EXEMPLAR_FAILED
-                               ? e->ts_ms < a->exemplars[victim].ts_ms
-                               : e->latency_ms < a->exemplars[victim].latency_ms))
-            victim = (int)i;
-    }
-    if (victim < 0) {
-        /* No exemplar of this kind yet: take the slot of the most numerous kind. */
-        uint32_t failed = 0;
-        for (uint32_t i = 0; i < a->n_exemplars; i++)
-            failed += a->exemplars[i].kind == VT_EXEMPLAR_FAILED;
-        enum vt_exemplar_kind k =
-            failed * 2 > a->n_exemplars ? VT_EXEMPLAR_FAILED : VT_EXEMPLAR_SLOWEST;
-        for (uint32_t i = 0; i < a->n_exemplars; i++)
-            if (a->exemplars[i].kind == k) {
-                a->exemplars[i] = *x;
-                return;
-            }
-        return;
-    }
-    const struct vt_exemplar *v = &a->exemplars[victim];
-    if (x->kind == VT_EXEMPLAR_FAILED ? x->ts_ms > v->ts_ms : x->latency_ms > v->latency_ms)
-        a->exemplars[victim] = *x;
-}
-
-/* dst += the parts of src that `n` asks for. */
-static int acc_merge(struct vt_aggregate *dst, const struct vt_aggregate *src,
-                     const struct needs *n)
-{
-    int rc = 0;
-    dst->count += src->count;
-    dst->errors += src->errors;
-    if (n->quality) {
-        for (int i = 0; i < VT_REJECT__COUNT; i++)
-            dst->invalid_by_reason[i] += src->invalid_by_reason[i];
-        for (int i = 0; i <= VT_FIELD_LAST; i++)
-            dst->missing_by_field[i] += src->missing_by_field[i];
-    }
-    for (int i = 0; i < N_FIXED; i++) {
-        if (!(n->fixed & (1u << i)))
-            continue;
-        vt_sketch *d = fixed_sketch(dst, i);
-        const vt_sketch *s = fixed_sketch((struct vt_aggregate *)src, i);
-        rc |= n->fixed_full & (1u << i) ? vt_sketch_merge(d, s) : sketch_merge_totals(d, s);
-    }
-    if (dst->n_metrics > 0 && src->n_metrics > 0)
-        for (uint32_t i = 0; i < dst->n_metrics; i++) {
-            const vt_sketch *s = vt_aggregate_sketch(src, dst->metrics[i].name);
-            if (s && s->count)
-                rc |= vt_sketch_merge(&dst->metrics[i].sketch, s);
-        }
-    if (n->embedding && src->embedding_sum && src->embedding_count) {
-        if (dst->embedding_count == 0 && dst->embedding_dim != src->embedding_dim) {
-            double *e = realloc(dst->embedding_sum, src->embedding_dim * sizeof(double));
-            if (!e)
-                return -ENOMEM;
-            dst->embedding_sum = e;
-            dst->embedding_dim = src->embedding_dim;
-            memset(e, 0, src->embedding_dim * sizeof(double));
-        }
-        if (dst->embedding_dim == src->embedding_dim) {
-            for (uint32_t i = 0; i < src->embedding_dim; i++)
-                dst->embedding_sum[i] += src->embedding_sum[i];
-            dst->embedding_count += src->embedding_count;
-        } else {
-            dst->embedding_mismatch += src->embedding_count;
-        }
-    }
-    if (n->exemplars)
-        for (uint32_t i = 0; i < src->n_exemplars; i++)
-            acc_exemplar(dst, &src->exemplars[i]);
-    return rc ? -ENOMEM : 0;
-}
-
 /* ================================================================ engine */
 
 struct base_range {
@@ -317,7 +77,7 @@ struct score_rt {
                                       (selector, segment_by, window) this one
                                       shares: it reads no data itself and takes
                                       the leader's accumulators (see share) */
-    struct needs cur_needs, base_needs;
+    struct vt_acc_needs cur_needs, base_needs;
     struct base_range *base;       /* distinct baseline ranges */
     uint32_t n_base;
     int *comp_base;                /* per component: baseline slot or -1 */
@@ -347,7 +107,7 @@ struct pass {
  * series (selectors, segment lookup) and reused for each of its rollups. */
 struct dest {
     struct vt_aggregate *acc;
-    const struct needs *nd;
+    const struct vt_acc_needs *nd;
     struct score_rt *rt;           /* for rt->err */
     bool *seen;                    /* the segment's seen / base_seen, or NULL */
 };
@@ -401,8 +161,8 @@ static void rt_free(struct score_rt *rt)
     free(rt->seg_evals);
     free(rt->base);
     free(rt->comp_base);
-    needs_free(&rt->cur_needs);
-    needs_free(&rt->base_needs);
+    vt_acc_needs_free(&rt->cur_needs);
+    vt_acc_needs_free(&rt->base_needs);
     memset(rt, 0, sizeof *rt);
 }
 
@@ -425,7 +185,7 @@ static int rt_init(struct score_rt *rt, const struct vt_score_def *d)
     for (uint32_t i = 0; i < d->n_components; i++) {
         const struct vt_score_component_def *c = &d->components[i];
         rt->comp_base[i] = -1;
-        if (needs_add_component(&rt->cur_needs, c, false))
+        if (vt_acc_needs_add_component(&rt->cur_needs, c, false))
             return -ENOMEM;
         if (c->stat == VT_STAT_CENTROID_DISTANCE)
             rt->cur_needs.embedding = rt->base_needs.embedding = true;
@@ -433,7 +193,7 @@ static int rt_init(struct score_rt *rt, const struct vt_score_def *d)
             rt->cur_needs.exemplars = true;
         if (!c->has_baseline)
             continue;
-        if (needs_add_component(&rt->base_needs, c, true))
+        if (vt_acc_needs_add_component(&rt->base_needs, c, true))
             return -ENOMEM;
         uint32_t s;
         for (s = 0; s < rt->n_base; s++)
@@ -447,7 +207,7 @@ static int rt_init(struct score_rt *rt, const struct vt_score_def *d)
         }
         rt->comp_base[i] = (int)s;
     }
-    if (acc_init(&rt->whole, &rt->cur_needs))
+    if (vt_acc_init(&rt->whole, &rt->cur_needs))
         return -ENOMEM;
     if (rt->n_base) {
         rt->whole_base = calloc(rt->n_base, sizeof *rt->whole_base);
@@ -456,7 +216,7 @@ static int rt_init(struct score_rt *rt, const struct vt_score_def *d)
         for (uint32_t s = 0; s < rt->n_base; s++)
             vt_aggregate_init(&rt->whole_base[s]);
         for (uint32_t s = 0; s < rt->n_base; s++)
-            if (acc_init(&rt->whole_base[s], &rt->base_needs))
+            if (vt_acc_init(&rt->whole_base[s], &rt->base_needs))
                 return -ENOMEM;
     }
     if (d->n_segment_by && vt_series_table_init(&rt->segs, VT_SCORE_MAX_SEGMENTS))
@@ -504,14 +264,14 @@ static bool same_population(const struct score_rt *a, const struct score_rt *b)
 /* leader's needs |= follower's (and its whole accumulator gets the names). */
 static int needs_union(struct score_rt *leader, const struct score_rt *f)
 {
-    struct needs *n = &leader->cur_needs;
+    struct vt_acc_needs *n = &leader->cur_needs;
     n->fixed |= f->cur_needs.fixed;
     n->fixed_full |= f->cur_needs.fixed_full;
     n->quality |= f->cur_needs.quality;
     n->embedding |= f->cur_needs.embedding;
     n->exemplars |= f->cur_needs.exemplars;
     for (uint32_t i = 0; i < f->cur_needs.n_names; i++)
-        if (needs_add_metric(n, f->cur_needs.names[i]) ||
+        if (vt_acc_needs_add_metric(n, f->cur_needs.names[i]) ||
             !vt_aggregate_metric(&leader->whole, f->cur_needs.names[i]))
             return -ENOMEM;
     return 0;
@@ -536,7 +296,7 @@ static void share(struct score_rt *f, const struct score_rt *l)
 {
     f->err = l->err;
     f->result.segments_dropped = l->result.segments_dropped;
-    if (acc_merge(&f->whole, &l->whole, &f->cur_needs))
+    if (vt_acc_merge(&f->whole, &l->whole, &f->cur_needs))
         f->err = -ENOMEM;
     if (!l->def->n_segment_by)
         return;
@@ -550,7 +310,7 @@ static void share(struct score_rt *f, const struct score_rt *l)
         if (!fs)
             continue;
         fs->seen = true;
-        if (acc_merge(&fs->cur, &ls->cur, &f->cur_needs))
+        if (vt_acc_merge(&fs->cur, &ls->cur, &f->cur_needs))
             f->err = -ENOMEM;
     }
 }
@@ -749,10 +509,10 @@ static struct seg *seg_new(struct score_rt *rt, const char *tuple, size_t len)
         goto fail;
     for (uint32_t i = 0; i < rt->n_base; i++)
         vt_aggregate_init(&s->base[i]);
-    if (acc_init(&s->cur, &rt->cur_needs))
+    if (vt_acc_init(&s->cur, &rt->cur_needs))
         goto fail;
     for (uint32_t i = 0; i < rt->n_base; i++)
-        if (acc_init(&s->base[i], &rt->base_needs))
+        if (vt_acc_init(&s->base[i], &rt->base_needs))
             goto fail;
     const char *p = tuple;
     for (uint32_t i = 0; i < d->n_segment_by; i++) {
@@ -876,7 +636,7 @@ static void visit(void *arg, const char *key, size_t len, const struct vt_aggreg
         const struct dest *d = &e->dests[k];
         if (d->seen)
             *d->seen = true;
-        if (acc_merge(d->acc, agg, d->nd))
+        if (vt_acc_merge(d->acc, agg, d->nd))
             d->rt->err = -ENOMEM;
     }
 }
@@ -1090,10 +850,10 @@ static int fold_segments(struct score_rt *rt)
         if (!s)
             continue;
         if (s->seen)
-            rc |= acc_merge(&rt->whole, &s->cur, &rt->cur_needs);
+            rc |= vt_acc_merge(&rt->whole, &s->cur, &rt->cur_needs);
         if (s->base_seen)
             for (uint32_t b = 0; b < rt->n_base; b++)
-                rc |= acc_merge(&rt->whole_base[b], &s->base[b], &rt->base_needs);
+                rc |= vt_acc_merge(&rt->whole_base[b], &s->base[b], &rt->base_needs);
     }
     return rc ? -ENOMEM : 0;
 }
@@ -1168,9 +928,9 @@ int vt_score_engine_evaluate(struct vt_score_engine *e, const struct vt_score_so
         struct score_rt *rt = &e->rt[i];
         rt->err = 0;
         rt->result.segments_dropped = 0;
-        acc_reset(&rt->whole, &rt->cur_needs);
+        vt_acc_reset(&rt->whole, &rt->cur_needs);
         for (uint32_t s = 0; s < rt->n_base; s++)
-            acc_reset(&rt->whole_base[s], &rt->base_needs);
+            vt_acc_reset(&rt->whole_base[s], &rt->base_needs);
         if (rt->def->n_segment_by) {
             uint32_t it = 0;
             struct vt_series_entry *en;
@@ -1179,9 +939,9 @@ int vt_score_engine_evaluate(struct vt_score_engine *e, const struct vt_score_so
                 if (!sg)
                     continue;
                 sg->seen = sg->base_seen = false;
-                acc_reset(&sg->cur, &rt->cur_needs);
+                vt_acc_reset(&sg->cur, &rt->cur_needs);
                 for (uint32_t s = 0; s < rt->n_base; s++)
-                    acc_reset(&sg->base[s], &rt->base_needs);
+                    vt_acc_reset(&sg->base[s], &rt->base_needs);
             }
         }
         /* 2. ranges: current window first, so segments exist before their

@@ -11,6 +11,7 @@
 
 #include "../../scorer/score_config.c"
 #include "../../scorer/score.c"
+#include "../../scorer/score_acc.c"
 #include "../../scorer/score_json.c"
 #include "../../scorer/stats.c"
 
