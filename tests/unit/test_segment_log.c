@@ -25,6 +25,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zstd.h>
+
 #include "log.h"
 #include "segment_log.h"
 
@@ -306,6 +308,52 @@ static void test_incompressible(void **state)
     assert_int_equal(vt_seglog_reader_next(r, &f), 1);
     assert_int_equal(f.len, sizeof buf);
     assert_memory_equal(f.data, buf, sizeof buf);
+    assert_int_equal(vt_seglog_reader_next(r, &f), 0);
+    vt_seglog_reader_close(r);
+    vt_seglog_close(log);
+    rmtree(dir);
+    free(dir);
+}
+
+/* An uncompressed log stores payloads as given (codec 0), and a payload
+ * that arrived zstd-compressed is stored as it is (codec 1) and read back
+ * decompressed; compressed bytes that are not smaller are refused. Both
+ * kinds survive a reopen, in order. */
+static void test_uncompressed_and_zstd_as_given(void **state)
+{
+    (void)state;
+    char *dir = mktemp_dir();
+    vt_seglog_opts o = opts_for(dir, 0);
+    o.uncompressed = true;
+    vt_seglog *log;
+    char text[4000];
+    for (size_t i = 0; i < sizeof text; i++)
+        text[i] = "abcabcabd"[i % 9];
+    uint8_t z[4096];
+    size_t zn = ZSTD_compress(z, sizeof z, text, sizeof text, 3);
+    assert_false(ZSTD_isError(zn));
+    assert_true(zn < sizeof text);
+    assert_int_equal(vt_seglog_open(&log, &o, NULL), 0);
+    assert_int_equal(vt_seglog_append(log, text, sizeof text, 1, 5, NULL), 0);
+    uint64_t seq;
+    assert_int_equal(vt_seglog_append_zstd(log, z, zn, sizeof text, 2, 6, &seq), 0);
+    assert_int_equal(seq, 1);
+    assert_int_equal(vt_seglog_append_zstd(log, z, zn, zn, 1, 6, NULL), -EINVAL);
+    vt_seglog_stats st;
+    vt_seglog_stats_get(log, &st);
+    assert_int_equal(st.stored_bytes, 2 * VT_SEGLOG_HEADER_SIZE + sizeof text + zn);
+    vt_seglog_close(log);
+    assert_int_equal(vt_seglog_open(&log, &o, NULL), 0);
+    vt_seglog_reader *r;
+    vt_seglog_frame f;
+    assert_int_equal(vt_seglog_reader_open(log, 0, &r), 0);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(vt_seglog_reader_next(r, &f), 1);
+        assert_int_equal(f.first_seq, k);
+        assert_int_equal(f.records, k + 1);
+        assert_int_equal(f.len, sizeof text);
+        assert_memory_equal(f.data, text, sizeof text);
+    }
     assert_int_equal(vt_seglog_reader_next(r, &f), 0);
     vt_seglog_reader_close(r);
     vt_seglog_close(log);
@@ -996,6 +1044,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip_rotation_reopen),
         cmocka_unit_test(test_bad_args_and_lock),
         cmocka_unit_test(test_incompressible),
+        cmocka_unit_test(test_uncompressed_and_zstd_as_given),
         cmocka_unit_test(test_checkpoint),
         cmocka_unit_test(test_trim),
         cmocka_unit_test(test_max_bytes),
