@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zstd_errors.h>
 
 /* ---------------------------------------------------------------- status */
 
@@ -340,8 +341,31 @@ static int inflate_zstd(struct vt_grpc_reader *r, struct vt_grpc_codec *c,
         return fail(r, VT_GRPC_RESOURCE_EXHAUSTED,
                     "decompressed message larger than max");
     size_t cap = 0;
-    if (out_grow(r, &cap))
+    if (fcs != ZSTD_CONTENTSIZE_ERROR && fcs != ZSTD_CONTENTSIZE_UNKNOWN && fcs > 0 &&
+        fcs <= 256 * 1024) {
+        /* the usual case (a frame that states a modest size): one buffer of
+         * exactly that size, not a 64 KiB guess grown by doubling; larger
+         * claims are not trusted up front (a tiny hostile frame must not
+         * reserve megabytes) and grow with the output as before */
+        uint8_t *nb = realloc(r->out, (size_t)fcs);
+        if (!nb)
+            return fail(r, VT_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        r->out = nb;
+        cap = (size_t)fcs;
+        /* one shot, straight into the buffer (the streaming API would go
+         * through its window buffer); more than one frame, or a frame that
+         * lies about its size, falls back to streaming below */
+        size_t n = ZSTD_decompressDCtx(c->zd, r->out, cap, in, len);
+        if (!ZSTD_isError(n)) {
+            r->out_len = n;
+            return 0;
+        }
+        if (ZSTD_getErrorCode(n) != ZSTD_error_dstSize_tooSmall)
+            return fail(r, VT_GRPC_INTERNAL, "corrupt zstd data");
+        ZSTD_DCtx_reset(c->zd, ZSTD_reset_session_only);
+    } else if (out_grow(r, &cap)) {
         return fail(r, VT_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+    }
     ZSTD_inBuffer ib = {in, len, 0};
     size_t last = 1;
     for (;;) {

@@ -58,6 +58,7 @@ struct vt_collector {
     uv_work_t work;
     int job_rc;
     uint64_t snap_seq;
+    uint64_t snap_t0_ns; /* when the running snapshot job started */
     bool snapshot_wanted, expire_wanted, ready, closing, final_snapshot;
     uint64_t wal_bytes_at_snapshot;
     uint64_t changes_since_snapshot;
@@ -318,8 +319,8 @@ static void after_work_cb(uv_work_t *w, int status)
         } else {
             vt_counter_inc(c->snapshots);
             c->wal_bytes_at_snapshot = c->wal_stats.stored_bytes;
-            vt_info("snapshot written wal_seq=%" PRIu64 " wal_bytes=%" PRIu64, c->snap_seq,
-                    c->wal_stats.bytes);
+            vt_info("snapshot written wal_seq=%" PRIu64 " wal_bytes=%" PRIu64 " seconds=%.3f",
+                    c->snap_seq, c->wal_stats.bytes, (double)(uv_hrtime() - c->snap_t0_ns) / 1e9);
         }
         c->last_snapshot_ms = wall_ms();
     }
@@ -354,6 +355,7 @@ static void start_job(vt_collector *c)
         c->snapshot_wanted = false;
         c->snap_seq = vt_seglog_next_seq(c->wal);
         c->changes_since_snapshot = 0;
+        c->snap_t0_ns = uv_hrtime();
         c->job = JOB_SNAPSHOT;
     } else {
         if (c->closing)
