@@ -7,8 +7,8 @@
  * mode and max_bins; the rest is either a packed vitals.v1.Sketch (even mode
  * byte) or a stream of 9-byte operations on a live sketch (odd): one op byte
  * then a double, exercising add/merge/downscale/collapse with hostile values.
- * Every accepted sketch must round-trip to identical bytes and answer queries
- * inside [min, max].
+ * Every accepted sketch must round-trip to identical bytes, answer queries
+ * inside [min, max], and merge in place (from its bytes) exactly as decoded.
  */
 #include <assert.h>
 #include <math.h>
@@ -59,6 +59,36 @@ static void round_trip(const vt_sketch *s, uint32_t max_bins)
     free(a);
 }
 
+/* The scorer merges the bytes in place (vt_sketch_merge_wire[_checked]),
+ * never decoding them first: into a sketch that already holds data at the
+ * message's scale and zero threshold (the in-place path), that must give
+ * bucket for bucket what merging the decoded sketch gives. */
+static void merge_in_place(const vt_sketch *dec, const uint8_t *data, size_t size,
+                           uint32_t max_bins)
+{
+    vt_sketch a, b, c;
+    if (vt_sketch_init(&a, dec->scale, max_bins, dec->zero_threshold))
+        return;
+    const double seed[] = {0.75, 3.0, 1000.0, -2.5, 1e-12};
+    for (size_t i = 0; i < sizeof seed / sizeof *seed; i++)
+        vt_sketch_add(&a, seed[i]);
+    vt_sketch_init(&b, dec->scale, max_bins, dec->zero_threshold);
+    vt_sketch_init(&c, dec->scale, max_bins, dec->zero_threshold);
+    if (vt_sketch_merge(&b, &a) || vt_sketch_merge(&c, &a))
+        abort();
+    int want = vt_sketch_merge(&a, dec);
+    if (vt_sketch_merge_wire(&b, data, size) != want ||
+        vt_sketch_merge_wire_checked(&c, data, size) != want)
+        abort();
+    if (want == 0 && (!vt_sketch_same(&a, &b) || !vt_sketch_same(&a, &c)))
+        abort();
+    if (want == 0)
+        check_queries(&b);
+    vt_sketch_free(&a);
+    vt_sketch_free(&b);
+    vt_sketch_free(&c);
+}
+
 static void fuzz_decode(const uint8_t *data, size_t size, uint32_t max_bins)
 {
     vt_sketch s;
@@ -70,6 +100,7 @@ static void fuzz_decode(const uint8_t *data, size_t size, uint32_t max_bins)
     }
     check_queries(&s);
     round_trip(&s, max_bins);
+    merge_in_place(&s, data, size, max_bins);
     vt_sketch m;
     vt_sketch_init(&m, 4, max_bins, 0.5);
     vt_sketch_add(&m, 3.0);
