@@ -516,7 +516,7 @@ static int wire_count(struct pb b, size_t max_name, struct vt_str *name, uint64_
                 return -EBADMSG;
             *name = (struct vt_str){(const char *)f.ptr, f.len};
         } else if (f.num == 2) {
-            if (f.wt != PB_VARINT)
+            if (f.wt != PB_VARINT || f.u > VT_AGG_MAX_COUNT)
                 return -EBADMSG;
             *n = f.u;
         }
@@ -621,7 +621,8 @@ static int walk(const uint8_t *buf, size_t len, struct vt_agg_head *head, struct
     struct pbf f;
     int r, rc = 0;
     uint32_t n_err = 0, n_metrics = 0, n_invalid = 0, n_missing = 0, n_ex = 0, n_emb = 0;
-    uint64_t count = 0, errors = 0, emb_count = 0;
+    uint64_t count = 0, errors = 0, emb_count = 0, sketch_max = 0;
+    unsigned fixed_seen = 0;
     struct pb emb = {NULL, NULL};
     if (head)
         memset(head, 0, sizeof *head);
@@ -662,8 +663,14 @@ static int walk(const uint8_t *buf, size_t len, struct vt_agg_head *head, struct
                 count_name(dst, name.ptr, name.len, n);
             break;
         case 7: case 8: case 9: case 10: case 11:
-            if (!dst)
+            if (fixed_seen & (1u << f.num)) /* protobuf would merge the two: refused */
+                return -EBADMSG;
+            fixed_seen |= 1u << f.num;
+            if (!dst) {
                 rc = vt_sketch_check_wire(f.ptr, f.len);
+                n = wire_sketch_count(pb_of(&f));
+                sketch_max = n > sketch_max ? n : sketch_max;
+            }
             else if (vt_sketch_merge_wire_checked(fixed_sketch(dst, (int)f.num - 7), f.ptr, f.len))
                 rc = -ENOMEM;
             break;
@@ -672,6 +679,8 @@ static int walk(const uint8_t *buf, size_t len, struct vt_agg_head *head, struct
                 return -EBADMSG;
             if (!dst) {
                 rc = vt_sketch_check_wire(sk.p, (size_t)(sk.end - sk.p));
+                n = wire_sketch_count(sk);
+                sketch_max = n > sketch_max ? n : sketch_max;
             } else {
                 vt_sketch *s = metric_sketch(dst, name.ptr, name.len);
                 if (!s)
@@ -719,7 +728,10 @@ static int walk(const uint8_t *buf, size_t len, struct vt_agg_head *head, struct
         if (rc)
             return rc;
     }
-    if (r != 0 || errors > count)
+    /* bounded counts: a rollup sums many of these and must not overflow
+     * (every sketch holds at most one value per record) */
+    if (r != 0 || count > VT_AGG_MAX_COUNT || errors > count || sketch_max > count ||
+        emb_count > count)
         return -EBADMSG;
     if (head)
         head->count = count;

@@ -40,6 +40,9 @@
 #define VT_AGG_MAX_EMBEDDING 4096
 #define VT_AGG_MAX_EXEMPLARS 4
 #define VT_AGG_EXEMPLAR_ID_LEN 64
+/* Records in one received aggregate at most (a decoder bound: rollups sum
+ * many aggregates and must not overflow). */
+#define VT_AGG_MAX_COUNT (1ull << 32)
 
 struct vt_agg_count {
     char name[VT_AGG_MAX_ERROR_TYPE_LEN + 1];
@@ -119,7 +122,9 @@ void vt_aggregate_proto_release(Vitals__V1__WindowAggregate *msg);
 
 /* Decoding reads a serialized vitals.v1.WindowAggregate where it lies (no
  * protobuf-c unpack; sketches as vt_sketch_merge_wire). Validation: known
- * fields of the right wire type, errors <= count, at most
+ * fields of the right wire type, each fixed sketch at most once, count <=
+ * VT_AGG_MAX_COUNT, errors, embedding_count and every sketch's count <=
+ * count, every named count <= VT_AGG_MAX_COUNT, at most
  * VT_AGG_MAX_ERROR_TYPES error types (names <= VT_AGG_MAX_ERROR_TYPE_LEN),
  * VT_AGG_MAX_METRICS metrics (names 1..VT_AGG_MAX_METRIC_NAME, each with a
  * sketch), VT_AGG_MAX_EXEMPLARS exemplars (ids <= VT_AGG_EXEMPLAR_ID_LEN),

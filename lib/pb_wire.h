@@ -45,7 +45,8 @@ static inline struct pb pb_make(const uint8_t *buf, size_t len)
     return (struct pb){buf, buf + len};
 }
 
-/* 0 and *out, or -1 (truncated, or more than 10 bytes). */
+/* 0 and *out, or -1 (truncated, more than 10 bytes, or a 10th byte above 1:
+ * a value beyond 64 bits). */
 static inline int pb_varint(struct pb *b, uint64_t *out)
 {
     if (b->p < b->end && *b->p < 0x80) { /* the common one-byte case */
@@ -57,6 +58,8 @@ static inline int pb_varint(struct pb *b, uint64_t *out)
         if (b->p >= b->end)
             return -1;
         uint8_t c = *b->p++;
+        if (shift == 63 && c > 1)
+            return -1; /* bits beyond 64: malformed, not silently dropped */
         v |= (uint64_t)(c & 0x7f) << shift;
         if (!(c & 0x80)) {
             *out = v;

@@ -212,10 +212,11 @@ static inline int store_add(vt_sketch_store *st, int32_t i, uint64_t n, uint32_t
  * window covers the union of the occupied range and [lo, hi] - or, if that
  * is wider than max_bins, its top max_bins buckets with everything below
  * folded into the lowest - and the counters are wide enough. Callers then
- * add from the highest index down, so that every fold hits the no-copy path
- * of store_make_room(). */
+ * either add from the highest index down, so that every fold hits the
+ * no-copy path of store_make_room() (merge_store), or fold what lies below
+ * the window into its lowest bucket themselves (sketch_wire.c). */
 int vt__sketch_store_reserve(vt_sketch_store *st, int32_t lo, int32_t hi, uint64_t extra,
-                         uint32_t max_bins)
+                             uint32_t max_bins)
 {
     assert(lo <= hi);
     int32_t nlo = lo, nhi = hi;

@@ -307,7 +307,7 @@ static int check_msg(const struct wire_sketch *w, int *pcol, int *ncol)
 /* The index range of the non-zero counts of a validated Buckets message,
  * for the merge's reservation (s->lo, s->hi, s->low; s->total is not
  * filled in by the fast path). The common shape - our encoder's - is one
- * packed run trimmed to non-zero ends: then the range is [offset, offset +
+ * packed run trimmed to non-zero ends, each a one-byte count: then the range is [offset, offset +
  * n - 1] with n the number of varints, which is the number of bytes below
  * 0x80: a popcount per eight bytes instead of a full summary. */
 static void counts_span(struct pb msg, struct counts_sum *s)
@@ -325,7 +325,10 @@ static void counts_span(struct pb msg, struct counts_sum *s)
         }
     }
     size_t len = (size_t)(run.end - run.p);
-    if (runs != 1 || len == 0 || run.p[0] == 0 || run.p[0] >= 0x80 || run.end[-1] == 0) {
+    /* first and last counts one byte each and non-zero (a longer varint may
+     * spell zero: 0x80 ... 0x00, or bits beyond 64 that decoding drops) */
+    if (runs != 1 || len == 0 || run.p[0] == 0 || run.p[0] >= 0x80 || run.end[-1] == 0 ||
+        run.end[-1] >= 0x80 || (len > 1 && run.end[-2] >= 0x80)) {
         counts_summary(msg, s); /* anything else */
         return;
     }
@@ -357,7 +360,7 @@ static int reserve_counts(vt_sketch *dst, vt_sketch_store *d, const struct count
  * bucket - exactly the window store_reserve prepared, so every counter is
  * addressable and wide enough, and nothing allocates. */
 static void add_counts(vt_sketch *dst, vt_sketch_store *d, struct pb msg,
-                       const struct counts_sum *s, int32_t zfold)
+                       const struct counts_sum *s, int32_t zfold, int collapsed)
 {
     if (s->lo > s->hi)
         return;
@@ -386,7 +389,8 @@ static void add_counts(vt_sketch *dst, vt_sketch_store *d, struct pb msg,
         added += c;
     }
     if (!added)
-        return;
+        return; /* all in the zero bucket: nothing of this store was collapsed here */
+    d->collapsed |= (uint8_t)collapsed;
     if (d->total == 0 || lo < d->lo)
         d->lo = (int32_t)lo;
     if (d->total == 0 || hi > d->hi)
@@ -419,10 +423,8 @@ static int merge_checked(vt_sketch *dst, const struct wire_sketch *w, int pcol, 
     if (rc)
         return rc;
     /* merge_totals adds the message's zero_count; add_counts adds what folds */
-    add_counts(dst, &dst->pos, w->pos, &ps, zfold);
-    add_counts(dst, &dst->neg, w->neg, &ns, zfold);
-    dst->pos.collapsed |= (uint8_t)pcol;
-    dst->neg.collapsed |= (uint8_t)ncol;
+    add_counts(dst, &dst->pos, w->pos, &ps, zfold, pcol);
+    add_counts(dst, &dst->neg, w->neg, &ns, zfold, ncol);
     vt__sketch_merge_totals(dst, w->zero_count, w->count, w->sum, w->min, w->max);
     return 0;
 }

@@ -444,8 +444,8 @@ static int register_metrics(vt_collector *c, vt_metrics *reg)
                                            "Records merged into rollups.");
     c->dropped_late = vt_metrics_counter(
         reg, "vitals_scorer_records_dropped_late_total",
-        "Records outside retention, not kept: older than the longest tier, or windows more "
-        "than an hour ahead of the scorer's clock.");
+        "Records not kept: older than the longest tier, windows more than an hour ahead of "
+        "the scorer's clock, or beyond a rollup bucket's capacity (2^40 records).");
     c->snapshots = vt_metrics_counter(reg, "vitals_scorer_snapshots_total", "Snapshots written.");
     c->snapshot_errors = vt_metrics_counter(reg, "vitals_scorer_snapshot_errors_total",
                                             "Snapshots that failed.");
@@ -520,6 +520,7 @@ static int replay(vt_collector *c)
             bad++;
             continue;
         }
+        vt_store_set_now(c->store, f.arrival_ms); /* judged as when it arrived */
         int64_t n = vt_store_apply(c->store, &b, NULL);
         if (n < 0) {
             bad++;

@@ -603,6 +603,12 @@ int64_t vt_store_apply(vt_store *st, const struct vt_batch *b, uint64_t *dropped
         struct bucket *bk = vt_store__bucket_get(st, &s->t[tier], start, NULL);
         if (!bk)
             return -ENOMEM;
+        if (bk->count > VT_STORE_MAX_BUCKET_COUNT - h.count) { /* full: see store.h */
+            st->dropped_late += h.count;
+            if (dropped)
+                *dropped += h.count;
+            continue;
+        }
         if (tier == 0 && !bk->packed && start >= st->hot_boundary) {
             struct vt_aggregate *live = vt_store__bucket_live(bk);
             rc = live ? vt_aggregate_merge_wire_checked(live, agg, len) : -ENOMEM;
@@ -698,6 +704,11 @@ static void expire_series(vt_store *st, struct series *s, int64_t now)
     }
     if (st->pane_ms)
         panes_update(st, s, now);
+}
+
+void vt_store_set_now(vt_store *st, int64_t now_ms)
+{
+    st->now_ms = now_ms;
 }
 
 void vt_store_expire(vt_store *st, int64_t now_ms)

@@ -17,6 +17,8 @@
  * range visits every tier, each only where it owns time, and counts every
  * record once: the finest data available is always used.
  *
+ * A bucket holds at most VT_STORE_MAX_BUCKET_COUNT records (see there).
+ *
  * Data whose window starts more than VT_STORE_FUTURE_MS after the time of
  * the last vt_store_expire() (an agent with a broken clock) is dropped and
  * counted like data older than the retention: kept, it would sit in the
@@ -54,6 +56,12 @@
 #define VT_STORE_MAX_TIERS 6
 
 #define VT_STORE_FUTURE_MS (3600 * 1000LL)
+/* Records one bucket holds at most: an aggregate that would take it past
+ * this is dropped and counted like late data. Far beyond any real traffic
+ * (10^12 records per series per bucket), it keeps sums of buckets - tier
+ * cascades, score windows over thousands of series - from overflowing 64
+ * bits however an agent fills its aggregates (each <= VT_AGG_MAX_COUNT). */
+#define VT_STORE_MAX_BUCKET_COUNT (1ull << 40)
 #define VT_STORE_DEFAULT_RETENTION "10s:2h,1m:2d,10m:15d"
 
 struct vt_store_tier {
@@ -144,6 +152,12 @@ bool vt_store_seen(const vt_store *st, const struct vt_batch *b);
  * Applying an id already seen merges nothing and returns 0.
  */
 int64_t vt_store_apply(vt_store *st, const struct vt_batch *b, uint64_t *dropped);
+
+/* The clock that judges windows from the future (see above); every
+ * vt_store_expire() sets it to its now_ms. WAL replay sets it to each
+ * batch's arrival time, so that a replayed batch is kept or dropped exactly
+ * as it was when it arrived. */
+void vt_store_set_now(vt_store *st, int64_t now_ms);
 
 /* Cascade aged buckets into coarser tiers, drop expired data and forgotten
  * batch ids, pack first-tier buckets that left the hot span, build the panes

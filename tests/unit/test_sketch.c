@@ -967,6 +967,76 @@ static void test_wire_forms(void **state)
     vt_sketch_free(&want);
 }
 
+/* Varints that spell zero the long way must not be taken for non-zero
+ * counts by the merge's range shortcut (found in review): a last count of
+ * 80 00 (zero in two bytes) after 3,000 zeros leaves the range at the first
+ * count - nothing collapses - and a 10-byte varint whose bits lie beyond 64
+ * is malformed. And a collapsed store whose buckets all fold into the zero
+ * bucket is not marked collapsed. */
+static void test_wire_long_zeros(void **state)
+{
+    (void)state;
+    int32_t at = vt_sketch_index(6, 5.0);
+    uint8_t buf[3200];
+    size_t n = 0;
+    /* scale 6 (zigzag 12), count 1, sum 5, min 5, max 5 */
+    Vitals__V1__Sketch m;
+    vitals__v1__sketch__init(&m);
+    m.scale = 6, m.count = 1, m.sum = 5, m.min = 5, m.max = 5;
+    n = vitals__v1__sketch__pack(&m, buf);
+    uint8_t bk[3100];
+    size_t bn = 0;
+    bk[bn++] = 0x08; /* offset, zigzag */
+    uint32_t zz = (uint32_t)at << 1 ^ (uint32_t)(at >> 31);
+    while (zz >= 0x80)
+        bk[bn++] = (uint8_t)(zz | 0x80), zz >>= 7;
+    bk[bn++] = (uint8_t)zz;
+    size_t run = 1 + 3000 + 2;
+    bk[bn++] = 0x12, bk[bn++] = (uint8_t)(run | 0x80), bk[bn++] = (uint8_t)(run >> 7);
+    bk[bn++] = 1;
+    memset(bk + bn, 0, 3000), bn += 3000;
+    bk[bn++] = 0x80, bk[bn++] = 0x00;
+    buf[n++] = 0x3a, buf[n++] = (uint8_t)(bn | 0x80), buf[n++] = (uint8_t)(bn >> 7);
+    memcpy(buf + n, bk, bn), n += bn;
+    vt_sketch d;
+    vt_sketch_init_default(&d);
+    for (int v = 1; v <= 1000; v++)
+        vt_sketch_add(&d, v);
+    double p50 = vt_sketch_quantile(&d, 0.5);
+    uint64_t before = vt_sketch_bucket_get(&d, 0, at);
+    assert_int_equal(vt_sketch_check_wire(buf, n), 0);
+    assert_int_equal(vt_sketch_merge_wire_checked(&d, buf, n), 0);
+    assert_int_equal(vt_sketch_collapsed_count(&d), 0);
+    assert_int_equal(vt_sketch_bucket_get(&d, 0, at), before + 1);
+    assert_true(fabs(vt_sketch_quantile(&d, 0.5) - p50) / p50 < 0.01);
+    vt_sketch_free(&d);
+    /* counts [1, 80 80 80 80 80 80 80 80 80 02]: the last has bits beyond 64 */
+    n = vitals__v1__sketch__pack(&m, buf);
+    const uint8_t tail[] = {0x3a, 15, 0x08, 0x00, 0x12, 11, 1,
+                            0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02};
+    memcpy(buf + n, tail, sizeof tail);
+    assert_int_equal(vt_sketch_check_wire(buf, n + sizeof tail), -EBADMSG);
+    vt_sketch u;
+    assert_int_equal(vt_sketch_unpack(&u, buf, n + sizeof tail, 0), -EBADMSG);
+    vt_sketch_free(&u);
+
+    /* a collapsed store entirely below the zero threshold: zero bucket only */
+    Vitals__V1__Buckets pbk = VITALS__V1__BUCKETS__INIT;
+    uint64_t three = 3;
+    pbk.offset = -2000, pbk.n_counts = 1, pbk.counts = &three;
+    vitals__v1__sketch__init(&m);
+    m.scale = 6, m.count = 3, m.collapsed_count = 3, m.positive = &pbk;
+    m.min = m.max = vt_sketch_bucket_lower(6, -2000);
+    m.sum = 3 * m.min;
+    n = vitals__v1__sketch__pack(&m, buf);
+    vt_sketch_init_default(&d);
+    vt_sketch_add(&d, 5.0);
+    assert_int_equal(vt_sketch_merge_wire_checked(&d, buf, n), 0);
+    assert_int_equal(vt_sketch_count(&d), 4);
+    assert_int_equal(vt_sketch_collapsed_count(&d), 0);
+    vt_sketch_free(&d);
+}
+
 /* The wire fast paths (merge_wire at equal scale, merge_wire_checked)
  * give bucket for bucket what merging the decoded sketch gives - with small
  * and collapsing max_bins, negative values, zeros, and zero-padded ends. */
@@ -1040,6 +1110,7 @@ int main(void)
         cmocka_unit_test(test_proto_round_trip),
         cmocka_unit_test(test_wire_rejects_bad),
         cmocka_unit_test(test_wire_forms),
+        cmocka_unit_test(test_wire_long_zeros),
         cmocka_unit_test(test_merge_wire_fast_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

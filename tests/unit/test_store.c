@@ -275,6 +275,11 @@ static void test_future_dropped(void **state)
     vt_store_stats_get(st, &ss);
     assert_int_equal(ss.series, 1);
     assert_int_equal(ss.dropped_late, 3);
+    /* replay judges by the batch's arrival time (vt_store_set_now) */
+    make(&t, "agent/future-2", 2, 2, svc, ws, cnt);
+    vt_store_set_now(st, NOW + 2 * HOUR);
+    assert_int_equal(vt_store_apply(st, &t.b, &dropped), 5);
+    assert_int_equal(dropped, 0);
     vt_store_free(st);
 }
 
