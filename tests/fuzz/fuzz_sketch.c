@@ -89,6 +89,41 @@ static void merge_in_place(const vt_sketch *dec, const uint8_t *data, size_t siz
     vt_sketch_free(&c);
 }
 
+/* An independent decoder must agree: protobuf-c's reading of the same
+ * bytes, bucket for bucket, whenever nothing can fold or collapse (no zero
+ * threshold, the occupied range within max_bins, no collapsed_count). */
+static void check_against_protobuf_c(const vt_sketch *s, const uint8_t *data, size_t size)
+{
+    Vitals__V1__Sketch *m = vitals__v1__sketch__unpack(NULL, size, data);
+    if (!m)
+        return;
+    if (m->zero_threshold == 0 && m->collapsed_count == 0) {
+        const Vitals__V1__Buckets *b[2] = {m->positive, m->negative};
+        for (int neg = 0; neg < 2; neg++) {
+            int64_t lo = INT64_MAX, hi = INT64_MIN;
+            for (size_t k = 0; b[neg] && k < b[neg]->n_counts; k++)
+                if (b[neg]->counts[k]) {
+                    lo = lo == INT64_MAX ? b[neg]->offset + (int64_t)k : lo;
+                    hi = b[neg]->offset + (int64_t)k;
+                }
+            if (lo > hi || hi - lo + 1 > s->max_bins)
+                continue;
+            int32_t first, last;
+            if (vt_sketch_bucket_range(s, neg, &first, &last) || first != lo || last != hi)
+                abort();
+            for (size_t k = 0; k < b[neg]->n_counts; k++)
+                if (vt_sketch_bucket_get(s, neg, (int32_t)(b[neg]->offset + (int64_t)k)) !=
+                    b[neg]->counts[k])
+                    abort();
+        }
+        if (vt_sketch_collapsed_count(s) != 0 &&
+            (!m->positive || m->positive->n_counts <= s->max_bins) &&
+            (!m->negative || m->negative->n_counts <= s->max_bins))
+            abort(); /* nothing to collapse, yet collapsed */
+    }
+    vitals__v1__sketch__free_unpacked(m, NULL);
+}
+
 static void fuzz_decode(const uint8_t *data, size_t size, uint32_t max_bins)
 {
     vt_sketch s;
@@ -101,6 +136,7 @@ static void fuzz_decode(const uint8_t *data, size_t size, uint32_t max_bins)
     check_queries(&s);
     round_trip(&s, max_bins);
     merge_in_place(&s, data, size, max_bins);
+    check_against_protobuf_c(&s, data, size);
     vt_sketch m;
     vt_sketch_init(&m, 4, max_bins, 0.5);
     vt_sketch_add(&m, 3.0);
