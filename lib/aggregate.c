@@ -613,9 +613,9 @@ static int field_of(struct vt_str name)
     return -1;
 }
 
-/* The walker. dst == NULL: check only (head filled, nothing allocated);
+/* The walker. dst == NULL: check only (nothing allocated);
  * else merge into dst a message that passed the check. */
-static int walk(const uint8_t *buf, size_t len, struct vt_agg_head *head, struct vt_aggregate *dst)
+static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst)
 {
     struct pb b = pb_make(buf, len);
     struct pbf f;
@@ -624,8 +624,6 @@ static int walk(const uint8_t *buf, size_t len, struct vt_agg_head *head, struct
     uint64_t count = 0, errors = 0, emb_count = 0, sketch_max = 0;
     unsigned fixed_seen = 0;
     struct pb emb = {NULL, NULL};
-    if (head)
-        memset(head, 0, sizeof *head);
     while ((r = pb_next(&b, &f)) == 1) {
         uint32_t want = f.num == 1 || (f.num >= 6 && f.num <= 13) || f.num == 15 ||
                                 f.num == 16 || f.num == 17
@@ -636,22 +634,10 @@ static int walk(const uint8_t *buf, size_t len, struct vt_agg_head *head, struct
         struct vt_str name;
         uint64_t n;
         struct pb sk;
-        switch (f.num) {
-        case 1:
-            if (head) {
-                head->series = f.ptr;
-                head->series_len = f.len;
-            }
-            break;
-        case 2:
-            if (head)
-                head->window_start_ms = (int64_t)f.u;
-            break;
+        switch (f.num) { /* series (1), window (2, 3) and overflow (18): vt_aggregate_wire_head */
         case 3:
             if (f.u > UINT32_MAX)
                 return -EBADMSG;
-            if (head)
-                head->window_ms = (uint32_t)f.u;
             break;
         case 4: count = f.u; break;
         case 5: errors = f.u; break;
@@ -719,11 +705,7 @@ static int walk(const uint8_t *buf, size_t len, struct vt_agg_head *head, struct
                 add_exemplar(dst, &x);
             break;
         }
-        case 18:
-            if (head)
-                head->overflow = f.u != 0;
-            break;
-        default: break; /* a field of a newer schema */
+        default: break; /* the head, or a field of a newer schema */
         }
         if (rc)
             return rc;
@@ -733,8 +715,6 @@ static int walk(const uint8_t *buf, size_t len, struct vt_agg_head *head, struct
     if (r != 0 || count > VT_AGG_MAX_COUNT || errors > count || sketch_max > count ||
         emb_count > count)
         return -EBADMSG;
-    if (head)
-        head->count = count;
     if (dst) {
         dst->count += count;
         dst->errors += errors;
@@ -749,8 +729,8 @@ static int walk(const uint8_t *buf, size_t len, struct vt_agg_head *head, struct
 
 int vt_aggregate_check_wire(const uint8_t *buf, size_t len, struct vt_agg_head *head)
 {
-    struct vt_agg_head h;
-    return walk(buf, len, head ? head : &h, NULL);
+    int rc = walk(buf, len, NULL);
+    return rc || !head ? rc : vt_aggregate_wire_head(buf, len, head);
 }
 
 int vt_aggregate_wire_head(const uint8_t *buf, size_t len, struct vt_agg_head *head)
@@ -776,7 +756,7 @@ int vt_aggregate_wire_head(const uint8_t *buf, size_t len, struct vt_agg_head *h
 
 int vt_aggregate_merge_wire_checked(struct vt_aggregate *dst, const uint8_t *buf, size_t len)
 {
-    return walk(buf, len, NULL, dst);
+    return walk(buf, len, dst);
 }
 
 int vt_aggregate_merge_wire(struct vt_aggregate *dst, const uint8_t *buf, size_t len)
