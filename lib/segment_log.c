@@ -696,72 +696,23 @@ static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
     return 0;
 }
 
-/* Room for a frame of `stored` payload bytes in log->wbuf. */
-static int wbuf_reserve(vt_seglog *log, size_t stored)
+/* The checks both appends make, then room in log->wbuf for a frame of up to
+ * `stored` payload bytes. */
+static int frame_prepare(vt_seglog *log, size_t raw_len, uint32_t records, size_t stored)
 {
-    size_t need = VT_SEGLOG_HEADER_SIZE + stored;
-    if (need <= log->wcap)
-        return 0;
-    uint8_t *n = realloc(log->wbuf, need);
-    if (!n)
-        return -ENOMEM;
-    log->wbuf = n;
-    log->wcap = need;
-    return 0;
-}
-
-static int write_frame(vt_seglog *log, uint8_t codec, size_t stored, size_t len, uint32_t records,
-                       int64_t arrival_ms, uint64_t *first_seq);
-
-static int append_check(const vt_seglog *log, size_t len, uint32_t records)
-{
-    if (len > log->max_frame)
+    if (raw_len > log->max_frame)
         return -EMSGSIZE;
     if (log->next_seq >= VT_SEGLOG_SEQ_LIMIT || records >= VT_SEGLOG_SEQ_LIMIT - log->next_seq)
         return -EOVERFLOW; /* 2^62 records: not in this universe, but never wrap */
-    return 0;
-}
-
-int vt_seglog_append(vt_seglog *log, const void *payload, size_t len, uint32_t records,
-                     int64_t arrival_ms, uint64_t *first_seq)
-{
-    if (!log || (len && !payload) || records == 0)
-        return -EINVAL;
-    int rc = append_check(log, len, records);
-    if (rc)
-        return rc;
-    size_t bound = log->uncompressed ? len : ZSTD_compressBound(len);
-    if ((rc = wbuf_reserve(log, bound)) != 0)
-        return rc;
-    uint8_t *body = log->wbuf + VT_SEGLOG_HEADER_SIZE;
-    uint8_t codec = VT_SEGLOG_CODEC_RAW;
-    size_t stored = len;
-    if (len > 0 && !log->uncompressed) {
-        size_t z = ZSTD_compress2(log->cctx, body, bound, payload, len);
-        if (!ZSTD_isError(z) && z < len) {
-            codec = VT_SEGLOG_CODEC_ZSTD;
-            stored = z;
-        }
+    size_t need = VT_SEGLOG_HEADER_SIZE + stored;
+    if (need > log->wcap) {
+        uint8_t *n = realloc(log->wbuf, need);
+        if (!n)
+            return -ENOMEM;
+        log->wbuf = n;
+        log->wcap = need;
     }
-    if (codec == VT_SEGLOG_CODEC_RAW && len > 0)
-        memcpy(body, payload, len); /* uncompressed, or incompressible: as is */
-    return write_frame(log, codec, stored, len, records, arrival_ms, first_seq);
-}
-
-int vt_seglog_append_zstd(vt_seglog *log, const void *zstd, size_t zlen, size_t raw_len,
-                          uint32_t records, int64_t arrival_ms, uint64_t *first_seq)
-{
-    if (!log || !zstd || zlen == 0 || records == 0)
-        return -EINVAL;
-    if (zlen >= raw_len) /* the frame format says: compressed frames are smaller */
-        return -EINVAL;
-    int rc = append_check(log, raw_len, records);
-    if (rc)
-        return rc;
-    if ((rc = wbuf_reserve(log, zlen)) != 0)
-        return rc;
-    memcpy(log->wbuf + VT_SEGLOG_HEADER_SIZE, zstd, zlen);
-    return write_frame(log, VT_SEGLOG_CODEC_ZSTD, zlen, raw_len, records, arrival_ms, first_seq);
+    return 0;
 }
 
 /* Write the frame whose payload (stored form, `stored` bytes, `len` raw) is
@@ -845,6 +796,44 @@ static int write_frame(vt_seglog *log, uint8_t codec, size_t stored, size_t len,
         || (log->fsync == VT_SEGLOG_FSYNC_INTERVAL && vt_seglog_sync_due(log, -1)))
         return sync_active(log);
     return 0;
+}
+
+int vt_seglog_append(vt_seglog *log, const void *payload, size_t len, uint32_t records,
+                     int64_t arrival_ms, uint64_t *first_seq)
+{
+    if (!log || (len && !payload) || records == 0)
+        return -EINVAL;
+    size_t bound = log->uncompressed ? len : ZSTD_compressBound(len);
+    int rc = frame_prepare(log, len, records, bound);
+    if (rc)
+        return rc;
+    uint8_t *body = log->wbuf + VT_SEGLOG_HEADER_SIZE;
+    uint8_t codec = VT_SEGLOG_CODEC_RAW;
+    size_t stored = len;
+    if (len > 0 && !log->uncompressed) {
+        size_t z = ZSTD_compress2(log->cctx, body, bound, payload, len);
+        if (!ZSTD_isError(z) && z < len) {
+            codec = VT_SEGLOG_CODEC_ZSTD;
+            stored = z;
+        }
+    }
+    if (codec == VT_SEGLOG_CODEC_RAW && len > 0)
+        memcpy(body, payload, len); /* uncompressed, or incompressible: as is */
+    return write_frame(log, codec, stored, len, records, arrival_ms, first_seq);
+}
+
+int vt_seglog_append_zstd(vt_seglog *log, const void *zstd, size_t zlen, size_t raw_len,
+                          uint32_t records, int64_t arrival_ms, uint64_t *first_seq)
+{
+    if (!log || !zstd || zlen == 0 || records == 0)
+        return -EINVAL;
+    if (zlen >= raw_len) /* the frame format says: compressed frames are smaller */
+        return -EINVAL;
+    int rc = frame_prepare(log, raw_len, records, zlen);
+    if (rc)
+        return rc;
+    memcpy(log->wbuf + VT_SEGLOG_HEADER_SIZE, zstd, zlen);
+    return write_frame(log, VT_SEGLOG_CODEC_ZSTD, zlen, raw_len, records, arrival_ms, first_seq);
 }
 
 int vt_seglog_sync(vt_seglog *log)
