@@ -60,7 +60,7 @@ struct vt_collector {
     uint64_t snap_seq;
     uint64_t snap_t0_ns; /* when the running snapshot job started */
     bool snapshot_wanted, expire_wanted, ready, closing, final_snapshot;
-    uint64_t wal_bytes_at_snapshot;
+    uint64_t wal_raw_at_snapshot; /* wal_stats.raw_bytes when the last snapshot was written */
     uint64_t changes_since_snapshot;
     vt_collector_close_cb close_cb;
     void *close_data;
@@ -318,7 +318,7 @@ static void after_work_cb(uv_work_t *w, int status)
             vt_error("snapshot failed: %s", strerror(c->job_rc ? -c->job_rc : EIO));
         } else {
             vt_counter_inc(c->snapshots);
-            c->wal_bytes_at_snapshot = c->wal_stats.stored_bytes;
+            c->wal_raw_at_snapshot = c->wal_stats.raw_bytes;
             vt_info("snapshot written wal_seq=%" PRIu64 " wal_bytes=%" PRIu64 " seconds=%.3f",
                     c->snap_seq, c->wal_stats.bytes, (double)(uv_hrtime() - c->snap_t0_ns) / 1e9);
         }
@@ -377,7 +377,7 @@ static void on_timer(uv_timer_t *t)
     const vt_seglog_stats *s = &c->wal_stats;
     int64_t now = wall_ms();
     if (c->changes_since_snapshot &&
-        (s->stored_bytes - c->wal_bytes_at_snapshot >= c->o.snapshot_wal_bytes ||
+        (s->raw_bytes - c->wal_raw_at_snapshot >= c->o.snapshot_wal_bytes ||
          now - c->last_snapshot_ms >= c->o.snapshot_interval_ms))
         c->snapshot_wanted = true;
     start_job(c);
@@ -555,7 +555,7 @@ int vt_collector_open(vt_collector **out, uv_loop_t *loop, vt_store *store, vt_g
     if (!c->o.wal_segment_bytes)
         c->o.wal_segment_bytes = 64u << 20;
     if (!c->o.snapshot_wal_bytes)
-        c->o.snapshot_wal_bytes = 512u << 20;
+        c->o.snapshot_wal_bytes = 1u << 30;
     if (!c->o.snapshot_interval_ms)
         c->o.snapshot_interval_ms = 600000;
     c->o.data_dir = NULL;
@@ -594,7 +594,7 @@ int vt_collector_open(vt_collector **out, uv_loop_t *loop, vt_store *store, vt_g
     if (rc)
         goto fail;
     vt_seglog_stats_get(c->wal, &c->wal_stats);
-    c->wal_bytes_at_snapshot = c->wal_stats.stored_bytes;
+    c->wal_raw_at_snapshot = c->wal_stats.raw_bytes;
     c->last_snapshot_ms = wall_ms();
     rc = vt_grpc_server_register(srv, VT_COLLECTOR_PUSH_PATH, on_push, c);
     if (rc)

@@ -42,7 +42,9 @@ struct vt_collector_opts {
     const char *token;          /* NULL or "" = no auth */
     bool wal_fsync;             /* fsync each group commit (default true) */
     uint64_t wal_segment_bytes; /* 0 -> 64 MiB */
-    uint64_t snapshot_wal_bytes;/* snapshot + trim after this many WAL bytes; 0 -> 512 MiB */
+    uint64_t snapshot_wal_bytes;/* snapshot + trim after this many bytes of batches
+                                   (uncompressed: what replay must decode) were
+                                   logged; 0 -> 1 GiB */
     int64_t snapshot_interval_ms; /* also snapshot this often if anything changed; 0 -> 10 min */
     void (*on_merged)(void *data); /* optional: new data merged (not during replay) */
     void *on_merged_data;

@@ -70,8 +70,9 @@ static const struct vt_knob knobs[] = {
     {"snapshot-interval", VT_KNOB_DURATION, offsetof(struct cfg, snapshot_interval), "10m",
      "snapshot the rollups (and trim the WAL) at least this often when data changed", NULL, 1000,
      86400000},
-    {"snapshot-wal-bytes", VT_KNOB_BYTES, offsetof(struct cfg, snapshot_wal_bytes), "512MiB",
-     "also snapshot after this much WAL was written (bounds restart time)", NULL, 1 << 20,
+    {"snapshot-wal-bytes", VT_KNOB_BYTES, offsetof(struct cfg, snapshot_wal_bytes), "1GiB",
+     "also snapshot after this many bytes of batches (uncompressed) were logged: bounds "
+     "restart time, which replays them", NULL, 1 << 20,
      INT64_MAX},
     {"max-message-bytes", VT_KNOB_BYTES, offsetof(struct cfg, max_message_bytes), "16MiB",
      "largest Push message accepted (decompressed); bigger gets RESOURCE_EXHAUSTED", NULL, 1024,
