@@ -33,85 +33,13 @@
 #include "bench.h"
 #include "gen.h"
 #include "record.h"
+#include "scorer_data.h"
 
 #define N_SERIES 10000
-#define SERIES_PER_BATCH 10
-#define TEMPLATES 64
 #define WINDOWS 31
 
-static Vitals__V1__WindowAggregate templates[TEMPLATES];
-static Vitals__V1__SeriesKey keys[N_SERIES];
-
-static void build_templates(int64_t now)
-{
-    struct gen g;
-    gen_init(&g, 42);
-    struct vt_record_decoder *dec = vt_record_decoder_new(NULL, "bench");
-    struct vt_record rec;
-    char line[2048];
-    for (int t = 0; t < TEMPLATES; t++) {
-        struct vt_aggregate a;
-        vt_aggregate_init(&a);
-        for (int r = 0; r < 30; r++) {
-            size_t n = gen_record(&g, line, sizeof line);
-            if (vt_record_decode(dec, line, n, now, &rec) == VT_RECORD_DATA)
-                vt_aggregate_add(&a, &rec);
-        }
-        vt_aggregate_to_proto(&a, &templates[t]);
-        if (templates[t].n_metrics > 3) /* as bench_scorer: 5 fixed + 3 metric sketches */
-            templates[t].n_metrics = 3;
-        templates[t].window_ms = 10000;
-        vt_aggregate_free(&a);
-    }
-    vt_record_decoder_free(dec);
-}
-
-static void build_keys(void)
-{
-    static const char *models[] = {"gpt-4o", "claude-sonnet-4", "llama-3.1-70b", "gpt-4o-mini"};
-    static const char *providers[] = {"openai", "anthropic", "self-hosted", "openai"};
-    for (uint32_t i = 0; i < N_SERIES; i++) {
-        Vitals__V1__SeriesKey *k = &keys[i];
-        vitals__v1__series_key__init(k);
-        char buf[64];
-        snprintf(buf, sizeof buf, "svc-%u", i % 20);
-        k->service = strdup(buf);
-        k->model = (char *)models[(i / 20) % 4];
-        k->provider = (char *)providers[(i / 20) % 4];
-        k->version = "v1";
-        Vitals__V1__Label *l = malloc(sizeof *l);
-        vitals__v1__label__init(l);
-        l->key = "pod";
-        snprintf(buf, sizeof buf, "pod-%05u", i);
-        l->value = strdup(buf);
-        k->labels = malloc(sizeof *k->labels);
-        k->labels[0] = l;
-        k->n_labels = 1;
-    }
-}
-
-static char *scores_json(void)
-{
-    static char buf[16384];
-    size_t n = (size_t)snprintf(buf, sizeof buf, "{\"version\": 1, \"scores\": [");
-    for (int i = 0; i < 20; i++) {
-        char svc[32];
-        snprintf(svc, sizeof svc, i < 10 ? "svc-*" : "svc-%d", i);
-        n += (size_t)snprintf(
-            buf + n, sizeof buf - n,
-            "%s{\"name\": \"score_%d\", \"selector\": {\"service\": \"%s\"}, "
-            "\"segment_by\": [\"provider\", \"model\"], \"window\": \"5m\", \"components\": ["
-            "{\"name\": \"latency\", \"metric\": \"latency_ms\", \"stat\": \"p95\", \"weight\": 0.4, "
-            "\"good\": 1000, \"bad\": 5000},"
-            "{\"name\": \"errors\", \"stat\": \"error_rate\", \"weight\": 0.3, \"good\": 0.01, "
-            "\"bad\": 0.1},"
-            "{\"name\": \"cost\", \"metric\": \"cost_usd\", \"stat\": \"mean\", \"weight\": 0.3, "
-            "\"good\": 0.002, \"bad\": 0.02}]}",
-            i ? "," : "", i, svc);
-    }
-    snprintf(buf + n, sizeof buf - n, "]}\n");
-    return buf;
-}
+static Vitals__V1__WindowAggregate templates[SD_TEMPLATES];
+static Vitals__V1__SeriesKey *keys;
 
 static int fill(vt_store *st, int64_t cur)
 {
@@ -119,34 +47,16 @@ static int fill(vt_store *st, int64_t cur)
     uint64_t seq = 0;
     for (int w = WINDOWS - 1; w >= 0; w--) {
         int64_t ws = cur - (int64_t)w * 10000;
-        for (uint32_t first = 0; first < N_SERIES; first += SERIES_PER_BATCH, seq++) {
-            Vitals__V1__Batch b = VITALS__V1__BATCH__INIT;
-            Vitals__V1__WindowAggregate aggs[SERIES_PER_BATCH], *ptrs[SERIES_PER_BATCH];
+        for (uint32_t first = 0; first < N_SERIES; first += SD_SERIES_PER_BATCH, seq++) {
             snprintf(id, sizeof id, "bench/%lld/%llu", (long long)ws, (unsigned long long)seq);
-            b.schema_version = 1;
-            b.agent_id = "bench";
-            b.batch_id = id;
-            b.window_start_ms = ws;
-            b.spool_first = seq * 100 + 1;
-            b.spool_last = seq * 100 + 100;
-            for (int i = 0; i < SERIES_PER_BATCH; i++) {
-                aggs[i] = templates[(seq * SERIES_PER_BATCH + (uint64_t)i) % TEMPLATES];
-                aggs[i].series = &keys[first + (uint32_t)i];
-                aggs[i].window_start_ms = ws;
-                ptrs[i] = &aggs[i];
-                b.records += aggs[i].count;
-            }
-            b.aggregates = ptrs;
-            b.n_aggregates = SERIES_PER_BATCH;
             char err[256];
             static uint8_t wire[1 << 20];
-            size_t n = vitals__v1__batch__get_packed_size(&b);
+            size_t n = sd_pack_batch(wire, sizeof wire, templates, keys, N_SERIES, id, seq, first, ws);
             struct vt_batch vb;
-            if (n > sizeof wire) {
+            if (n == 0) {
                 fprintf(stderr, "bench_eval: batch too large\n");
                 return -1;
             }
-            vitals__v1__batch__pack(&b, wire);
             if (vt_batch_parse(&vb, wire, n, err, sizeof err) != 0 ||
                 vt_store_validate(st, &vb, err, sizeof err) != 0) {
                 fprintf(stderr, "bench_eval: invalid batch: %s\n", err);
@@ -219,8 +129,8 @@ int main(int argc, char **argv)
     if (getenv("BENCH_EVAL_NOW")) /* epoch ms: reproducible checksums */
         now = strtoll(getenv("BENCH_EVAL_NOW"), NULL, 10);
     int64_t cur = now - now % 10000;
-    build_keys();
-    build_templates(now);
+    keys = sd_keys(N_SERIES);
+    sd_templates(templates, now);
 
     struct vt_store_opts o = {0};
     char err[256];
@@ -236,7 +146,7 @@ int main(int argc, char **argv)
     vt_store_expire(st, now + 1000); /* panes of the completed minutes */
 
     struct vt_score_config cfg;
-    const char *js = scores_json();
+    const char *js = sd_scores_json();
     if (vt_score_config_load_buffer(js, strlen(js), &cfg, err, sizeof err)) {
         fprintf(stderr, "bench_eval: scores: %s\n", err);
         return 1;

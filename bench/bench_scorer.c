@@ -52,10 +52,9 @@
 #include "gen.h"
 #include "grpc.h"
 #include "record.h"
+#include "scorer_data.h"
 #include "series.h"
 
-#define SERIES_PER_BATCH 10
-#define TEMPLATES 64
 #define INFLIGHT 64
 
 static char scorer_bin[4096];
@@ -209,89 +208,17 @@ static double proc_rss_mib(pid_t pid)
 
 /* ---- batches ------------------------------------------------------------------ */
 
-static Vitals__V1__WindowAggregate templates[TEMPLATES];
+static Vitals__V1__WindowAggregate templates[SD_TEMPLATES];
 static Vitals__V1__SeriesKey *keys;
 static uint32_t n_keys;
-
-static void build_templates(void)
-{
-    struct gen g;
-    gen_init(&g, 42);
-    struct vt_record_decoder *dec = vt_record_decoder_new(NULL, "bench");
-    struct vt_record rec;
-    char line[2048];
-    for (int t = 0; t < TEMPLATES; t++) {
-        struct vt_aggregate a;
-        vt_aggregate_init(&a);
-        for (int r = 0; r < 30; r++) {
-            size_t n = gen_record(&g, line, sizeof line);
-            if (vt_record_decode(dec, line, n, now_ms(), &rec) == VT_RECORD_DATA)
-                vt_aggregate_add(&a, &rec);
-        }
-        vt_aggregate_to_proto(&a, &templates[t]);
-        if (templates[t].n_metrics > 3) /* 5 fixed + 3 metric sketches = 8 */
-            templates[t].n_metrics = 3;
-        templates[t].window_ms = 10000;
-        vt_aggregate_free(&a);
-    }
-    vt_record_decoder_free(dec);
-}
-
-static void build_keys(uint32_t n)
-{
-    static const char *models[] = {"gpt-4o", "claude-sonnet-4", "llama-3.1-70b", "gpt-4o-mini"};
-    static const char *providers[] = {"openai", "anthropic", "self-hosted", "openai"};
-    keys = calloc(n, sizeof *keys);
-    n_keys = n;
-    for (uint32_t i = 0; i < n; i++) {
-        Vitals__V1__SeriesKey *k = &keys[i];
-        vitals__v1__series_key__init(k);
-        char buf[64];
-        snprintf(buf, sizeof buf, "svc-%u", i % 20);
-        k->service = strdup(buf);
-        k->model = (char *)models[(i / 20) % 4];
-        k->provider = (char *)providers[(i / 20) % 4];
-        k->version = "v1";
-        Vitals__V1__Label *l = malloc(sizeof *l);
-        vitals__v1__label__init(l);
-        l->key = "pod";
-        snprintf(buf, sizeof buf, "pod-%05u", i);
-        l->value = strdup(buf);
-        k->labels = malloc(sizeof *k->labels);
-        k->labels[0] = l;
-        k->n_labels = 1;
-    }
-}
-
-/* Pack batch number `seq`: series [first, first+10) mod n_keys, window ws. */
 static uint64_t run_no; /* batch ids differ between push runs: never duplicates */
 
 static size_t pack_batch(uint8_t *buf, size_t cap, uint64_t seq, uint32_t first, int64_t ws)
 {
-    Vitals__V1__Batch b = VITALS__V1__BATCH__INIT;
-    Vitals__V1__WindowAggregate aggs[SERIES_PER_BATCH], *ptrs[SERIES_PER_BATCH];
     char id[96];
     snprintf(id, sizeof id, "bench/%llu/%lld/%llu", (unsigned long long)run_no, (long long)ws,
              (unsigned long long)seq);
-    b.schema_version = 1;
-    b.agent_id = "bench";
-    b.batch_id = id;
-    b.window_start_ms = ws;
-    b.spool_first = seq * 100 + 1;
-    b.spool_last = seq * 100 + 100;
-    for (int i = 0; i < SERIES_PER_BATCH; i++) {
-        aggs[i] = templates[(seq * SERIES_PER_BATCH + (uint64_t)i) % TEMPLATES];
-        aggs[i].series = &keys[(first + (uint32_t)i) % n_keys];
-        aggs[i].window_start_ms = ws;
-        ptrs[i] = &aggs[i];
-        b.records += aggs[i].count;
-    }
-    b.aggregates = ptrs;
-    b.n_aggregates = SERIES_PER_BATCH;
-    size_t n = vitals__v1__batch__get_packed_size(&b);
-    if (n > cap)
-        return 0;
-    return vitals__v1__batch__pack(&b, buf);
+    return sd_pack_batch(buf, cap, templates, keys, n_keys, id, seq, first, ws);
 }
 
 /* A push run: `total` batches, series chosen by next_cb. */
@@ -369,15 +296,15 @@ static uint64_t push_run(const struct daemon *d, uint64_t total,
 /* steady stream: rotating series, the current window */
 static void next_steady(struct pusher *p, uint64_t seq, uint32_t *first, int64_t *ws)
 {
-    *first = (uint32_t)((seq * SERIES_PER_BATCH) % n_keys);
+    *first = (uint32_t)((seq * SD_SERIES_PER_BATCH) % n_keys);
     *ws = p->base_ws;
 }
 
 /* the last 5 minutes: window w (0 = newest) of every series */
 static void next_recent(struct pusher *p, uint64_t seq, uint32_t *first, int64_t *ws)
 {
-    uint32_t per_window = n_keys / SERIES_PER_BATCH;
-    *first = (uint32_t)((seq % per_window) * SERIES_PER_BATCH);
+    uint32_t per_window = n_keys / SD_SERIES_PER_BATCH;
+    *first = (uint32_t)((seq % per_window) * SD_SERIES_PER_BATCH);
     *ws = p->base_ws - (int64_t)(seq / per_window) * 10000;
 }
 
@@ -385,9 +312,9 @@ static void next_recent(struct pusher *p, uint64_t seq, uint32_t *first, int64_t
  * 10 s buckets within it. */
 static void next_history(struct pusher *p, uint64_t seq, uint32_t *first, int64_t *ws)
 {
-    uint32_t per_window = n_keys / SERIES_PER_BATCH;
+    uint32_t per_window = n_keys / SD_SERIES_PER_BATCH;
     uint64_t w = seq / per_window;
-    *first = (uint32_t)((seq % per_window) * SERIES_PER_BATCH);
+    *first = (uint32_t)((seq % per_window) * SD_SERIES_PER_BATCH);
     const uint64_t minutes = (2 * 24 - 2) * 60; /* 2 days minus the 2 h of 10 s tier */
     if (w < minutes)
         *ws = p->base_ws - 2 * 86400000LL + (int64_t)w * 60000;
@@ -400,25 +327,7 @@ static void next_history(struct pusher *p, uint64_t seq, uint32_t *first, int64_
 static void write_scores(const char *path)
 {
     FILE *f = fopen(path, "w");
-    fprintf(f, "{\"version\": 1, \"scores\": [");
-    for (int i = 0; i < 20; i++) {
-        char svc[32];
-        if (i < 10)
-            snprintf(svc, sizeof svc, "svc-*");
-        else
-            snprintf(svc, sizeof svc, "svc-%d", i);
-        fprintf(f,
-                "%s{\"name\": \"score_%d\", \"selector\": {\"service\": \"%s\"}, "
-                "\"segment_by\": [\"provider\", \"model\"], \"window\": \"5m\", \"components\": ["
-                "{\"name\": \"latency\", \"metric\": \"latency_ms\", \"stat\": \"p95\", \"weight\": 0.4, "
-                "\"good\": 1000, \"bad\": 5000},"
-                "{\"name\": \"errors\", \"stat\": \"error_rate\", \"weight\": 0.3, \"good\": 0.01, "
-                "\"bad\": 0.1},"
-                "{\"name\": \"cost\", \"metric\": \"cost_usd\", \"stat\": \"mean\", \"weight\": 0.3, "
-                "\"good\": 0.002, \"bad\": 0.02}]}",
-                i ? "," : "", i, svc);
-    }
-    fprintf(f, "]}\n");
+    fputs(sd_scores_json(), f);
     fclose(f);
 }
 
@@ -464,14 +373,14 @@ int main(int argc, char **argv)
         return 1;
     uint64_t wal_mib = getenv("BENCH_SCORER_WAL_MIB") ? strtoull(getenv("BENCH_SCORER_WAL_MIB"), 0, 10) : 1024;
     uint32_t rss_series = getenv("BENCH_SCORER_RSS_SERIES") ? (uint32_t)atoi(getenv("BENCH_SCORER_RSS_SERIES")) : 100;
-    build_templates();
+    sd_templates(templates, now_ms());
     char data[512], scores[512];
     snprintf(data, sizeof data, "%s/data", tmpdir);
     snprintf(scores, sizeof scores, "%s/scores.json", tmpdir);
     write_scores(scores);
 
     /* 1: pushes over 10k series (no scores loaded: evaluation would share the CPU) */
-    build_keys(10000);
+    keys = sd_keys(n_keys = 10000);
     struct daemon d;
     bool eval_only = getenv("BENCH_SCORER_EVAL_ONLY") && atoi(getenv("BENCH_SCORER_EVAL_ONLY"));
     if (eval_only) {
@@ -520,7 +429,7 @@ int main(int argc, char **argv)
      * and the 30 before it) */
 eval:;
     int64_t cur = now_ms() - now_ms() % 10000;
-    push_run(&d, 31 * (n_keys / SERIES_PER_BATCH), next_recent, cur, 0);
+    push_run(&d, 31 * (n_keys / SD_SERIES_PER_BATCH), next_recent, cur, 0);
     usleep(6000000); /* one expiry pass (the collector's timer runs every 5 s) */
     double c0 = metric(&d, "vitals_scorer_evaluation_seconds_count");
     double s0 = metric(&d, "vitals_scorer_evaluation_seconds_sum");
@@ -542,13 +451,13 @@ eval:;
 
     /* 3: RSS of 2 days of data for rss_series series */
     free(keys);
-    build_keys(rss_series);
+    keys = sd_keys(n_keys = rss_series);
     if (daemon_start(&d, data, NULL, 2))
         return 1;
     usleep(300000);
     double rss0 = proc_rss_mib(d.pid);
     uint64_t windows = (2 * 24 - 2) * 60 + 2 * 360;
-    push_run(&d, windows * (rss_series / SERIES_PER_BATCH), next_history, now_ms() - now_ms() % 60000, 0);
+    push_run(&d, windows * (rss_series / SD_SERIES_PER_BATCH), next_history, now_ms() - now_ms() % 60000, 0);
     usleep(6000000); /* one expiry pass: cascades anything that aged meanwhile */
     double rss1 = proc_rss_mib(d.pid);
     bench_report("rss_mib_per_1k_series_2d", (rss1 - rss0) * 1000.0 / rss_series, "MiB", NULL);

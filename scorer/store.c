@@ -324,24 +324,29 @@ int vt_store_validate(vt_store *st, const struct vt_batch *b, char *err, size_t 
 
 /* ---- buckets ------------------------------------------------------------- */
 
+/* Index (absolute) of the first bucket of tb starting at or after t. */
+static uint32_t lower_bound(const struct tier_buckets *tb, int64_t t)
+{
+    uint32_t lo = tb->head, hi = tb->head + tb->n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (tb->b[mid].start < t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* Index (absolute, in tb->b) of the bucket with `start`, creating it. */
 struct bucket *vt_store__bucket_get(vt_store *st, struct tier_buckets *tb, int64_t start,
                                     bool *created)
 {
     if (created)
         *created = false;
-    /* binary search in [head, head+n) */
-    uint32_t lo = tb->head, hi = tb->head + tb->n;
-    if (tb->n && tb->b[hi - 1].start < start) {
-        lo = hi; /* the common case: a new newest bucket */
-    } else {
-        while (lo < hi) {
-            uint32_t mid = lo + (hi - lo) / 2;
-            if (tb->b[mid].start < start)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
+    uint32_t lo = tb->head + tb->n;
+    if (!tb->n || tb->b[lo - 1].start >= start) { /* else: a new newest bucket, the common case */
+        lo = lower_bound(tb, start);
         if (lo < tb->head + tb->n && tb->b[lo].start == start)
             return &tb->b[lo];
     }
@@ -471,15 +476,8 @@ int vt_store__tier_for(const vt_store *st, int64_t t)
 /* The pane starting at m, or NULL. */
 static struct bucket *pane_find(const struct tier_buckets *pt, int64_t m)
 {
-    uint32_t lo = pt->head, hi = pt->head + pt->n;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (pt->b[mid].start < m)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < pt->head + pt->n && pt->b[lo].start == m ? &pt->b[lo] : NULL;
+    uint32_t i = lower_bound(pt, m);
+    return i < pt->head + pt->n && pt->b[i].start == m ? &pt->b[i] : NULL;
 }
 
 /* First-tier bucket `start` of s changed: its pane, if built, no longer is
@@ -765,20 +763,6 @@ void vt_store_expire(vt_store *st, int64_t now_ms)
 }
 
 /* ---- queries ------------------------------------------------------------- */
-
-/* Index (absolute) of the first bucket of tb starting at or after t. */
-static uint32_t lower_bound(const struct tier_buckets *tb, int64_t t)
-{
-    uint32_t lo = tb->head, hi = tb->head + tb->n;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (tb->b[mid].start < t)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
 
 /* ---- walking rollups with the memory ahead of the reader --------------
  * A score tick visits ~15k series x ~10 rollups, every rollup a separate
