@@ -58,9 +58,9 @@ static inline double bench_cpu(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* CPU time (user + system) another process has used so far, in seconds,
- * from /proc/<pid>/stat; -1 if it cannot be read. */
-static inline double bench_proc_cpu(pid_t pid)
+/* CPU time another process has used so far, in seconds, user and system
+ * apart, from /proc/<pid>/stat; 0, or -1 if it cannot be read. */
+static inline int bench_proc_times(pid_t pid, double *user, double *sys)
 {
     char path[64], buf[2048];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -75,7 +75,16 @@ static inline double bench_proc_cpu(pid_t pid)
     /* fields after ")": state(3) ... utime(14) stime(15) */
     if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
         return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    *user = (double)ut / (double)sysconf(_SC_CLK_TCK);
+    *sys = (double)st / (double)sysconf(_SC_CLK_TCK);
+    return 0;
+}
+
+/* CPU seconds (user + system) of process pid so far, -1 if gone. */
+static inline double bench_proc_cpu(pid_t pid)
+{
+    double u, s;
+    return bench_proc_times(pid, &u, &s) ? -1 : u + s;
 }
 
 #endif

@@ -25,7 +25,7 @@
 #define SD_TEMPLATES 64
 
 /* SD_TEMPLATES aggregates of 30 records each, 5 fixed + 3 metric sketches. */
-static void sd_templates(Vitals__V1__WindowAggregate t[SD_TEMPLATES], int64_t now_ms)
+static inline void sd_templates(Vitals__V1__WindowAggregate t[SD_TEMPLATES], int64_t now_ms)
 {
     struct gen g;
     gen_init(&g, 42);
@@ -50,7 +50,7 @@ static void sd_templates(Vitals__V1__WindowAggregate t[SD_TEMPLATES], int64_t no
 }
 
 /* n series keys (calloc'ed; kept for the life of the program). */
-static Vitals__V1__SeriesKey *sd_keys(uint32_t n)
+static inline Vitals__V1__SeriesKey *sd_keys(uint32_t n)
 {
     static const char *models[] = {"gpt-4o", "claude-sonnet-4", "llama-3.1-70b", "gpt-4o-mini"};
     static const char *providers[] = {"openai", "anthropic", "self-hosted", "openai"};
@@ -78,9 +78,9 @@ static Vitals__V1__SeriesKey *sd_keys(uint32_t n)
 
 /* Batch number `seq` with id `id`: series [first, first + 10) mod n_keys,
  * window ws, templates in turn. Returns its packed size, 0 if > cap. */
-static size_t sd_pack_batch(uint8_t *buf, size_t cap, const Vitals__V1__WindowAggregate *t,
-                            Vitals__V1__SeriesKey *keys, uint32_t n_keys, const char *id,
-                            uint64_t seq, uint32_t first, int64_t ws)
+static inline size_t sd_pack_batch(uint8_t *buf, size_t cap, const Vitals__V1__WindowAggregate *t,
+                                   Vitals__V1__SeriesKey *keys, uint32_t n_keys, const char *id,
+                                   uint64_t seq, uint32_t first, int64_t ws)
 {
     Vitals__V1__Batch b = VITALS__V1__BATCH__INIT;
     Vitals__V1__WindowAggregate aggs[SD_SERIES_PER_BATCH], *ptrs[SD_SERIES_PER_BATCH];
@@ -105,7 +105,7 @@ static size_t sd_pack_batch(uint8_t *buf, size_t cap, const Vitals__V1__WindowAg
 }
 
 /* The 20 scores as a score file (a static buffer). */
-static const char *sd_scores_json(void)
+static inline const char *sd_scores_json(void)
 {
     static char buf[16384];
     size_t n = (size_t)snprintf(buf, sizeof buf, "{\"version\": 1, \"scores\": [");

@@ -245,6 +245,14 @@ int vt_grpc_call(vt_grpc_client_t *cli, const char *path, const void *req,
                  size_t len, uint64_t timeout_ms, vt_grpc_call_cb cb,
                  void *data);
 
+/* vt_grpc_call with a request already compressed in the client's
+ * `compression` encoding (a message compressed once and sent more than
+ * once): framed as it is, flagged compressed unless the encoding is
+ * identity. */
+int vt_grpc_call_encoded(vt_grpc_client_t *cli, const char *path, const void *req,
+                         size_t len, uint64_t timeout_ms, vt_grpc_call_cb cb,
+                         void *data);
+
 /* Calls started and not yet completed (queued + in flight). */
 uint32_t vt_grpc_client_pending(const vt_grpc_client_t *cli);
 

@@ -15,6 +15,7 @@
  * provider reads the request from the call, so neither may outlive the other.
  */
 #include <assert.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -639,8 +640,8 @@ static void pump(vt_grpc_client_t *cli)
         conn_flush(cli->conn);
 }
 
-int vt_grpc_call(vt_grpc_client_t *cli, const char *path, const void *req,
-                 size_t len, uint64_t timeout_ms, vt_grpc_call_cb cb, void *data)
+static int start_call(vt_grpc_client_t *cli, const char *path, const void *req, size_t len,
+                      bool encoded, uint64_t timeout_ms, vt_grpc_call_cb cb, void *data)
 {
     if (!cli || !path || path[0] != '/' || !cb || (len && !req))
         return UV_EINVAL;
@@ -656,10 +657,13 @@ int vt_grpc_call(vt_grpc_client_t *cli, const char *path, const void *req,
     call->data = data;
     vt_grpc_reader_init(&call->reader, cli->opts.max_message_bytes);
     call->path = strdup(path);
-    int rc = call->path ? vt_grpc_frame_encode(&cli->codec, cli->opts.compression,
-                                               cli->opts.compression_level, req,
-                                               len, &call->req, &call->req_len)
+    /* an encoded message is framed as it is, flagged compressed */
+    enum vt_grpc_encoding enc = encoded ? VT_GRPC_ENC_IDENTITY : cli->opts.compression;
+    int rc = call->path ? vt_grpc_frame_encode(&cli->codec, enc, cli->opts.compression_level,
+                                               req, len, &call->req, &call->req_len)
                         : UV_ENOMEM;
+    if (!rc && encoded && cli->opts.compression != VT_GRPC_ENC_IDENTITY)
+        call->req[0] = 1;
     if (rc) {
         free(call->path);
         free(call);
@@ -679,6 +683,18 @@ int vt_grpc_call(vt_grpc_client_t *cli, const char *path, const void *req,
     cli->pending++;
     pump(cli);
     return 0;
+}
+
+int vt_grpc_call(vt_grpc_client_t *cli, const char *path, const void *req,
+                 size_t len, uint64_t timeout_ms, vt_grpc_call_cb cb, void *data)
+{
+    return start_call(cli, path, req, len, false, timeout_ms, cb, data);
+}
+
+int vt_grpc_call_encoded(vt_grpc_client_t *cli, const char *path, const void *req,
+                         size_t len, uint64_t timeout_ms, vt_grpc_call_cb cb, void *data)
+{
+    return start_call(cli, path, req, len, true, timeout_ms, cb, data);
 }
 
 uint32_t vt_grpc_client_pending(const vt_grpc_client_t *cli)

@@ -155,13 +155,15 @@ static inline int counts_next(struct counts_it *it, int64_t *index, uint64_t *va
     }
 }
 
-/* What one pass over a Buckets message learns: the number of counts, their
- * sum, the index range of the non-zero ones (lo > hi when none) and the
- * lowest-index non-zero count. */
+/* What one pass over a Buckets message learns: the number of counts (for
+ * the sparse form, the positions its pairs span), their sum, the index
+ * range of the non-zero ones (lo > hi when none) and the lowest-index
+ * non-zero count. */
 struct counts_sum {
     uint64_t n, total, low;
     int64_t lo, hi;
     int64_t offset; /* of the Buckets message */
+    struct pb sparse; /* the sparse form's one packed run; p == NULL: dense */
 };
 
 /* One count at position k: fold it into *s. -1 if the sum overflows. */
@@ -215,14 +217,31 @@ static int sum_run(struct counts_sum *s, struct pb r)
     return 0;
 }
 
-/* The summary of a Buckets message, its counts packed in any number of runs
- * or given one by one. lo/hi are bucket indexes. 0 or -EBADMSG. */
+/* Fill *s from the sparse form's run: pairs (zeros skipped, count), every
+ * count non-zero, positions below VT_SKETCH_MAX_BINS_LIMIT. -1 on anything
+ * else (an odd number of varints included). */
+static int sum_sparse(struct counts_sum *s, struct pb r)
+{
+    while (r.p < r.end) {
+        uint64_t skip, v;
+        if (pb_varint(&r, &skip) || pb_varint(&r, &v) || v == 0 ||
+            skip >= VT_SKETCH_MAX_BINS_LIMIT - s->n || sum_one(s, s->n + skip, v))
+            return -1;
+        s->n += skip + 1;
+    }
+    return 0;
+}
+
+/* The summary of a Buckets message: dense counts packed in any number of
+ * runs or given one by one, or the sparse form in one packed run (never
+ * both). lo/hi are bucket indexes. 0 or -EBADMSG. */
 static int counts_summary(struct pb msg, struct counts_sum *s)
 {
     *s = (struct counts_sum){.lo = INT64_MAX, .hi = INT64_MIN};
     if (!msg.p)
         return 0;
     int64_t offset = 0; /* may come after the counts: positions are shifted at the end */
+    bool dense = false;
     struct pbf f;
     int r;
     while ((r = pb_next(&msg, &f)) == 1) {
@@ -231,8 +250,15 @@ static int counts_summary(struct pb msg, struct counts_sum *s)
                 return -EBADMSG;
             offset = pb_zigzag32(f.u); /* the last one wins, as in protobuf */
         } else if (f.num == 2) {
-            if (f.wt == PB_LEN ? sum_run(s, pb_of(&f))
-                               : f.wt != PB_VARINT || sum_one(s, s->n++, f.u))
+            dense = true;
+            if (s->sparse.p || (f.wt == PB_LEN ? sum_run(s, pb_of(&f))
+                                               : f.wt != PB_VARINT || sum_one(s, s->n++, f.u)))
+                return -EBADMSG;
+        } else if (f.num == 3) {
+            if (dense || s->sparse.p || f.wt != PB_LEN)
+                return -EBADMSG;
+            s->sparse = pb_of(&f);
+            if (sum_sparse(s, s->sparse))
                 return -EBADMSG;
         }
     }
@@ -305,11 +331,12 @@ static int check_msg(const struct wire_sketch *w, int *pcol, int *ncol)
 }
 
 /* The index range of the non-zero counts of a validated Buckets message,
- * for the merge's reservation (s->lo, s->hi, s->low; s->total is not
- * filled in by the fast path). The common shape - our encoder's - is one
- * packed run trimmed to non-zero ends, each a one-byte count: then the range is [offset, offset +
- * n - 1] with n the number of varints, which is the number of bytes below
- * 0x80: a popcount per eight bytes instead of a full summary. */
+ * for the merge's reservation (s->lo, s->hi, s->low, s->sparse; s->total is
+ * not filled in by the fast path). The common dense shape - our encoder's -
+ * is one packed run trimmed to non-zero ends, each a one-byte count: then
+ * the range is [offset, offset + n - 1] with n the number of varints, which
+ * is the number of bytes below 0x80: a popcount per eight bytes instead of
+ * a full summary. The sparse form takes the summary (half the bytes). */
 static void counts_span(struct pb msg, struct counts_sum *s)
 {
     struct pbf f;
@@ -359,35 +386,59 @@ static int reserve_counts(vt_sketch *dst, vt_sketch_store *d, const struct count
  * when the union is wider than max_bins, the lowest fold into the lowest kept
  * bucket - exactly the window store_reserve prepared, so every counter is
  * addressable and wide enough, and nothing allocates. */
+struct adder {
+    vt_sketch *dst;
+    vt_sketch_store *d;
+    int32_t zfold;
+    int64_t floor, lo, hi; /* lo/hi: the range of what went into d */
+    uint64_t added;
+};
+
+static inline void add_one(struct adder *a, int64_t j, uint64_t c)
+{
+    if (j <= a->zfold) {
+        a->dst->zero_count += c;
+        return;
+    }
+    vt_sketch_store *d = a->d;
+    if (j < a->floor) {
+        j = a->floor;
+        d->collapsed = 1;
+    }
+    assert(j >= d->offset && j < (int64_t)d->offset + d->cap);
+    size_t p = (size_t)(j - d->offset);
+    cnt_set(d->bins, d->width, p, cnt_get(d->bins, d->width, p) + c);
+    a->lo = j < a->lo ? j : a->lo;
+    a->hi = j > a->hi ? j : a->hi;
+    a->added += c;
+}
+
 static void add_counts(vt_sketch *dst, vt_sketch_store *d, struct pb msg,
                        const struct counts_sum *s, int32_t zfold, int collapsed)
 {
     if (s->lo > s->hi)
         return;
     int64_t top = d->total && d->hi > s->hi ? d->hi : s->hi;
-    int64_t floor = top - (int64_t)dst->max_bins + 1;
-    int64_t lo = INT64_MAX, hi = INT64_MIN;
-    uint64_t added = 0;
-    struct counts_it it;
+    struct adder a = {dst, d, zfold, top - (int64_t)dst->max_bins + 1, INT64_MAX, INT64_MIN, 0};
     int64_t j;
-    uint64_t c;
-    counts_init(&it, msg, s->offset);
-    while (counts_next(&it, &j, &c) == 1) {
-        if (j <= zfold) {
-            dst->zero_count += c;
-            continue;
+    uint64_t c = 0;
+    if (s->sparse.p) { /* validated: pairs of varints, positions in range */
+        struct pb r = s->sparse;
+        uint64_t skip = 0;
+        for (j = s->offset; r.p < r.end; j++) {
+            pb_varint(&r, &skip);
+            pb_varint(&r, &c);
+            j += (int64_t)skip;
+            add_one(&a, j, c);
         }
-        if (j < floor) {
-            j = floor;
-            d->collapsed = 1;
-        }
-        assert(j >= d->offset && j < (int64_t)d->offset + d->cap);
-        size_t p = (size_t)(j - d->offset);
-        cnt_set(d->bins, d->width, p, cnt_get(d->bins, d->width, p) + c);
-        lo = j < lo ? j : lo;
-        hi = j > hi ? j : hi;
-        added += c;
+    } else {
+        struct counts_it it;
+        counts_init(&it, msg, s->offset);
+        while (counts_next(&it, &j, &c) == 1)
+            add_one(&a, j, c);
     }
+    int64_t lo = a.lo, hi = a.hi;
+    uint64_t added = a.added;
     if (!added)
         return; /* all in the zero bucket: nothing of this store was collapsed here */
     d->collapsed |= (uint8_t)collapsed;

@@ -89,6 +89,30 @@ static void merge_in_place(const vt_sketch *dec, const uint8_t *data, size_t siz
     vt_sketch_free(&c);
 }
 
+/* protobuf-c's Buckets of a sketch our decoder accepted (so a sparse run
+ * spans at most VT_SKETCH_MAX_BINS_LIMIT positions), as every count of
+ * [offset, offset + *n) (malloc'ed; NULL when absent). */
+static uint64_t *dense_of(const Vitals__V1__Buckets *b, size_t *n)
+{
+    *n = 0;
+    if (!b)
+        return NULL;
+    if (!b->n_sparse) {
+        uint64_t *v = malloc((b->n_counts + 1) * sizeof *v);
+        memcpy(v, b->counts, b->n_counts * sizeof *v);
+        *n = b->n_counts;
+        return v;
+    }
+    size_t span = 0;
+    for (size_t i = 0; i + 1 < b->n_sparse; i += 2)
+        span += b->sparse[i] + 1;
+    uint64_t *v = calloc(span + 1, sizeof *v);
+    for (size_t i = 0, k = 0; i + 1 < b->n_sparse; i += 2, k++)
+        v[k += b->sparse[i]] = b->sparse[i + 1];
+    *n = span;
+    return v;
+}
+
 /* An independent decoder must agree: protobuf-c's reading of the same
  * bytes, bucket for bucket, whenever nothing can fold or collapse (no zero
  * threshold, the occupied range within max_bins, no collapsed_count). */
@@ -99,10 +123,12 @@ static void check_against_protobuf_c(const vt_sketch *s, const uint8_t *data, si
         return;
     if (m->zero_threshold == 0 && m->collapsed_count == 0) {
         const Vitals__V1__Buckets *b[2] = {m->positive, m->negative};
+        size_t n[2];
+        uint64_t *c[2] = {dense_of(b[0], &n[0]), dense_of(b[1], &n[1])};
         for (int neg = 0; neg < 2; neg++) {
             int64_t lo = INT64_MAX, hi = INT64_MIN;
-            for (size_t k = 0; b[neg] && k < b[neg]->n_counts; k++)
-                if (b[neg]->counts[k]) {
+            for (size_t k = 0; k < n[neg]; k++)
+                if (c[neg][k]) {
                     lo = lo == INT64_MAX ? b[neg]->offset + (int64_t)k : lo;
                     hi = b[neg]->offset + (int64_t)k;
                 }
@@ -111,15 +137,15 @@ static void check_against_protobuf_c(const vt_sketch *s, const uint8_t *data, si
             int32_t first, last;
             if (vt_sketch_bucket_range(s, neg, &first, &last) || first != lo || last != hi)
                 abort();
-            for (size_t k = 0; k < b[neg]->n_counts; k++)
+            for (size_t k = 0; k < n[neg]; k++)
                 if (vt_sketch_bucket_get(s, neg, (int32_t)(b[neg]->offset + (int64_t)k)) !=
-                    b[neg]->counts[k])
+                    c[neg][k])
                     abort();
         }
-        if (vt_sketch_collapsed_count(s) != 0 &&
-            (!m->positive || m->positive->n_counts <= s->max_bins) &&
-            (!m->negative || m->negative->n_counts <= s->max_bins))
+        if (vt_sketch_collapsed_count(s) != 0 && n[0] <= s->max_bins && n[1] <= s->max_bins)
             abort(); /* nothing to collapse, yet collapsed */
+        free(c[0]);
+        free(c[1]);
     }
     vitals__v1__sketch__free_unpacked(m, NULL);
 }

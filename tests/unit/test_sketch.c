@@ -1057,7 +1057,8 @@ static void test_merge_wire_fast_path(void **state)
         }
         Vitals__V1__Sketch msg;
         assert_int_equal(vt_sketch_to_proto(&b, &msg), 0);
-        if (round % 4 == 1 && msg.positive) { /* zero-padded ends, as another encoder might send */
+        if (round % 4 == 1 && msg.positive && msg.positive->n_counts) {
+            /* zero-padded ends, as another encoder might send */
             Vitals__V1__Buckets *p = msg.positive;
             uint64_t *c = calloc(p->n_counts + 6, sizeof *c);
             memcpy(c + 3, p->counts, p->n_counts * sizeof *c);
@@ -1090,6 +1091,145 @@ static void test_merge_wire_fast_path(void **state)
     }
 }
 
+/* A Buckets message rewritten into the other form (dense <-> sparse). */
+static void other_form(Vitals__V1__Buckets *b)
+{
+    if (!b)
+        return;
+    size_t n = 0;
+    uint64_t *v;
+    if (b->n_sparse) {
+        for (size_t i = 0; i < b->n_sparse; i += 2)
+            n += b->sparse[i] + 1;
+        v = calloc(n, sizeof *v);
+        for (size_t i = 0, k = 0; i < b->n_sparse; i += 2, k++)
+            v[k += b->sparse[i]] = b->sparse[i + 1];
+        free(b->sparse);
+        b->sparse = NULL, b->n_sparse = 0;
+        b->counts = v, b->n_counts = n;
+        return;
+    }
+    v = calloc(2 * b->n_counts, sizeof *v);
+    uint64_t skip = 0;
+    for (size_t k = 0; k < b->n_counts; k++) {
+        if (!b->counts[k]) {
+            skip++;
+            continue;
+        }
+        v[n++] = skip, v[n++] = b->counts[k], skip = 0;
+    }
+    free(b->counts);
+    b->counts = NULL, b->n_counts = 0;
+    b->sparse = v, b->n_sparse = n;
+}
+
+/* The two forms of Buckets decode and merge alike; the encoder ships the
+ * shorter one; a malformed sparse run is refused. */
+static void test_sparse_form(void **state)
+{
+    (void)state;
+    rng r = {91};
+    int seen_sparse = 0, seen_dense = 0;
+    for (int round = 0; round < 200; round++) {
+        uint32_t bins = round % 3 == 0 ? 64 : 2048;
+        vt_sketch a, base, got1, got2;
+        vt_sketch_init(&a, 6, bins, VT_SKETCH_DEFAULT_ZERO_THRESHOLD);
+        int n = 1 + (int)(rng_next(&r) % (round % 2 ? 40 : 3000));
+        for (int i = 0; i < n; i++) {
+            double v = sample(&r, (enum dist)(i % NDIST));
+            assert_int_equal(vt_sketch_add(&a, i % 9 == 0 ? -v : v), 0);
+        }
+        Vitals__V1__Sketch msg;
+        assert_int_equal(vt_sketch_to_proto(&a, &msg), 0);
+        size_t len;
+        uint8_t *enc = msg_bytes(&msg, &len);
+        seen_sparse += msg.positive && msg.positive->n_sparse > 0;
+        seen_dense += msg.positive && msg.positive->n_counts > 0;
+        vt_sketch t;
+        assert_int_equal(vt_sketch_unpack(&t, enc, len, bins), 0);
+        assert_true(vt_sketch_same(&t, &a));
+        vt_sketch_free(&t);
+        /* the other form: never shorter, same sketch, same merge */
+        other_form(msg.positive);
+        other_form(msg.negative);
+        size_t len2;
+        uint8_t *alt = msg_bytes(&msg, &len2);
+        assert_true(len <= len2);
+        assert_int_equal(vt_sketch_unpack(&t, alt, len2, bins), 0);
+        assert_true(vt_sketch_same(&t, &a));
+        vt_sketch_free(&t);
+        vt_sketch_init(&base, 6, bins, VT_SKETCH_DEFAULT_ZERO_THRESHOLD);
+        for (int i = 0; i < 50; i++)
+            vt_sketch_add(&base, sample(&r, (enum dist)(i % NDIST)));
+        vt_sketch_init(&got1, 6, bins, VT_SKETCH_DEFAULT_ZERO_THRESHOLD);
+        vt_sketch_init(&got2, 6, bins, VT_SKETCH_DEFAULT_ZERO_THRESHOLD);
+        assert_int_equal(vt_sketch_merge(&got1, &base), 0);
+        assert_int_equal(vt_sketch_merge(&got2, &base), 0);
+        assert_int_equal(vt_sketch_merge_wire(&got1, enc, len), 0);
+        assert_int_equal(vt_sketch_merge_wire_checked(&got2, alt, len2), 0);
+        assert_true(vt_sketch_same(&got1, &got2));
+        free(enc);
+        free(alt);
+        vt_sketch_proto_release(&msg);
+        vt_sketch_free(&a);
+        vt_sketch_free(&base);
+        vt_sketch_free(&got1);
+        vt_sketch_free(&got2);
+    }
+    assert_true(seen_sparse > 0 && seen_dense > 0); /* both forms were exercised */
+
+    /* good_msg in sparse form: positives 2 @10, 3 @12, 1 @13 */
+    Vitals__V1__Sketch m;
+    vt_sketch s;
+    uint64_t sp[6] = {0, 2, 1, 3, 0, 1};
+    good_msg(&m), pb.n_counts = 0, pb.counts = NULL, pb.n_sparse = 6, pb.sparse = sp;
+    assert_int_equal(from_msg(&s, &m, 0), 0);
+    assert_int_equal(vt_sketch_bucket_get(&s, 0, 10), 2);
+    assert_int_equal(vt_sketch_bucket_get(&s, 0, 11), 0);
+    assert_int_equal(vt_sketch_bucket_get(&s, 0, 12), 3);
+    assert_int_equal(vt_sketch_bucket_get(&s, 0, 13), 1);
+    vt_sketch_free(&s);
+    good_msg(&m), pb.n_sparse = 6, pb.sparse = sp;
+    expect_bad(&m, "dense and sparse counts together");
+    good_msg(&m), pb.n_counts = 0, pb.counts = NULL, pb.n_sparse = 5, pb.sparse = sp;
+    m.count = 14;
+    expect_bad(&m, "odd number of sparse varints");
+    uint64_t zero[6] = {0, 2, 1, 3, 0, 0};
+    good_msg(&m), pb.n_counts = 0, pb.counts = NULL, pb.n_sparse = 6, pb.sparse = zero;
+    m.count = 14;
+    expect_bad(&m, "a sparse count of 0");
+    uint64_t far[6] = {0, 2, 1, 3, VT_SKETCH_MAX_BINS_LIMIT, 1};
+    good_msg(&m), pb.n_counts = 0, pb.counts = NULL, pb.n_sparse = 6, pb.sparse = far;
+    expect_bad(&m, "sparse span over the bucket limit");
+    uint64_t huge[6] = {0, 2, 1, 3, UINT64_MAX - 1, 1};
+    good_msg(&m), pb.n_counts = 0, pb.counts = NULL, pb.n_sparse = 6, pb.sparse = huge;
+    expect_bad(&m, "sparse skip near 2^64");
+    uint64_t high[6] = {0, 2, 1, 3, 64 * 1025 - 14, 1};
+    good_msg(&m), pb.n_counts = 0, pb.counts = NULL, pb.n_sparse = 6, pb.sparse = high;
+    expect_bad(&m, "sparse index beyond DBL_MAX");
+    /* a second sparse run (hand-made: protobuf-c writes one) */
+    good_msg(&m), pb.n_counts = 0, pb.counts = NULL, pb.n_sparse = 4, pb.sparse = sp;
+    m.count = 5 + 4 + 2 + 3;
+    size_t len;
+    uint8_t *b = msg_bytes(&m, &len);
+    assert_int_equal(vt_sketch_check_wire(b, len), 0);
+    free(b);
+    Vitals__V1__Buckets two = pb;
+    size_t blen = vitals__v1__buckets__get_packed_size(&two);
+    uint8_t *bb = malloc(blen + 4);
+    vitals__v1__buckets__pack(&two, bb);
+    memcpy(bb + blen, "\x1a\x02\x00\x01", 4); /* field 3, LEN 2: (0, 1) */
+    uint8_t wire[256];
+    m.positive = NULL;
+    size_t ml = vitals__v1__sketch__pack(&m, wire);
+    wire[ml++] = 0x3a; /* field 7 (positive), LEN */
+    wire[ml++] = (uint8_t)(blen + 4);
+    memcpy(wire + ml, bb, blen + 4);
+    ml += blen + 4;
+    free(bb);
+    assert_int_equal(vt_sketch_check_wire(wire, ml), -EBADMSG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1108,6 +1248,7 @@ int main(void)
         cmocka_unit_test(test_rejects_and_args),
         cmocka_unit_test(test_rank),
         cmocka_unit_test(test_proto_round_trip),
+        cmocka_unit_test(test_sparse_form),
         cmocka_unit_test(test_wire_rejects_bad),
         cmocka_unit_test(test_wire_forms),
         cmocka_unit_test(test_wire_long_zeros),

@@ -1,0 +1,138 @@
+/*
+ * bench_ingest.c - the scorer's Push path without the daemon: what the
+ * collector does to a batch on its loop thread, in process, on the batches
+ * of bench_scorer's push figure (10 series x 8 sketches of 30 records each,
+ * 10,000 series in rotation, the current window).
+ *
+ * Why it exists: push_batches_per_cpu_s (bench_scorer) is the daemon's whole
+ * cost per batch - HTTP/2, the WAL's write and fsync, the kernel - and moves
+ * by +-30% between runs on a 2-core VM. This one times the two steps that
+ * are ours alone, so a change to the batch reader, the sketch merge or the
+ * store can be compared, and profiled (`perf record`), on its own:
+ *
+ *   check_us_per_batch   vt_batch_parse + vt_store_validate (on receipt)
+ *   apply_us_per_batch   vt_store_apply (after the WAL made it durable)
+ *   inflate_us_per_batch ZSTD_decompress of the level-6 frame agents send
+ *   wire_bytes_per_batch the batch as sent, uncompressed and zstd
+ *
+ * Environment: BENCH_INGEST_SERIES (default 10000) series in rotation;
+ * BENCH_INGEST_BATCHES (default 20000) batches per pass;
+ * BENCH_INGEST_PASSES (default 3) passes over them, the first one a warm-up
+ * that creates the series (not counted).
+ */
+#include "../scorer/batch.c"
+#include "../scorer/store.c"
+
+#include <stdio.h>
+#include <time.h>
+#include <zstd.h>
+
+#include "bench.h"
+#include "gen.h"
+#include "record.h"
+#include "scorer_data.h"
+
+int main(int argc, char **argv)
+{
+    bench_init(argc, argv, "ingest");
+    uint64_t n = getenv("BENCH_INGEST_BATCHES") ? strtoull(getenv("BENCH_INGEST_BATCHES"), 0, 10)
+                                                : 20000;
+    int passes = getenv("BENCH_INGEST_PASSES") ? atoi(getenv("BENCH_INGEST_PASSES")) : 3;
+    uint32_t n_series = getenv("BENCH_INGEST_SERIES") ? (uint32_t)atoi(getenv("BENCH_INGEST_SERIES")) : 10000;
+    if (n < 1 || passes < 2 || n_series < SD_SERIES_PER_BATCH) {
+        fprintf(stderr, "bench_ingest: need BENCH_INGEST_BATCHES >= 1, BENCH_INGEST_PASSES >= 2, BENCH_INGEST_SERIES >= 10\n");
+        return 2;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t ws = now - now % 10000;
+    static Vitals__V1__WindowAggregate templates[SD_TEMPLATES];
+    Vitals__V1__SeriesKey *keys = sd_keys(n_series);
+    sd_templates(templates, now);
+
+    struct vt_store_opts o = {0};
+    char err[256];
+    vt_store *st = NULL;
+    if (vt_store_parse_retention(VT_STORE_DEFAULT_RETENTION, &o, err, sizeof err) ||
+        vt_store_new(&st, &o)) {
+        fprintf(stderr, "bench_ingest: store: %s\n", err);
+        return 1;
+    }
+    vt_store_expire(st, now);
+
+    /* every pass's batches, packed once (ids differ per pass: no duplicates) */
+    uint64_t total = n * (uint64_t)passes;
+    size_t *off = malloc((total + 1) * sizeof *off), cap = 0, len = 0, zlen = 0;
+    uint8_t *wire = NULL, *z = malloc(1 << 20), *out = malloc(1 << 20);
+    static uint8_t buf[1 << 20];
+    ZSTD_CCtx *zc = ZSTD_createCCtx();
+    ZSTD_DCtx *zd = ZSTD_createDCtx();
+    double inflate = 0;
+    for (uint64_t i = 0; i < total; i++) {
+        uint64_t seq = i % n;
+        char id[96];
+        snprintf(id, sizeof id, "bench/%llu/%llu", (unsigned long long)(i / n),
+                 (unsigned long long)seq);
+        size_t m = sd_pack_batch(buf, sizeof buf, templates, keys, n_series, id, seq,
+                                 (uint32_t)(seq * SD_SERIES_PER_BATCH % n_series), ws);
+        if (len + m > cap && !(wire = realloc(wire, cap = (len + m) * 2))) {
+            fprintf(stderr, "bench_ingest: out of memory\n");
+            return 1;
+        }
+        memcpy(wire + len, buf, m);
+        off[i] = len;
+        len += m;
+        if (i < 1000) { /* the inflate figure, on the first 1,000 */
+            size_t zn = ZSTD_compressCCtx(zc, z, 1 << 20, buf, m, 6);
+            double c0 = bench_cpu();
+            size_t dn = ZSTD_decompressDCtx(zd, out, 1 << 20, z, zn);
+            inflate += bench_cpu() - c0;
+            if (ZSTD_isError(zn) || dn != m) {
+                fprintf(stderr, "bench_ingest: zstd round trip failed\n");
+                return 1;
+            }
+            zlen += zn;
+        }
+    }
+    off[total] = len;
+
+    double check = 0, apply = 0;
+    uint64_t counted = 0;
+    for (int p = 0; p < passes; p++) {
+        for (uint64_t i = p * n; i < (p + 1) * n; i++) {
+            struct vt_batch b;
+            double c0 = bench_cpu();
+            if (vt_batch_parse(&b, wire + off[i], off[i + 1] - off[i], err, sizeof err) ||
+                vt_store_validate(st, &b, err, sizeof err)) {
+                fprintf(stderr, "bench_ingest: invalid batch: %s\n", err);
+                return 1;
+            }
+            double c1 = bench_cpu();
+            if (vt_store_seen(st, &b) || vt_store_apply(st, &b, NULL) < 0) {
+                fprintf(stderr, "bench_ingest: batch %llu not applied\n", (unsigned long long)i);
+                return 1;
+            }
+            if (p > 0) {
+                check += c1 - c0;
+                apply += bench_cpu() - c1;
+            }
+        }
+        if (p > 0)
+            counted += n;
+    }
+    uint64_t m = total < 1000 ? total : 1000;
+    bench_report("check_us_per_batch", check / (double)counted * 1e6, "us", NULL);
+    bench_report("apply_us_per_batch", apply / (double)counted * 1e6, "us", NULL);
+    bench_report("inflate_us_per_batch", inflate / (double)m * 1e6, "us", NULL);
+    bench_report("wire_bytes_per_batch", (double)off[m] / (double)m, "bytes", NULL);
+    bench_report("zstd_bytes_per_batch", (double)zlen / (double)m, "bytes", NULL);
+    ZSTD_freeCCtx(zc);
+    ZSTD_freeDCtx(zd);
+    free(wire);
+    free(off);
+    free(z);
+    free(out);
+    vt_store_free(st);
+    return 0;
+}
