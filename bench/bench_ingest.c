@@ -17,8 +17,10 @@
  *
  * Environment: BENCH_INGEST_SERIES (default 10000) series in rotation;
  * BENCH_INGEST_BATCHES (default 20000) batches per pass;
- * BENCH_INGEST_PASSES (default 3) passes over them, the first one a warm-up
- * that creates the series (not counted).
+ * BENCH_INGEST_PASSES (default 5) passes over them, each with batches of its
+ * own; the first is a warm-up that creates the series, and the figures are
+ * the best of the others (the same work each time: the spread between them
+ * is the machine's, not the code's).
  */
 #include "../scorer/batch.c"
 #include "../scorer/store.c"
@@ -32,12 +34,14 @@
 #include "record.h"
 #include "scorer_data.h"
 
+#define GROUP 25 /* batches per WAL group in bench_scorer's push runs */
+
 int main(int argc, char **argv)
 {
     bench_init(argc, argv, "ingest");
     uint64_t n = getenv("BENCH_INGEST_BATCHES") ? strtoull(getenv("BENCH_INGEST_BATCHES"), 0, 10)
                                                 : 20000;
-    int passes = getenv("BENCH_INGEST_PASSES") ? atoi(getenv("BENCH_INGEST_PASSES")) : 3;
+    int passes = getenv("BENCH_INGEST_PASSES") ? atoi(getenv("BENCH_INGEST_PASSES")) : 5;
     uint32_t n_series = getenv("BENCH_INGEST_SERIES") ? (uint32_t)atoi(getenv("BENCH_INGEST_SERIES")) : 10000;
     if (n < 1 || passes < 2 || n_series < SD_SERIES_PER_BATCH) {
         fprintf(stderr, "bench_ingest: need BENCH_INGEST_BATCHES >= 1, BENCH_INGEST_PASSES >= 2, BENCH_INGEST_SERIES >= 10\n");
@@ -97,33 +101,38 @@ int main(int argc, char **argv)
     }
     off[total] = len;
 
-    double check = 0, apply = 0;
-    uint64_t counted = 0;
+    /* as the collector does: a WAL group's worth of batches checked on
+     * receipt, then the group applied */
+    double check = 1e30, apply = 1e30; /* the best pass: this VM's neighbours are noisy */
+    struct vt_batch group[GROUP];
     for (int p = 0; p < passes; p++) {
-        for (uint64_t i = p * n; i < (p + 1) * n; i++) {
-            struct vt_batch b;
+        double pc = 0, pa = 0;
+        for (uint64_t g = p * n; g < (p + 1) * n; g += GROUP) {
+            uint64_t k = (p + 1) * n - g < GROUP ? (p + 1) * n - g : GROUP;
             double c0 = bench_cpu();
-            if (vt_batch_parse(&b, wire + off[i], off[i + 1] - off[i], err, sizeof err) ||
-                vt_store_validate(st, &b, err, sizeof err)) {
-                fprintf(stderr, "bench_ingest: invalid batch: %s\n", err);
-                return 1;
-            }
+            for (uint64_t i = 0; i < k; i++)
+                if (vt_batch_parse(&group[i], wire + off[g + i], off[g + i + 1] - off[g + i], err,
+                                   sizeof err) ||
+                    vt_store_validate(st, &group[i], err, sizeof err)) {
+                    fprintf(stderr, "bench_ingest: invalid batch: %s\n", err);
+                    return 1;
+                }
             double c1 = bench_cpu();
-            if (vt_store_seen(st, &b) || vt_store_apply(st, &b, NULL) < 0) {
-                fprintf(stderr, "bench_ingest: batch %llu not applied\n", (unsigned long long)i);
-                return 1;
-            }
-            if (p > 0) {
-                check += c1 - c0;
-                apply += bench_cpu() - c1;
-            }
+            for (uint64_t i = 0; i < k; i++)
+                if (vt_store_seen(st, &group[i]) || vt_store_apply(st, &group[i], NULL) < 0) {
+                    fprintf(stderr, "bench_ingest: batch %llu not applied\n",
+                            (unsigned long long)(g + i));
+                    return 1;
+                }
+            pc += c1 - c0;
+            pa += bench_cpu() - c1;
         }
-        if (p > 0)
-            counted += n;
+        if (p > 0 && pc + pa < check + apply)
+            check = pc, apply = pa;
     }
     uint64_t m = total < 1000 ? total : 1000;
-    bench_report("check_us_per_batch", check / (double)counted * 1e6, "us", NULL);
-    bench_report("apply_us_per_batch", apply / (double)counted * 1e6, "us", NULL);
+    bench_report("check_us_per_batch", check / (double)n * 1e6, "us", NULL);
+    bench_report("apply_us_per_batch", apply / (double)n * 1e6, "us", NULL);
     bench_report("inflate_us_per_batch", inflate / (double)m * 1e6, "us", NULL);
     bench_report("wire_bytes_per_batch", (double)off[m] / (double)m, "bytes", NULL);
     bench_report("zstd_bytes_per_batch", (double)zlen / (double)m, "bytes", NULL);

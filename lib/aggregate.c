@@ -653,8 +653,7 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst)
                 return -EBADMSG;
             fixed_seen |= 1u << f.num;
             if (!dst) {
-                rc = vt_sketch_check_wire(f.ptr, f.len);
-                n = wire_sketch_count(pb_of(&f));
+                rc = vt_sketch_check_wire(f.ptr, f.len, &n);
                 sketch_max = n > sketch_max ? n : sketch_max;
             }
             else if (vt_sketch_merge_wire_checked(fixed_sketch(dst, (int)f.num - 7), f.ptr, f.len))
@@ -664,8 +663,7 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst)
             if (++n_metrics > VT_AGG_MAX_METRICS || wire_metric(pb_of(&f), &name, &sk))
                 return -EBADMSG;
             if (!dst) {
-                rc = vt_sketch_check_wire(sk.p, (size_t)(sk.end - sk.p));
-                n = wire_sketch_count(sk);
+                rc = vt_sketch_check_wire(sk.p, (size_t)(sk.end - sk.p), &n);
                 sketch_max = n > sketch_max ? n : sketch_max;
             } else {
                 vt_sketch *s = metric_sketch(dst, name.ptr, name.len);

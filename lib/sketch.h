@@ -237,8 +237,9 @@ int vt_sketch_pack(const vt_sketch *s, uint8_t **out, size_t *len);
  * -EINVAL (bad max_bins), -ENOMEM; on error *s is a valid empty sketch. */
 int vt_sketch_unpack(vt_sketch *s, const uint8_t *buf, size_t len, uint32_t max_bins);
 
-/* Validate as vt_sketch_unpack would, building nothing. 0 or -EBADMSG. */
-int vt_sketch_check_wire(const uint8_t *buf, size_t len);
+/* Validate as vt_sketch_unpack would, building nothing; *count (if not
+ * NULL) is the sketch's count. 0 or -EBADMSG. */
+int vt_sketch_check_wire(const uint8_t *buf, size_t len, uint64_t *count);
 
 /* dst += the sketch in buf (validated as above). Errors as vt_sketch_merge
  * plus -EBADMSG; dst unchanged on -EBADMSG. */

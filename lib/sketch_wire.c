@@ -217,12 +217,37 @@ static int sum_run(struct counts_sum *s, struct pb r)
     return 0;
 }
 
+#define LANES16 0x0001000100010001ull /* one in each 16-bit lane */
+#define LOW_BYTES 0x00ff00ff00ff00ffull
+
 /* Fill *s from the sparse form's run: pairs (zeros skipped, count), every
  * count non-zero, positions below VT_SKETCH_MAX_BINS_LIMIT. -1 on anything
- * else (an odd number of varints included). */
+ * else (an odd number of varints included). Pairs of one-byte varints -
+ * nearly all of them - are read four at a time: skips in the even bytes of
+ * a word, counts in the odd ones, each set summed by a multiply. */
 static int sum_sparse(struct counts_sum *s, struct pb r)
 {
     while (r.p < r.end) {
+        if (r.end - r.p >= 8 && s->total < UINT64_MAX - 4 * 127) {
+            uint64_t w = pb_le64(r.p);
+            if (!(w & HIGH_BITS)) {
+                uint64_t skips = w & LOW_BYTES, counts = (w >> 8) & LOW_BYTES;
+                if ((counts - LANES16) & ~counts & (LANES16 << 15))
+                    return -1; /* a count of 0 */
+                uint64_t end = s->n + ((skips * LANES16) >> 48) + 4; /* past the 4th */
+                if (end > VT_SKETCH_MAX_BINS_LIMIT)
+                    return -1;
+                if (s->lo == INT64_MAX) {
+                    s->lo = (int64_t)(s->n + (w & 0xff));
+                    s->low = (w >> 8) & 0xff;
+                }
+                s->hi = (int64_t)end - 1;
+                s->total += (counts * LANES16) >> 48;
+                s->n = end;
+                r.p += 8;
+                continue;
+            }
+        }
         uint64_t skip, v;
         if (pb_varint(&r, &skip) || pb_varint(&r, &v) || v == 0 ||
             skip >= VT_SKETCH_MAX_BINS_LIMIT - s->n || sum_one(s, s->n + skip, v))
@@ -426,6 +451,18 @@ static void add_counts(vt_sketch *dst, vt_sketch_store *d, struct pb msg,
         struct pb r = s->sparse;
         uint64_t skip = 0;
         for (j = s->offset; r.p < r.end; j++) {
+            if (r.end - r.p >= 8) { /* four one-byte pairs at once, as sum_sparse */
+                uint64_t w = pb_le64(r.p);
+                if (!(w & HIGH_BITS)) {
+                    for (int k = 0; k < 4; k++, w >>= 16) {
+                        j += (int64_t)(w & 0xff);
+                        add_one(&a, j++, (w >> 8) & 0xff);
+                    }
+                    r.p += 8;
+                    j--; /* the loop's own step */
+                    continue;
+                }
+            }
             pb_varint(&r, &skip);
             pb_varint(&r, &c);
             j += (int64_t)skip;
@@ -480,12 +517,14 @@ static int merge_checked(vt_sketch *dst, const struct wire_sketch *w, int pcol, 
     return 0;
 }
 
-int vt_sketch_check_wire(const uint8_t *buf, size_t len)
+int vt_sketch_check_wire(const uint8_t *buf, size_t len, uint64_t *count)
 {
     struct wire_sketch w;
     int pcol, ncol;
     if (wire_parse(&w, buf, len))
         return -EBADMSG;
+    if (count)
+        *count = w.count;
     return check_msg(&w, &pcol, &ncol);
 }
 

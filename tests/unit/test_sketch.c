@@ -744,7 +744,7 @@ static int merge_msg(vt_sketch *d, const Vitals__V1__Sketch *m, int checked)
 {
     size_t n;
     uint8_t *b = msg_bytes(m, &n);
-    int rc = checked == 2   ? vt_sketch_check_wire(b, n)
+    int rc = checked == 2   ? vt_sketch_check_wire(b, n, NULL)
              : checked == 1 ? vt_sketch_merge_wire_checked(d, b, n)
                             : vt_sketch_merge_wire(d, b, n);
     free(b);
@@ -947,19 +947,19 @@ static void test_wire_forms(void **state)
         buf[n++] = (uint8_t)pos_len[f];
         memcpy(buf + n, pos_forms[f], pos_len[f]);
         n += pos_len[f];
-        assert_int_equal(vt_sketch_check_wire(buf, n), 0);
+        assert_int_equal(vt_sketch_check_wire(buf, n, NULL), 0);
         assert_int_equal(vt_sketch_unpack(&got, buf, n, 0), 0);
         assert_true(vt_sketch_same(&got, &want));
         vt_sketch_free(&got);
         /* the same Buckets twice */
         buf[n++] = 0x3a;
         buf[n++] = 0;
-        assert_int_equal(vt_sketch_check_wire(buf, n), -EBADMSG);
+        assert_int_equal(vt_sketch_check_wire(buf, n, NULL), -EBADMSG);
         /* truncated inside the last count */
-        assert_int_equal(vt_sketch_check_wire(buf, n - 3), -EBADMSG);
+        assert_int_equal(vt_sketch_check_wire(buf, n - 3, NULL), -EBADMSG);
     }
     uint8_t wt[] = {0x11, 0, 0, 0, 0, 0, 0, 0, 0}; /* count (2) as fixed64 */
-    assert_int_equal(vt_sketch_check_wire(wt, sizeof wt), -EBADMSG);
+    assert_int_equal(vt_sketch_check_wire(wt, sizeof wt, NULL), -EBADMSG);
     uint8_t empty[] = {0x98, 0x06, 1}; /* only an unknown field: the empty sketch */
     assert_int_equal(vt_sketch_unpack(&got, empty, sizeof empty, 0), 0);
     assert_int_equal(vt_sketch_count(&got), 0);
@@ -1004,7 +1004,7 @@ static void test_wire_long_zeros(void **state)
         vt_sketch_add(&d, v);
     double p50 = vt_sketch_quantile(&d, 0.5);
     uint64_t before = vt_sketch_bucket_get(&d, 0, at);
-    assert_int_equal(vt_sketch_check_wire(buf, n), 0);
+    assert_int_equal(vt_sketch_check_wire(buf, n, NULL), 0);
     assert_int_equal(vt_sketch_merge_wire_checked(&d, buf, n), 0);
     assert_int_equal(vt_sketch_collapsed_count(&d), 0);
     assert_int_equal(vt_sketch_bucket_get(&d, 0, at), before + 1);
@@ -1015,7 +1015,7 @@ static void test_wire_long_zeros(void **state)
     const uint8_t tail[] = {0x3a, 15, 0x08, 0x00, 0x12, 11, 1,
                             0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02};
     memcpy(buf + n, tail, sizeof tail);
-    assert_int_equal(vt_sketch_check_wire(buf, n + sizeof tail), -EBADMSG);
+    assert_int_equal(vt_sketch_check_wire(buf, n + sizeof tail, NULL), -EBADMSG);
     vt_sketch u;
     assert_int_equal(vt_sketch_unpack(&u, buf, n + sizeof tail, 0), -EBADMSG);
     vt_sketch_free(&u);
@@ -1207,12 +1207,38 @@ static void test_sparse_form(void **state)
     uint64_t high[6] = {0, 2, 1, 3, 64 * 1025 - 14, 1};
     good_msg(&m), pb.n_counts = 0, pb.counts = NULL, pb.n_sparse = 6, pb.sparse = high;
     expect_bad(&m, "sparse index beyond DBL_MAX");
+    /* runs long enough for the four-pairs-at-once path */
+    uint64_t longrun[12] = {0, 2, 1, 1, 0, 1, 0, 1, 2, 1, 0, 0};
+    good_msg(&m), pb.n_counts = 0, pb.counts = NULL, pb.n_sparse = 12, pb.sparse = longrun;
+    m.count = 5 + 4 + 6;
+    expect_bad(&m, "a sparse count of 0 in a long run");
+    longrun[11] = 1;
+    m.count = 5 + 4 + 7;
+    assert_int_equal(from_msg(&s, &m, 0), 0);
+    assert_int_equal(vt_sketch_bucket_get(&s, 0, 10), 2);
+    assert_int_equal(vt_sketch_bucket_get(&s, 0, 12), 1);
+    assert_int_equal(vt_sketch_bucket_get(&s, 0, 13), 1);
+    assert_int_equal(vt_sketch_bucket_get(&s, 0, 14), 1);
+    assert_int_equal(vt_sketch_bucket_get(&s, 0, 17), 1);
+    assert_int_equal(vt_sketch_bucket_get(&s, 0, 18), 1);
+    vt_sketch_free(&s);
+    uint64_t *wide = calloc(1040, sizeof *wide); /* 520 pairs, skips of 127 */
+    for (int i = 0; i < 1040; i += 2)
+        wide[i] = 127, wide[i + 1] = 1;
+    good_msg(&m), pb.n_counts = 0, pb.counts = NULL, pb.n_sparse = 1040, pb.sparse = wide;
+    pb.offset = -32768, m.count = 5 + 4 + 520;
+    expect_bad(&m, "a long sparse run past the bucket limit (65536 positions)");
+    pb.n_sparse = 1000, m.count = 5 + 4 + 500, m.max = 1e300; /* 64000 positions: fine */
+    assert_int_equal(from_msg(&s, &m, 0), 0);
+    assert_int_equal(vt_sketch_count(&s), 5 + 4 + 500);
+    vt_sketch_free(&s);
+    free(wide);
     /* a second sparse run (hand-made: protobuf-c writes one) */
     good_msg(&m), pb.n_counts = 0, pb.counts = NULL, pb.n_sparse = 4, pb.sparse = sp;
     m.count = 5 + 4 + 2 + 3;
     size_t len;
     uint8_t *b = msg_bytes(&m, &len);
-    assert_int_equal(vt_sketch_check_wire(b, len), 0);
+    assert_int_equal(vt_sketch_check_wire(b, len, NULL), 0);
     free(b);
     Vitals__V1__Buckets two = pb;
     size_t blen = vitals__v1__buckets__get_packed_size(&two);
@@ -1227,7 +1253,7 @@ static void test_sparse_form(void **state)
     memcpy(wire + ml, bb, blen + 4);
     ml += blen + 4;
     free(bb);
-    assert_int_equal(vt_sketch_check_wire(wire, ml), -EBADMSG);
+    assert_int_equal(vt_sketch_check_wire(wire, ml, NULL), -EBADMSG);
 }
 
 int main(void)
