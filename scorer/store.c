@@ -484,7 +484,8 @@ static struct bucket *pane_find(const struct tier_buckets *pt, int64_t m)
  * the merge of its buckets. */
 void vt_store__pane_touch(const vt_store *st, struct series *s, int64_t start)
 {
-    if (!st->pane_ms || !s->panes.n || start < s->panes.b[s->panes.head].start)
+    if (!st->pane_ms || !s->panes.n || start >= s->panes_end ||
+        start < s->panes.b[s->panes.head].start)
         return;
     struct bucket *p = pane_find(&s->panes, align_down(start, st->pane_ms));
     if (p)
@@ -543,6 +544,8 @@ static void panes_update(vt_store *st, struct series *s, int64_t now)
         }
         j = k;
     }
+    if (pt->n)
+        s->panes_end = pt->b[pt->head + pt->n - 1].start + P;
 }
 
 struct series *vt_store__series_get(vt_store *st, const char *key, size_t len)

@@ -38,6 +38,9 @@ struct series {
     struct tier_buckets t[VT_STORE_MAX_TIERS];
     struct tier_buckets panes;    /* live aggregates, start % pane_ms == 0,
                                      each covering only hot first-tier time */
+    int64_t panes_end;            /* end of the newest pane's time, when panes.n:
+                                     the current window is past it, and a merge
+                                     into it need not read the panes */
     uint64_t records;
     int64_t last_ms;
 };
