@@ -752,6 +752,28 @@ int vt_aggregate_wire_head(const uint8_t *buf, size_t len, struct vt_agg_head *h
     return r == 0 ? 0 : -EBADMSG;
 }
 
+void vt_aggregate_prefetch(const struct vt_aggregate *a)
+{
+    for (size_t i = 0; i < sizeof *a; i += 64)
+        __builtin_prefetch((const char *)a + i, 1);
+}
+
+void vt_aggregate_prefetch_parts(const struct vt_aggregate *a)
+{
+    const vt_sketch *fixed[] = {&a->latency_ms, &a->ttft_ms, &a->input_tokens,
+                                &a->output_tokens, &a->cost_usd};
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
+        vt_sketch_prefetch(fixed[i]);
+    for (size_t i = 0; i < a->n_metrics * sizeof *a->metrics; i += 64)
+        __builtin_prefetch((const char *)a->metrics + i, 1);
+}
+
+void vt_aggregate_prefetch_metrics(const struct vt_aggregate *a)
+{
+    for (uint32_t i = 0; i < a->n_metrics; i++)
+        vt_sketch_prefetch(&a->metrics[i].sketch);
+}
+
 int vt_aggregate_merge_wire_checked(struct vt_aggregate *dst, const uint8_t *buf, size_t len)
 {
     return walk(buf, len, dst);

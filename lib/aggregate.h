@@ -148,6 +148,15 @@ int vt_aggregate_check_wire(const uint8_t *buf, size_t len, struct vt_agg_head *
  * the top-level fields only: cheap). 0 or -EBADMSG (malformed). */
 int vt_aggregate_wire_head(const uint8_t *buf, size_t len, struct vt_agg_head *head);
 
+/* Hints, no effect on a, for a caller that knows which aggregates it merges
+ * into next, in three steps a little apart: _prefetch fetches a itself;
+ * _prefetch_parts (a in cache) what it points to, the fixed sketches'
+ * counters and the metric array; _prefetch_metrics (that array in cache)
+ * the metric sketches' counters. */
+void vt_aggregate_prefetch(const struct vt_aggregate *a);
+void vt_aggregate_prefetch_parts(const struct vt_aggregate *a);
+void vt_aggregate_prefetch_metrics(const struct vt_aggregate *a);
+
 /* dst += the aggregate in buf, which passed vt_aggregate_check_wire (a
  * caller that validates a whole batch first, then merges). 0 or -ENOMEM. */
 int vt_aggregate_merge_wire_checked(struct vt_aggregate *dst, const uint8_t *buf, size_t len);

@@ -185,6 +185,12 @@ size_t vt_sketch_memory(const vt_sketch *s);
  * bucket count. sum is NOT compared (floating-point addition order). */
 int vt_sketch_same(const vt_sketch *a, const vt_sketch *b);
 
+/* A hint, no effect on s: start bringing into cache the counters that a
+ * merge into s will most likely touch (its occupied range). For callers
+ * that know which sketch they merge into next while still busy with the
+ * one before (the scorer's rollups are cold at 10k series). */
+void vt_sketch_prefetch(const vt_sketch *s);
+
 /* --- buckets (for exporters: OTLP, Prometheus, PSI) ------------------- */
 
 /* Occupied index range of the positive (negative = 0) or negative

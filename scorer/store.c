@@ -571,6 +571,85 @@ struct series *vt_store__series_get(vt_store *st, const char *key, size_t len)
     return e->value;
 }
 
+/* Apply works in two passes over a chunk of a batch's aggregates. At 10k
+ * series the rollups a batch lands in are cold, each a dozen heap blocks -
+ * the aggregate, its metric array, every sketch's counters - that a merge
+ * reaches one pointer at a time. So the first pass finds every aggregate's
+ * series (creating it) and starts fetching the rollup it will merge into;
+ * the second merges, each time first fetching what the next rollup points
+ * to: the merges find their memory warm. */
+#define APPLY_CHUNK 16
+
+struct target {
+    const uint8_t *agg; /* the aggregate's bytes */
+    size_t len;
+    struct vt_agg_head h;
+    struct series *s; /* NULL: dropped (too old, or too far ahead) */
+    int tier;
+    int64_t start;                  /* the bucket's */
+    const struct vt_aggregate *hot; /* its rollup if live already, for the prefetch */
+};
+
+/* Pass 1 for one aggregate. 0, -EBADMSG or -ENOMEM. */
+static int target_resolve(vt_store *st, struct target *t)
+{
+    int n = -EBADMSG;
+    if (vt_aggregate_wire_head(t->agg, t->len, &t->h) == 0 && t->h.series)
+        n = vt_series_key_from_wire(t->h.series, t->h.series_len, st->key, sizeof st->key);
+    if (n < 0)
+        return -EBADMSG;
+    t->s = NULL;
+    t->hot = NULL;
+    t->tier = vt_store__tier_for(st, t->h.window_start_ms);
+    if (t->tier < 0)
+        return 0;
+    if (!(t->s = vt_store__series_get(st, st->key, (size_t)n)))
+        return -ENOMEM;
+    t->start = align_down(t->h.window_start_ms, st->o.tiers[t->tier].resolution_ms);
+    const struct tier_buckets *tb = &t->s->t[t->tier];
+    if (t->tier == 0 && tb->n && tb->b[tb->head + tb->n - 1].start == t->start &&
+        (t->hot = tb->b[tb->head + tb->n - 1].agg))
+        vt_aggregate_prefetch(t->hot);
+    return 0;
+}
+
+/* Pass 2 for one aggregate: the records merged (0 if dropped), or -ENOMEM. */
+static int64_t target_merge(vt_store *st, const struct target *t, uint64_t *dropped)
+{
+    struct series *s = t->s;
+    struct bucket *bk = s ? vt_store__bucket_get(st, &s->t[t->tier], t->start, NULL) : NULL;
+    if (s && !bk)
+        return -ENOMEM;
+    if (!s || bk->count > VT_STORE_MAX_BUCKET_COUNT - t->h.count) { /* full: see store.h */
+        st->dropped_late += t->h.count;
+        if (dropped)
+            *dropped += t->h.count;
+        return 0;
+    }
+    int rc;
+    if (t->tier == 0 && !bk->packed && t->start >= st->hot_boundary) {
+        struct vt_aggregate *live = vt_store__bucket_live(bk);
+        rc = live ? vt_aggregate_merge_wire_checked(live, t->agg, t->len) : -ENOMEM;
+        if (live)
+            bk->count = live->count;
+    } else { /* late data for a packed bucket: decode, merge, pack */
+        rc = vt_store__cold_load(st, bk);
+        if (!rc)
+            rc = vt_aggregate_merge_wire_checked(&st->cold, t->agg, t->len);
+        if (!rc)
+            rc = vt_store__bucket_pack(st, t->tier, bk, &st->cold);
+    }
+    if (t->tier == 0)
+        vt_store__pane_touch(st, s, t->start);
+    if (rc)
+        return rc;
+    s->records += t->h.count;
+    st->records += t->h.count;
+    if (t->start > s->last_ms)
+        s->last_ms = t->start;
+    return (int64_t)t->h.count;
+}
+
 int64_t vt_store_apply(vt_store *st, const struct vt_batch *b, uint64_t *dropped)
 {
     if (dropped)
@@ -581,58 +660,32 @@ int64_t vt_store_apply(vt_store *st, const struct vt_batch *b, uint64_t *dropped
     if (rc)
         return rc;
     int64_t merged = 0;
-    size_t pos = 0, len;
-    const uint8_t *agg;
-    while (vt_batch_next_aggregate(b, &pos, &agg, &len) == 1) {
-        struct vt_agg_head h;
-        int n = -EBADMSG;
-        if (vt_aggregate_wire_head(agg, len, &h) == 0 && h.series)
-            n = vt_series_key_from_wire(h.series, h.series_len, st->key, sizeof st->key);
-        if (n < 0)
-            return -EBADMSG;
-        int tier = vt_store__tier_for(st, h.window_start_ms);
-        if (tier < 0) {
-            st->dropped_late += h.count;
-            if (dropped)
-                *dropped += h.count;
-            continue;
+    size_t pos = 0;
+    struct target t[APPLY_CHUNK];
+    for (;;) {
+        uint32_t n = 0;
+        while (n < APPLY_CHUNK && vt_batch_next_aggregate(b, &pos, &t[n].agg, &t[n].len) == 1)
+            if ((rc = target_resolve(st, &t[n++])))
+                return rc;
+        if (!n)
+            return merged;
+        /* fetch steps run ahead of the merges: parts two ahead, metrics one */
+        for (uint32_t i = 0; i < 2 && i < n; i++)
+            if (t[i].hot)
+                vt_aggregate_prefetch_parts(t[i].hot);
+        if (t[0].hot)
+            vt_aggregate_prefetch_metrics(t[0].hot);
+        for (uint32_t i = 0; i < n; i++) {
+            if (i + 2 < n && t[i + 2].hot)
+                vt_aggregate_prefetch_parts(t[i + 2].hot);
+            if (i + 1 < n && t[i + 1].hot)
+                vt_aggregate_prefetch_metrics(t[i + 1].hot);
+            int64_t m = target_merge(st, &t[i], dropped);
+            if (m < 0)
+                return m;
+            merged += m;
         }
-        struct series *s = vt_store__series_get(st, st->key, (size_t)n);
-        if (!s)
-            return -ENOMEM;
-        int64_t start = align_down(h.window_start_ms, st->o.tiers[tier].resolution_ms);
-        struct bucket *bk = vt_store__bucket_get(st, &s->t[tier], start, NULL);
-        if (!bk)
-            return -ENOMEM;
-        if (bk->count > VT_STORE_MAX_BUCKET_COUNT - h.count) { /* full: see store.h */
-            st->dropped_late += h.count;
-            if (dropped)
-                *dropped += h.count;
-            continue;
-        }
-        if (tier == 0 && !bk->packed && start >= st->hot_boundary) {
-            struct vt_aggregate *live = vt_store__bucket_live(bk);
-            rc = live ? vt_aggregate_merge_wire_checked(live, agg, len) : -ENOMEM;
-            if (live)
-                bk->count = live->count;
-        } else { /* late data for a packed bucket: decode, merge, pack */
-            rc = vt_store__cold_load(st, bk);
-            if (!rc)
-                rc = vt_aggregate_merge_wire_checked(&st->cold, agg, len);
-            if (!rc)
-                rc = vt_store__bucket_pack(st, tier, bk, &st->cold);
-        }
-        if (tier == 0)
-            vt_store__pane_touch(st, s, start);
-        if (rc)
-            return rc;
-        s->records += h.count;
-        st->records += h.count;
-        if (start > s->last_ms)
-            s->last_ms = start;
-        merged += (int64_t)h.count;
     }
-    return merged;
 }
 
 /* ---- expiry -------------------------------------------------------------- */
