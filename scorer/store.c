@@ -484,12 +484,16 @@ static struct bucket *pane_find(const struct tier_buckets *pt, int64_t m)
  * the merge of its buckets. */
 void vt_store__pane_touch(const vt_store *st, struct series *s, int64_t start)
 {
-    if (!st->pane_ms || !s->panes.n || start >= s->panes_end ||
-        start < s->panes.b[s->panes.head].start)
+    if (!st->pane_ms || !s->panes.n || start >= s->panes_end)
         return;
-    struct bucket *p = pane_find(&s->panes, align_down(start, st->pane_ms));
-    if (p)
+    int64_t m = align_down(start, st->pane_ms);
+    if (m == s->stale_pane || start < s->panes.b[s->panes.head].start)
+        return;
+    struct bucket *p = pane_find(&s->panes, m);
+    if (p) {
         p->stale = true;
+        s->stale_pane = m;
+    }
 }
 
 /* Drop the panes whose time is no longer all hot first-tier time; build the
@@ -540,6 +544,8 @@ static void panes_update(vt_store *st, struct series *s, int64_t now)
                     rc = bucket_merge_into(&tb->b[u], a);
                 p->stale = rc != 0;
                 p->count = a->count;
+                if (!p->stale && s->stale_pane == m)
+                    s->stale_pane = INT64_MIN;
             }
         }
         j = k;
@@ -564,9 +570,9 @@ struct series *vt_store__series_get(vt_store *st, const char *key, size_t len)
             return NULL;
     }
     if (!e->value) {
-        e->value = calloc(1, sizeof(struct series));
-        if (e->value)
-            ((struct series *)e->value)->last_ms = INT64_MIN;
+        struct series *s = e->value = calloc(1, sizeof(struct series));
+        if (s)
+            s->last_ms = s->stale_pane = INT64_MIN;
     }
     return e->value;
 }

@@ -41,6 +41,8 @@ struct series {
     int64_t panes_end;            /* end of the newest pane's time, when panes.n:
                                      the current window is past it, and a merge
                                      into it need not read the panes */
+    int64_t stale_pane;           /* start of a pane known stale (or none): late
+                                     data for that minute need not find it again */
     uint64_t records;
     int64_t last_ms;
 };
