@@ -9,12 +9,13 @@
  *    fully written frame, frames and records. The appender changes it under
  *    log->mu; readers copy what they need under log->mu and then read file
  *    bytes with pread, never past `bytes`, so they never see a torn frame.
- *  - A frame is written with one pwrite at the segment's known end; on a
- *    failed or short write the file is cut back, so the invariant "a segment
- *    file is exactly its good frames (plus corrupt regions found at open)"
- *    survives I/O errors.
- *  - Recovery and readers share one frame decoder (frame_check), which trusts
- *    no length before the header CRC has been checked and bounded.
+ *  - A frame is written with one pwrite at the segment's known end (a
+ *    grouped log: a group of staged frames, with one pwrite); on a failed or
+ *    short write the file is cut back, so the invariant "a segment file is
+ *    exactly its good frames (plus corrupt regions found at open)" survives
+ *    I/O errors.
+ *  - Recovery and readers share one frame decoder (segment_frame.c), which
+ *    trusts no length before the header CRC has been checked and bounded.
  */
 #include "segment_log.h"
 
@@ -34,16 +35,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <isa-l/crc.h>
 #include <zstd.h>
 
 #include "log.h"
+#include "segment_frame.h"
 
 #define SEG_NAME_LEN 20 /* 16 hex digits + ".seg" */
 #define CKPT_MAGIC 0x4b435456u /* "VTCK" */
 #define CKPT_SIZE 20
 #define MAX_FRAME_LIMIT (1u << 30) /* crc32_iscsi takes an int length */
 #define READ_WINDOW (256u << 10)
+#define GROUP_MAX_BYTES (4u << 20) /* a grouped log writes its staged frames at this size */
 
 struct seg {
     uint64_t first_seq; /* from the file name; every frame's first_seq >= it */
@@ -77,8 +79,14 @@ struct vt_seglog {
     int64_t last_sync_ms;
 
     ZSTD_CCtx *cctx;
-    uint8_t *wbuf;
+    uint8_t *wbuf; /* [0, tail): frames staged (grouped logs); then the frame being built */
     size_t wcap;
+    bool grouped;
+    size_t tail;
+    struct seg undo_seg; /* the active segment before the staged frames ... */
+    uint64_t undo_seq;   /* ... next_seq and the counters too */
+    vt_seglog_stats undo_st;
+    int group_err;       /* a staged group was lost: the next flush/sync says so */
 
     vt_seglog_stats st; /* the cumulative counters; the rest is computed */
 };
@@ -101,34 +109,6 @@ struct vt_seglog_reader {
 };
 
 /* ---- little helpers --------------------------------------------------- */
-
-static uint32_t crc32c(const void *p, size_t n)
-{
-    assert(n <= INT_MAX);
-    return crc32_iscsi((unsigned char *)(uintptr_t)p, (int)n, 0xFFFFFFFFu) ^ 0xFFFFFFFFu;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 static int64_t mono_ms(void)
 {
@@ -157,115 +137,6 @@ static int seg_parse_name(const char *name, uint64_t *seq)
     }
     *seq = v;
     return 1;
-}
-
-/* ---- frame codec ------------------------------------------------------ */
-
-/*
- * Decode and check the header at p (at least VT_SEGLOG_HEADER_SIZE bytes).
- * 1 if it is a well-formed header within bounds, else 0. Says nothing yet
- * about the payload.
- */
-static int header_check(const uint8_t *p, uint32_t max_frame, vt_seglog_frame_info *f)
-{
-    if (get32(p) != VT_SEGLOG_MAGIC || p[4] != VT_SEGLOG_VERSION || p[5] > VT_SEGLOG_CODEC_ZSTD
-        || p[6] != 0 || p[7] != 0)
-        return 0;
-    if (get32(p + 40) != crc32c(p, 40))
-        return 0;
-    f->codec = p[5];
-    f->stored_len = get32(p + 8);
-    f->raw_len = get32(p + 12);
-    f->records = get32(p + 16);
-    f->first_seq = get64(p + 24);
-    f->arrival_ms = (int64_t)get64(p + 32);
-    if (f->raw_len > max_frame || f->records == 0 || f->first_seq >= VT_SEGLOG_SEQ_LIMIT
-        || f->records >= VT_SEGLOG_SEQ_LIMIT - f->first_seq)
-        return 0;
-    /* zstd is kept only when it is smaller than the payload */
-    if (f->codec == VT_SEGLOG_CODEC_RAW ? f->stored_len != f->raw_len
-                                        : f->stored_len >= f->raw_len)
-        return 0;
-    return 1;
-}
-
-static int payload_check(const uint8_t *p, const uint8_t *stored, const vt_seglog_frame_info *f)
-{
-    return get32(p + 20) == crc32c(stored, f->stored_len);
-}
-
-void vt_seglog_scan(const uint8_t *buf, size_t len, uint32_t max_frame_bytes, uint64_t min_seq,
-                    vt_seglog_scan_cb cb, void *ud, vt_seglog_scan_result *res)
-{
-    static const uint8_t magic[4] = {'V', 'T', 'F', 'R'};
-    uint32_t max_frame = max_frame_bytes ? max_frame_bytes : VT_SEGLOG_DEFAULT_MAX_FRAME_BYTES;
-    size_t off = 0;
-    int bad = 0; /* a bad region is pending: it counts once a good frame follows */
-
-    memset(res, 0, sizeof *res);
-    res->end_seq = min_seq;
-    while (len >= VT_SEGLOG_HEADER_SIZE && off <= len - VT_SEGLOG_HEADER_SIZE) {
-        vt_seglog_frame_info f;
-        const uint8_t *p = buf + off;
-        size_t room = len - off - VT_SEGLOG_HEADER_SIZE;
-        if (header_check(p, max_frame, &f) && f.stored_len <= room
-            && payload_check(p, p + VT_SEGLOG_HEADER_SIZE, &f)) {
-            const uint8_t *stored = p + VT_SEGLOG_HEADER_SIZE;
-            size_t size = VT_SEGLOG_HEADER_SIZE + (size_t)f.stored_len;
-            if (f.first_seq >= res->end_seq) {
-                if (bad)
-                    res->corrupt_frames++;
-                bad = 0;
-                f.offset = off;
-                res->frames++;
-                res->records += f.records;
-                res->end_seq = f.first_seq + f.records;
-                off += size;
-                res->good_end = off;
-                if (cb && cb(ud, &f, stored))
-                    return;
-                continue;
-            }
-            /* Intact but stale (sequence going backwards): skip it whole. */
-            if (bad)
-                res->corrupt_frames++; /* the region before this frame */
-            bad = 1;
-            off += size;
-            continue;
-        }
-        /* Not an intact frame: resynchronise at the next magic. A bad payload
-         * is searched too rather than skipped by its length: the length may
-         * reach past the end of the file at open time and over frames
-         * appended later, and readers must see what recovery saw. */
-        bad = 1;
-        const uint8_t *next = memmem(p + 1, len - off - 1, magic, sizeof magic);
-        if (!next)
-            break;
-        off = (size_t)(next - buf);
-    }
-}
-
-long vt_seglog_decode_payload(const vt_seglog_frame_info *f, const uint8_t *stored, void *out,
-                              size_t cap, void *zstd_dctx)
-{
-    if (f->raw_len > cap)
-        return -EMSGSIZE;
-    if (f->codec == VT_SEGLOG_CODEC_RAW) {
-        if (f->stored_len != f->raw_len)
-            return -EBADMSG;
-        if (f->raw_len)
-            memcpy(out, stored, f->raw_len);
-        return (long)f->raw_len;
-    }
-    ZSTD_DCtx *d = zstd_dctx ? zstd_dctx : ZSTD_createDCtx();
-    if (!d)
-        return -ENOMEM;
-    size_t n = ZSTD_decompressDCtx(d, out, f->raw_len, stored, f->stored_len);
-    if (!zstd_dctx)
-        ZSTD_freeDCtx(d);
-    if (ZSTD_isError(n) || n != f->raw_len)
-        return -EBADMSG;
-    return (long)n;
 }
 
 /* ---- options ---------------------------------------------------------- */
@@ -336,8 +207,41 @@ static void count(vt_seglog *log, uint64_t *counter, uint64_t n)
     pthread_mutex_unlock(&log->mu);
 }
 
+static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off);
+
+/* Write the staged frames (grouped logs) in one go. On failure they are
+ * cut off the file and forgotten, counters included. 0, or the error of
+ * this write or of a staged group lost since the last call. */
+static int flush_tail(vt_seglog *log)
+{
+    int rc = log->group_err;
+    log->group_err = 0;
+    if (!log->tail)
+        return rc;
+    struct seg *a = &log->segs[log->nsegs - 1];
+    int wrc = write_all(log->active_fd, log->wbuf, log->tail, log->undo_seg.bytes);
+    log->tail = 0;
+    if (wrc < 0) {
+        if (ftruncate(log->active_fd, (off_t)log->undo_seg.bytes) != 0)
+            vt_error("seglog: cannot cut a failed write: %s", strerror(errno));
+        pthread_mutex_lock(&log->mu);
+        *a = log->undo_seg;
+        log->next_seq = log->undo_seq;
+        log->st.appends = log->undo_st.appends;
+        log->st.raw_bytes = log->undo_st.raw_bytes;
+        log->st.stored_bytes = log->undo_st.stored_bytes;
+        pthread_mutex_unlock(&log->mu);
+        return wrc;
+    }
+    log->dirty = 1;
+    return rc;
+}
+
 static int sync_active(vt_seglog *log)
 {
+    int rc = flush_tail(log);
+    if (rc)
+        return rc;
     if (log->active_fd >= 0 && log->dirty) {
         if (fdatasync(log->active_fd) != 0)
             return -errno;
@@ -357,10 +261,12 @@ static int sync_active(vt_seglog *log)
 /* Stop appending to the active segment: it becomes sealed. */
 static int seal_active(vt_seglog *log)
 {
-    int rc = 0;
     if (log->active_fd < 0)
         return 0;
-    if (log->fsync != VT_SEGLOG_FSYNC_NONE)
+    int rc = flush_tail(log);
+    if (rc && log->grouped)
+        log->group_err = rc; /* the staged appends were lost: the next sync says so */
+    if (!rc && log->fsync != VT_SEGLOG_FSYNC_NONE)
         rc = sync_active(log);
     close(log->active_fd);
     log->active_fd = -1;
@@ -554,6 +460,7 @@ int vt_seglog_open(vt_seglog **out, const vt_seglog_opts *opts, vt_seglog_recove
         log->max_frame = MAX_FRAME_LIMIT; /* crc32_iscsi's int length */
     log->level = opts->compression_level ? opts->compression_level : VT_SEGLOG_DEFAULT_LEVEL;
     log->uncompressed = opts->uncompressed;
+    log->grouped = opts->grouped;
     log->fsync = opts->fsync;
     log->interval_ms = opts->fsync_interval_ms ? opts->fsync_interval_ms : VT_SEGLOG_DEFAULT_INTERVAL_MS;
     log->on_drop = opts->on_drop;
@@ -629,8 +536,9 @@ void vt_seglog_close(vt_seglog *log)
 {
     if (!log)
         return;
-    if (log->fsync != VT_SEGLOG_FSYNC_NONE)
-        sync_active(log);
+    int rc = log->fsync != VT_SEGLOG_FSYNC_NONE ? sync_active(log) : flush_tail(log);
+    if (rc)
+        vt_error("seglog: appends lost at close: %s", strerror(-rc));
     if (log->active_fd >= 0)
         close(log->active_fd);
     if (log->lockfd >= 0)
@@ -704,7 +612,7 @@ static int frame_prepare(vt_seglog *log, size_t raw_len, uint32_t records, size_
         return -EMSGSIZE;
     if (log->next_seq >= VT_SEGLOG_SEQ_LIMIT || records >= VT_SEGLOG_SEQ_LIMIT - log->next_seq)
         return -EOVERFLOW; /* 2^62 records: not in this universe, but never wrap */
-    size_t need = VT_SEGLOG_HEADER_SIZE + stored;
+    size_t need = log->tail + VT_SEGLOG_HEADER_SIZE + stored;
     if (need > log->wcap) {
         uint8_t *n = realloc(log->wbuf, need);
         if (!n)
@@ -715,14 +623,19 @@ static int frame_prepare(vt_seglog *log, size_t raw_len, uint32_t records, size_
     return 0;
 }
 
-/* Write the frame whose payload (stored form, `stored` bytes, `len` raw) is
- * in log->wbuf after the header room. */
+/* Write (or, in a grouped log, stage) the frame whose payload (stored form,
+ * `stored` bytes, `len` raw) is in log->wbuf after the staged frames and
+ * the header room. */
 static int write_frame(vt_seglog *log, uint8_t codec, size_t stored, size_t len, uint32_t records,
                        int64_t arrival_ms, uint64_t *first_seq)
 {
     int rc;
-    uint8_t *h = log->wbuf, *body = log->wbuf + VT_SEGLOG_HEADER_SIZE;
+    size_t at = log->tail; /* where frame_prepare left room */
     uint64_t fsize = VT_SEGLOG_HEADER_SIZE + stored;
+    if (log->tail + fsize > GROUP_MAX_BYTES && (rc = flush_tail(log)) < 0) {
+        log->group_err = rc; /* the staged appends are lost too: the next sync says so */
+        return rc;
+    }
 
     /* The disk budget: drop the oldest segments, consumed or not. */
     if (log->max_bytes) {
@@ -756,6 +669,9 @@ static int write_frame(vt_seglog *log, uint8_t codec, size_t stored, size_t len,
         vt_error("seglog: cannot create segment: %s", strerror(-rc));
         return rc;
     }
+    if (log->tail != at) /* the staged frames went out meanwhile (flush, rotation) */
+        memmove(log->wbuf + log->tail, log->wbuf + at, (size_t)fsize);
+    uint8_t *h = log->wbuf + log->tail, *body = h + VT_SEGLOG_HEADER_SIZE;
     /* Only now is first_seq known: creating a segment may step past a name. */
     uint64_t seq = log->next_seq;
     put32(h, VT_SEGLOG_MAGIC);
@@ -771,7 +687,17 @@ static int write_frame(vt_seglog *log, uint8_t codec, size_t stored, size_t len,
     put32(h + 40, crc32c(h, 40));
     struct seg *a = &log->segs[log->nsegs - 1];
     assert(seq >= a->first_seq && seq >= a->end_seq); /* sequence numbers only grow */
-    rc = write_all(log->active_fd, log->wbuf, (size_t)fsize, a->bytes);
+    if (log->grouped) {
+        if (!log->tail) { /* the group's first frame: what a failed flush restores */
+            log->undo_seg = *a;
+            log->undo_seq = log->next_seq;
+            log->undo_st = log->st;
+        }
+        log->tail += (size_t)fsize;
+        rc = 0;
+    } else {
+        rc = write_all(log->active_fd, h, (size_t)fsize, a->bytes);
+    }
     if (rc < 0) {
         /* Cut a partial frame so the file stays "good frames only". */
         if (ftruncate(log->active_fd, (off_t)a->bytes) != 0)
@@ -788,10 +714,12 @@ static int write_frame(vt_seglog *log, uint8_t codec, size_t stored, size_t len,
     log->st.raw_bytes += len;
     log->st.stored_bytes += fsize;
     pthread_mutex_unlock(&log->mu);
-    log->dirty = 1;
+    log->dirty |= !log->grouped;
     if (first_seq)
         *first_seq = seq;
 
+    if (log->grouped)
+        return 0; /* the policy applies at vt_seglog_sync */
     if (log->fsync == VT_SEGLOG_FSYNC_ALWAYS
         || (log->fsync == VT_SEGLOG_FSYNC_INTERVAL && vt_seglog_sync_due(log, -1)))
         return sync_active(log);
@@ -807,7 +735,7 @@ int vt_seglog_append(vt_seglog *log, const void *payload, size_t len, uint32_t r
     int rc = frame_prepare(log, len, records, bound);
     if (rc)
         return rc;
-    uint8_t *body = log->wbuf + VT_SEGLOG_HEADER_SIZE;
+    uint8_t *body = log->wbuf + log->tail + VT_SEGLOG_HEADER_SIZE;
     uint8_t codec = VT_SEGLOG_CODEC_RAW;
     size_t stored = len;
     if (len > 0 && !log->uncompressed) {
@@ -832,7 +760,7 @@ int vt_seglog_append_zstd(vt_seglog *log, const void *zstd, size_t zlen, size_t 
     int rc = frame_prepare(log, raw_len, records, zlen);
     if (rc)
         return rc;
-    memcpy(log->wbuf + VT_SEGLOG_HEADER_SIZE, zstd, zlen);
+    memcpy(log->wbuf + log->tail + VT_SEGLOG_HEADER_SIZE, zstd, zlen);
     return write_frame(log, VT_SEGLOG_CODEC_ZSTD, zlen, raw_len, records, arrival_ms, first_seq);
 }
 
@@ -841,6 +769,13 @@ int vt_seglog_sync(vt_seglog *log)
     if (!log)
         return -EINVAL;
     return sync_active(log);
+}
+
+int vt_seglog_flush(vt_seglog *log)
+{
+    if (!log)
+        return -EINVAL;
+    return flush_tail(log);
 }
 
 int vt_seglog_sync_due(const vt_seglog *log, int64_t now_ms)
@@ -1128,7 +1063,7 @@ int vt_seglog_reader_next(vt_seglog_reader *r, vt_seglog_frame *frame)
         }
         vt_seglog_frame_info f;
         uint64_t size = 0;
-        int ok = header_check(p, log->max_frame, &f);
+        int ok = vt__seglog_header_check(p, log->max_frame, &f);
         if (ok) {
             size = VT_SEGLOG_HEADER_SIZE + (uint64_t)f.stored_len;
             ok = r->off + size <= limit;
@@ -1141,7 +1076,7 @@ int vt_seglog_reader_next(vt_seglog_reader *r, vt_seglog_frame *frame)
                 reader_leave_segment(r);
                 continue;
             }
-            ok = payload_check(p, p + VT_SEGLOG_HEADER_SIZE, &f);
+            ok = vt__seglog_payload_check(p, p + VT_SEGLOG_HEADER_SIZE, &f);
         }
         if (!ok) {
             /* The same rules as vt_seglog_scan, so a reader sees exactly the

@@ -120,6 +120,15 @@ typedef struct vt_seglog_opts {
                                    (codec 0): for a log whose CPU matters more
                                    than its disk, or whose payloads arrive
                                    compressed (vt_seglog_append_zstd) */
+    bool grouped;               /* group commit: appends are staged in memory and
+                                   reach the file in one write at the next
+                                   vt_seglog_flush or vt_seglog_sync (sooner past
+                                   4 MiB, or when a segment rotates); the fsync
+                                   policy applies at vt_seglog_sync only. If that
+                                   write fails, every frame staged since the last
+                                   flush is cut off and forgotten (the appends
+                                   returned 0: the flush or sync reports the
+                                   loss). Readers see staged frames once written. */
     vt_seglog_fsync fsync;      /* default NONE */
     uint32_t fsync_interval_ms; /* for INTERVAL (1000) */
     vt_seglog_drop_cb on_drop;  /* optional */
@@ -196,8 +205,15 @@ int vt_seglog_append(vt_seglog *log, const void *payload, size_t len, uint32_t r
 int vt_seglog_append_zstd(vt_seglog *log, const void *zstd, size_t zlen, size_t raw_len,
                           uint32_t records, int64_t arrival_ms, uint64_t *first_seq);
 
-/* fsync the active segment now (and the directory if segments were created). */
+/* fsync the active segment now (and the directory if segments were
+ * created); in a grouped log, write the staged frames first. 0, or the error
+ * of that write or fsync, or of a staged group lost since the last
+ * flush/sync (then the appends staged since the last success are gone). */
 int vt_seglog_sync(vt_seglog *log);
+
+/* A grouped log: write the staged frames now, without fsync. Errors as
+ * vt_seglog_sync. (0 at once for a log that is not grouped.) */
+int vt_seglog_flush(vt_seglog *log);
 
 /*
  * With FSYNC_INTERVAL: 1 if there are unsynced appends and the last sync is

@@ -251,8 +251,8 @@ static void work_cb(uv_work_t *w)
                                            NULL);
         any |= p->rc == 0;
     }
-    if (any && c->o.wal_fsync) {
-        int rc = vt_seglog_sync(c->wal);
+    if (any) { /* the group's one write (and fsync) */
+        int rc = c->o.wal_fsync ? vt_seglog_sync(c->wal) : vt_seglog_flush(c->wal);
         if (rc)
             for (struct pend *p = c->job_list; p; p = p->next)
                 if (!p->follower && !p->rc)
@@ -577,7 +577,8 @@ int vt_collector_open(vt_collector **out, uv_loop_t *loop, vt_store *store, vt_g
                          /* Batches are kept as they arrived: compressed by the
                           * agent (zstd, the default) or not at all - never
                           * compressed again here, on the ingest hot path. */
-                         .uncompressed = true};
+                         .uncompressed = true,
+                         .grouped = true};
     vt_seglog_recovery rec;
     rc = vt_seglog_open(&c->wal, &so, &rec);
     if (rc) {

@@ -19,9 +19,12 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -356,6 +359,81 @@ static void test_uncompressed_and_zstd_as_given(void **state)
     }
     assert_int_equal(vt_seglog_reader_next(r, &f), 0);
     vt_seglog_reader_close(r);
+    vt_seglog_close(log);
+    rmtree(dir);
+    free(dir);
+}
+
+/* Bytes of every segment file in dir (newest: of the newest one alone). */
+static uint64_t seg_bytes(const char *dir, bool newest)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "cat $(ls %s/*.seg | %s) 2>/dev/null | wc -c", dir,
+             newest ? "tail -1" : "cat");
+    FILE *f = popen(cmd, "r");
+    unsigned long long n = 0;
+    assert_int_equal(fscanf(f, "%llu", &n), 1);
+    pclose(f);
+    return n;
+}
+
+/* Group commit: appends stay in memory until flush/sync, then go out in one
+ * write (across rotations too); a group whose write fails is cut off and
+ * forgotten, counters and sequence numbers included, and the failure is
+ * reported by the flush - not by the appends, which had returned 0. */
+static void test_grouped(void **state)
+{
+    (void)state;
+    char *dir = mktemp_dir();
+    vt_seglog_opts o = opts_for(dir, 16 << 10);
+    o.grouped = true;
+    o.uncompressed = true;
+    vt_seglog *log;
+    uint64_t seqs[200];
+    assert_int_equal(vt_seglog_open(&log, &o, NULL), 0);
+    append_frames(log, 0, 10, seqs);
+    assert_int_equal(seg_bytes(dir, false), 0); /* staged */
+    assert_int_equal(vt_seglog_flush(log), 0);
+    vt_seglog_stats st;
+    vt_seglog_stats_get(log, &st);
+    assert_int_equal(seg_bytes(dir, false), st.bytes);
+    append_frames(log, 10, 120, seqs); /* passes 16 KiB: rotations flush on the way */
+    assert_int_equal(vt_seglog_sync(log), 0);
+    vt_seglog_stats_get(log, &st);
+    assert_true(st.segments > 2);
+    assert_int_equal(seg_bytes(dir, false), st.bytes);
+    expect_all(log, 120, seqs);
+    vt_seglog_close(log);
+
+    /* A failed group write: the file size limit stops it half way. */
+    o.segment_bytes = 1 << 20; /* no rotation in this group */
+    assert_int_equal(vt_seglog_open(&log, &o, NULL), 0);
+    append_frames(log, 120, 121, seqs);
+    assert_int_equal(vt_seglog_sync(log), 0);
+    vt_seglog_stats_get(log, &st);
+    uint64_t frames = st.frames, next = st.next_seq, bytes = seg_bytes(dir, false);
+    struct rlimit old, lim;
+    getrlimit(RLIMIT_FSIZE, &old);
+    lim = old;
+    lim.rlim_cur = seg_bytes(dir, true) + 3000;
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    for (int k = 0; k < 20; k++) /* ~10 KiB staged, appends all fine */
+        assert_int_equal(vt_seglog_append(log, seqs, 500, 1, 1, NULL), 0);
+    assert_int_equal(vt_seglog_sync(log), -EFBIG);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_DFL);
+    vt_seglog_stats_get(log, &st);
+    assert_int_equal(st.frames, frames); /* nothing of the lost group counted */
+    assert_int_equal(st.next_seq, next);
+    assert_int_equal(seg_bytes(dir, false), bytes); /* nor left in the file */
+    assert_int_equal(vt_seglog_sync(log), 0);        /* reported once */
+    append_frames(log, 121, 130, seqs); /* the log goes on, sequence numbers reused */
+    assert_int_equal(seqs[121], next);
+    assert_int_equal(vt_seglog_flush(log), 0);
+    vt_seglog_close(log);
+    assert_int_equal(vt_seglog_open(&log, &o, NULL), 0);
+    expect_all(log, 130, seqs);
     vt_seglog_close(log);
     rmtree(dir);
     free(dir);
@@ -1055,6 +1133,7 @@ int main(void)
         cmocka_unit_test(test_garbage_files),
         cmocka_unit_test(test_concurrent_reader),
         cmocka_unit_test(test_scan_buffer),
+        cmocka_unit_test(test_grouped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
