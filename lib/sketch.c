@@ -12,7 +12,12 @@
  *   - total > 0   =>  offset <= lo <= hi < offset + cap, counters at lo and
  *                     hi are non-zero, counters outside [lo, hi] are zero,
  *                     and hi - lo + 1 <= max_bins of the owning sketch.
- *   - every counter fits in `width` bytes; width only grows.
+ *   - every counter is <= peak (when peak < UINT32_MAX; else <= total) and
+ *     fits in `width` bytes; width only grows. Widths follow the peak, not
+ *     the total: a rollup of thousands of records spread over a few hundred
+ *     buckets keeps one-byte counters (half the cache lines to merge and
+ *     read). Adds raise the peak to what they wrote; merges reserve for
+ *     peak + the most one bucket can gain (everything, when buckets fold).
  */
 #include "sketch.h"
 #include "sketch_index.h"
@@ -52,6 +57,8 @@ static void store_check(const vt_sketch_store *st, uint32_t max_bins)
     assert((int64_t)st->hi < (int64_t)st->offset + st->cap);
     assert((int64_t)st->hi - st->lo + 1 <= max_bins);
     assert(store_get(st, st->lo) != 0 && store_get(st, st->hi) != 0);
+    for (int32_t j = st->lo; j <= st->hi; j++)
+        assert(store_get(st, j) <= store_peak(st));
 }
 #else
 #define store_check(st, max_bins) ((void)0)
@@ -95,6 +102,7 @@ static int store_rebuild(vt_sketch_store *st, int32_t noff, uint32_t ncap, int32
             folded += store_get(st, j);
     if (width_for(folded) > w)
         w = width_for(folded);
+    store_raise_peak(st, folded);
     void *nb = calloc(ncap, w);
     if (!nb)
         return -ENOMEM;
@@ -195,6 +203,7 @@ static inline int store_add(vt_sketch_store *st, int32_t i, uint64_t n, uint32_t
             return rc;
     }
     cnt_set(st->bins, st->width, (size_t)p, c);
+    store_raise_peak(st, c);
     if (st->total == 0) {
         st->lo = st->hi = i;
     } else {
@@ -216,7 +225,7 @@ static inline int store_add(vt_sketch_store *st, int32_t i, uint64_t n, uint32_t
  * no-copy path of store_make_room() (merge_store), or fold what lies below
  * the window into its lowest bucket themselves (sketch_wire.c). */
 int vt__sketch_store_reserve(vt_sketch_store *st, int32_t lo, int32_t hi, uint64_t extra,
-                             uint32_t max_bins)
+                             uint64_t add_max, uint32_t max_bins)
 {
     assert(lo <= hi);
     int32_t nlo = lo, nhi = hi;
@@ -245,7 +254,9 @@ int vt__sketch_store_reserve(vt_sketch_store *st, int32_t lo, int32_t hi, uint64
     }
     if (rc)
         return rc;
-    return store_widen(st, st->total + extra);
+    /* folding piles many buckets into one: then only the total bounds it */
+    uint64_t peak = store_peak(st), all = st->total + extra;
+    return store_widen(st, span > max_bins || add_max >= all - peak ? all : peak + add_max);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -293,6 +304,7 @@ static void store_clear(vt_sketch_store *st)
     st->total = 0;
     st->lo = st->hi = 0;
     st->collapsed = 0;
+    st->peak = 0;
 }
 
 void vt_sketch_reset(vt_sketch *s)
@@ -381,8 +393,9 @@ static int store_downscale(vt_sketch_store *st, int d, uint32_t max_bins)
         return 0;
     }
     vt_sketch_store n = {.width = 1};
-    int rc = vt__sketch_store_reserve(&n, vt__sketch_floor_shift(st->lo, d), vt__sketch_floor_shift(st->hi, d),
-                           st->total, max_bins);
+    int rc = vt__sketch_store_reserve(&n, vt__sketch_floor_shift(st->lo, d),
+                                      vt__sketch_floor_shift(st->hi, d), st->total, st->total,
+                                      max_bins);
     for (int32_t j = st->hi; rc == 0 && j >= st->lo; j--) {
         uint64_t c = store_get(st, j);
         if (c)
@@ -506,17 +519,21 @@ static bool add_window(vt_sketch_store *d, const vt_sketch_store *src, uint32_t 
     int32_t hi = d->total && d->hi > src->hi ? d->hi : src->hi;
     if ((int64_t)hi - lo + 1 > max_bins || src->lo < d->offset ||
         (int64_t)src->hi >= (int64_t)d->offset + d->cap ||
-        width_max(d->width) < d->total + src->total)
+        width_max(d->width) < store_peak(d) + store_peak(src))
         return false;
     size_t n = (size_t)((int64_t)src->hi - src->lo + 1);
     size_t sp = (size_t)((int64_t)src->lo - src->offset);
     size_t dp = (size_t)((int64_t)src->lo - d->offset);
+    uint64_t peak = 0; /* of the sums: exact, so that widths stay tight */
 #define ADD_LOOP(DT, ST)                                                       \
     do {                                                                       \
-        DT *o = (DT *)d->bins + dp;                                            \
+        DT *o = (DT *)d->bins + dp, m = 0;                                     \
         const ST *in = (const ST *)src->bins + sp;                             \
-        for (size_t k = 0; k < n; k++)                                         \
+        for (size_t k = 0; k < n; k++) {                                       \
             o[k] = (DT)(o[k] + in[k]);                                         \
+            m = o[k] > m ? o[k] : m;                                           \
+        }                                                                      \
+        peak = m;                                                              \
     } while (0)
 #define ADD_FROM(DT)                                                           \
     switch (src->width) {                                                      \
@@ -537,6 +554,7 @@ static bool add_window(vt_sketch_store *d, const vt_sketch_store *src, uint32_t 
 #undef ADD_LOOP
     d->lo = lo;
     d->hi = hi;
+    store_raise_peak(d, peak);
     d->total += src->total;
     d->collapsed |= src->collapsed;
     return true;
@@ -556,8 +574,9 @@ static int merge_store(vt_sketch *dst, vt_sketch_store *d, const vt_sketch_store
     }
     if (lo <= zfold)
         lo = zfold + 1;
-    if (reserve_only)
-        return vt__sketch_store_reserve(d, lo, hi, src->total, dst->max_bins);
+    if (reserve_only) /* a shift adds up to 2^shift buckets into one */
+        return vt__sketch_store_reserve(d, lo, hi, src->total,
+                                        shift ? src->total : store_peak(src), dst->max_bins);
     if (shift == 0 && src->lo > zfold && add_window(d, src, dst->max_bins))
         return 0;
     for (int32_t j = src->hi; j >= src->lo; j--) {

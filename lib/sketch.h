@@ -98,6 +98,7 @@ typedef struct vt_sketch_store {
     uint64_t total;    /* sum of the counters */
     uint8_t width;     /* bytes per counter: 1, 2, 4 or 8 */
     uint8_t collapsed; /* 1 once its lowest buckets were folded into `lo` */
+    uint32_t peak;     /* >= every counter (UINT32_MAX: unknown, total bounds them) */
 } vt_sketch_store;
 
 typedef struct vt_sketch {

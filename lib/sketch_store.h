@@ -5,8 +5,9 @@
  * sketch.h.
  *
  * A store's counters are `width` bytes each (1, 2, 4 or 8), so that the
- * common small counts take a byte; width only grows (sketch.c states the
- * store invariants).
+ * common small counts take a byte; width only grows, and only as far as
+ * the largest counter needs (its `peak`), not the store's total (sketch.c
+ * states the store invariants).
  */
 #ifndef VT_SKETCH_STORE_H
 #define VT_SKETCH_STORE_H
@@ -48,11 +49,26 @@ static inline void cnt_set(void *bins, unsigned w, size_t p, uint64_t v)
     }
 }
 
-/* Prepare st to receive `extra` more counts at indexes in [lo, hi] without
- * any allocation (what merge needs to be all-or-nothing); see sketch.c. 0 or
+/* What bounds st's counters, for width decisions: the peak, or the total
+ * once the peak saturated. */
+static inline uint64_t store_peak(const vt_sketch_store *st)
+{
+    return st->peak == UINT32_MAX ? st->total : st->peak;
+}
+
+/* A counter of st now holds v. */
+static inline void store_raise_peak(vt_sketch_store *st, uint64_t v)
+{
+    if (v > st->peak)
+        st->peak = v >= UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
+/* Prepare st to receive `extra` more counts at indexes in [lo, hi], at most
+ * `add_max` into any one bucket unless the union must collapse, without any
+ * allocation (what merge needs to be all-or-nothing); see sketch.c. 0 or
  * -ENOMEM (st unchanged). */
 int vt__sketch_store_reserve(vt_sketch_store *st, int32_t lo, int32_t hi, uint64_t extra,
-                             uint32_t max_bins);
+                             uint64_t add_max, uint32_t max_bins);
 
 /* The last step of every merge, once the buckets are in: dst's totals. */
 void vt__sketch_merge_totals(vt_sketch *dst, uint64_t zero_count, uint64_t count, double sum,

@@ -161,6 +161,7 @@ static inline int counts_next(struct counts_it *it, int64_t *index, uint64_t *va
  * non-zero count. */
 struct counts_sum {
     uint64_t n, total, low;
+    uint64_t top;     /* >= the largest count (7 or 127 for one-byte counts) */
     int64_t lo, hi;
     int64_t offset; /* of the Buckets message */
     struct pb sparse; /* the sparse form's one packed run; p == NULL: dense */
@@ -179,7 +180,15 @@ static inline int sum_one(struct counts_sum *s, uint64_t k, uint64_t v)
     }
     s->hi = (int64_t)k;
     s->total += v;
+    s->top = v > s->top ? v : s->top;
     return 0;
+}
+
+/* A bound of the largest one-byte count among those in `bytes` (each below
+ * 128): 7 when no byte has bits 3-6, else 127. */
+static inline uint64_t byte_top(uint64_t bytes)
+{
+    return bytes & 0x7878787878787878ull ? 127 : 7;
 }
 
 /* Fill *s (lo/hi as positions; the caller adds the offset) from a run of
@@ -200,6 +209,8 @@ static int sum_run(struct counts_sum *s, struct pb r)
                         s->low = (w >> (8 * first)) & 0xff;
                     }
                     s->hi = (int64_t)(s->n + last);
+                    uint64_t t = byte_top(w);
+                    s->top = t > s->top ? t : s->top;
                     /* byte sum: pairs into 16-bit lanes, lanes summed by a multiply */
                     uint64_t pairs = (w & 0x00ff00ff00ff00ffull) + ((w >> 8) & 0x00ff00ff00ff00ffull);
                     s->total += (pairs * 0x0001000100010001ull) >> 48;
@@ -243,6 +254,8 @@ static int sum_sparse(struct counts_sum *s, struct pb r)
                 }
                 s->hi = (int64_t)end - 1;
                 s->total += (counts * LANES16) >> 48;
+                uint64_t t = byte_top(counts);
+                s->top = t > s->top ? t : s->top;
                 s->n = end;
                 r.p += 8;
                 continue;
@@ -384,13 +397,19 @@ static void counts_span(struct pb msg, struct counts_sum *s)
         counts_summary(msg, s); /* anything else */
         return;
     }
-    uint64_t high = 0;
+    uint64_t high = 0, any = 0;
     const uint8_t *p = run.p;
-    for (; run.end - p >= 8; p += 8) /* high bits per word, summed by a multiply */
-        high += (((pb_le64(p) & HIGH_BITS) >> 7) * 0x0101010101010101ull) >> 56;
-    for (; p < run.end; p++)
+    for (; run.end - p >= 8; p += 8) { /* high bits per word, summed by a multiply */
+        uint64_t w = pb_le64(p);
+        high += (((w & HIGH_BITS) >> 7) * 0x0101010101010101ull) >> 56;
+        any |= w;
+    }
+    for (; p < run.end; p++) {
         high += *p >> 7;
-    *s = (struct counts_sum){.n = len - high, .low = run.p[0], .offset = offset};
+        any |= *p;
+    }
+    *s = (struct counts_sum){.n = len - high, .low = run.p[0], .offset = offset,
+                             .top = high ? UINT64_MAX : byte_top(any)};
     s->lo = offset;
     s->hi = offset + (int64_t)s->n - 1;
 }
@@ -404,7 +423,8 @@ static int reserve_counts(vt_sketch *dst, vt_sketch_store *d, const struct count
     if (s->lo > s->hi || s->hi <= zfold)
         return 0;
     int64_t lo = s->lo <= zfold ? (int64_t)zfold + 1 : s->lo;
-    return vt__sketch_store_reserve(d, (int32_t)lo, (int32_t)s->hi, extra, dst->max_bins);
+    return vt__sketch_store_reserve(d, (int32_t)lo, (int32_t)s->hi, extra,
+                                    s->top < extra ? s->top : extra, dst->max_bins);
 }
 
 /* Step 2: add the counts. Buckets at or below zfold join the zero bucket;
@@ -416,7 +436,7 @@ struct adder {
     vt_sketch_store *d;
     int32_t zfold;
     int64_t floor, lo, hi; /* lo/hi: the range of what went into d */
-    uint64_t added;
+    uint64_t added, peak;  /* peak: the largest counter written */
 };
 
 static inline void add_one(struct adder *a, int64_t j, uint64_t c)
@@ -432,7 +452,9 @@ static inline void add_one(struct adder *a, int64_t j, uint64_t c)
     }
     assert(j >= d->offset && j < (int64_t)d->offset + d->cap);
     size_t p = (size_t)(j - d->offset);
-    cnt_set(d->bins, d->width, p, cnt_get(d->bins, d->width, p) + c);
+    uint64_t v = cnt_get(d->bins, d->width, p) + c;
+    cnt_set(d->bins, d->width, p, v);
+    a->peak = v > a->peak ? v : a->peak;
     a->lo = j < a->lo ? j : a->lo;
     a->hi = j > a->hi ? j : a->hi;
     a->added += c;
@@ -444,7 +466,7 @@ static void add_counts(vt_sketch *dst, vt_sketch_store *d, struct pb msg,
     if (s->lo > s->hi)
         return;
     int64_t top = d->total && d->hi > s->hi ? d->hi : s->hi;
-    struct adder a = {dst, d, zfold, top - (int64_t)dst->max_bins + 1, INT64_MAX, INT64_MIN, 0};
+    struct adder a = {dst, d, zfold, top - (int64_t)dst->max_bins + 1, INT64_MAX, INT64_MIN, 0, 0};
     int64_t j;
     uint64_t c = 0;
     if (s->sparse.p) { /* validated: pairs of varints, positions in range */
@@ -476,6 +498,7 @@ static void add_counts(vt_sketch *dst, vt_sketch_store *d, struct pb msg,
     }
     int64_t lo = a.lo, hi = a.hi;
     uint64_t added = a.added;
+    store_raise_peak(d, a.peak);
     if (!added)
         return; /* all in the zero bucket: nothing of this store was collapsed here */
     d->collapsed |= (uint8_t)collapsed;

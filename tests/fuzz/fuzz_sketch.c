@@ -99,7 +99,8 @@ static uint64_t *dense_of(const Vitals__V1__Buckets *b, size_t *n)
         return NULL;
     if (!b->n_sparse) {
         uint64_t *v = malloc((b->n_counts + 1) * sizeof *v);
-        memcpy(v, b->counts, b->n_counts * sizeof *v);
+        if (b->n_counts)
+            memcpy(v, b->counts, b->n_counts * sizeof *v);
         *n = b->n_counts;
         return v;
     }

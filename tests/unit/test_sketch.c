@@ -612,6 +612,37 @@ static void test_memory_and_width(void **state)
     uint64_t c7 = vt_sketch_bucket_get(&s, 0, vt_sketch_index(6, 7.0));
     assert_true(c7 >= 300 + 100000 + (1ull << 40));
     assert_int_equal(vt_sketch_count(&s), 1000 + 300 + 100000 + (1ull << 40));
+    /* Merges widen by the largest counter, not the total: 200 sketches of
+     * 30 values spread over ~300 buckets (6,000 values, no bucket near
+     * 255) stay one byte per counter, merged in memory or from the wire. */
+    vt_sketch m, w, part;
+    vt_sketch_init_default(&m);
+    vt_sketch_init_default(&w);
+    vt_sketch_init_default(&part);
+    for (int k = 0; k < 200; k++) {
+        vt_sketch_reset(&part);
+        for (int i = 0; i < 30; i++)
+            vt_sketch_add(&part, 1 + 100 * (double)((k * 30 + i) % 997) / 997.0);
+        assert_int_equal(vt_sketch_merge(&m, &part), 0);
+        uint8_t *buf;
+        size_t len;
+        assert_int_equal(vt_sketch_pack(&part, &buf, &len), 0);
+        assert_int_equal(vt_sketch_merge_wire(&w, buf, len), 0);
+        free(buf);
+    }
+    assert_int_equal(vt_sketch_count(&m), 6000);
+    assert_true(vt_sketch_same(&m, &w));
+    assert_int_equal(m.pos.width, 1);
+    assert_int_equal(w.pos.width, 1);
+    /* ... and widen when a bucket does pass 255 */
+    vt_sketch_reset(&part);
+    assert_int_equal(vt_sketch_add_n(&part, 50, 250), 0);
+    assert_int_equal(vt_sketch_merge(&m, &part), 0);
+    assert_int_equal(m.pos.width, 2);
+    assert_true(vt_sketch_bucket_get(&m, 0, vt_sketch_index(6, 50)) > 250);
+    vt_sketch_free(&m);
+    vt_sketch_free(&w);
+    vt_sketch_free(&part);
     /* reset keeps the allocation; free releases it. */
     vt_sketch_reset(&s);
     assert_int_equal(vt_sketch_count(&s), 0);
