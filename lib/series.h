@@ -82,6 +82,13 @@ int vt_series_table_init(struct vt_series_table *t, uint32_t max_size);
 struct vt_series_entry *vt_series_table_find(struct vt_series_table *t, const char *key,
                                              size_t len, uint64_t hash);
 
+/* A hint, no effect: start fetching the slot where `hash` is looked up (a
+ * caller with several lookups to do fetches all their slots first). */
+static inline void vt_series_table_prefetch(const struct vt_series_table *t, uint64_t hash)
+{
+    __builtin_prefetch(&t->slots[(uint32_t)hash & (t->cap - 1)]);
+}
+
 /* Find or insert key (value NULL when new; *created = 1). Returns NULL if the
  * table is full (size == max_size) and the key is new, or on -ENOMEM (errno
  * says which: ENOSPC or ENOMEM). Entry pointers are invalidated by inserts. */

@@ -556,8 +556,12 @@ static void panes_update(vt_store *st, struct series *s, int64_t now)
 
 struct series *vt_store__series_get(vt_store *st, const char *key, size_t len)
 {
+    return vt_store__series_get_hashed(st, key, len, vt_series_hash(key, len));
+}
+
+struct series *vt_store__series_get_hashed(vt_store *st, const char *key, size_t len, uint64_t h)
+{
     int created = 0;
-    uint64_t h = vt_series_hash(key, len);
     struct vt_series_entry *e = vt_series_table_find(&st->series, key, len, h);
     if (!e) {
         if (st->series.size >= st->o.max_series) {
@@ -577,46 +581,70 @@ struct series *vt_store__series_get(vt_store *st, const char *key, size_t len)
     return e->value;
 }
 
-/* Apply works in two passes over a chunk of a batch's aggregates. At 10k
- * series the rollups a batch lands in are cold, each a dozen heap blocks -
- * the aggregate, its metric array, every sketch's counters - that a merge
- * reaches one pointer at a time. So the first pass finds every aggregate's
- * series (creating it) and starts fetching the rollup it will merge into;
- * the second merges, each time first fetching what the next rollup points
- * to: the merges find their memory warm. */
+/* Apply works in passes over a chunk of a batch's aggregates. At 10k
+ * series the rollups a batch lands in are cold, each reached through a
+ * chain of pointers - the series table's slot, the series, its buckets, the
+ * aggregate, its metric array, every sketch's counters - that a merge would
+ * follow one miss at a time. So the first pass reads every aggregate's
+ * series key and starts fetching its table slot; the second finds (or
+ * creates) the series, the third its rollup, and starts fetching that; the
+ * merges then run, each first fetching what the next rollups point to. */
 #define APPLY_CHUNK 16
 
 struct target {
     const uint8_t *agg; /* the aggregate's bytes */
     size_t len;
     struct vt_agg_head h;
+    const char *key; /* its series key, in st->key */
+    size_t key_len;
+    uint64_t hash;
     struct series *s; /* NULL: dropped (too old, or too far ahead) */
     int tier;
     int64_t start;                  /* the bucket's */
     const struct vt_aggregate *hot; /* its rollup if live already, for the prefetch */
 };
 
-/* Pass 1 for one aggregate. 0, -EBADMSG or -ENOMEM. */
-static int target_resolve(vt_store *st, struct target *t)
+/* Pass 1 for one aggregate: its key, at st->key + *used. 0, 1 when st->key
+ * is too full for it (start a new chunk), -EBADMSG. */
+static int target_key(vt_store *st, struct target *t, size_t *used)
 {
     int n = -EBADMSG;
     if (vt_aggregate_wire_head(t->agg, t->len, &t->h) == 0 && t->h.series)
-        n = vt_series_key_from_wire(t->h.series, t->h.series_len, st->key, sizeof st->key);
+        n = vt_series_key_from_wire(t->h.series, t->h.series_len, st->key + *used,
+                                    sizeof st->key - *used);
     if (n < 0)
-        return -EBADMSG;
+        return *used ? 1 : -EBADMSG; /* a validated key fits in an empty buffer */
+    t->key = st->key + *used;
+    t->key_len = (size_t)n;
+    *used += (size_t)n;
+    t->hash = vt_series_hash(t->key, t->key_len);
+    vt_series_table_prefetch(&st->series, t->hash);
+    return 0;
+}
+
+/* Passes 2 and 3 for one aggregate. 0 or -ENOMEM. */
+static int target_series(vt_store *st, struct target *t)
+{
     t->s = NULL;
     t->hot = NULL;
     t->tier = vt_store__tier_for(st, t->h.window_start_ms);
     if (t->tier < 0)
         return 0;
-    if (!(t->s = vt_store__series_get(st, st->key, (size_t)n)))
+    if (!(t->s = vt_store__series_get_hashed(st, t->key, t->key_len, t->hash)))
         return -ENOMEM;
     t->start = align_down(t->h.window_start_ms, st->o.tiers[t->tier].resolution_ms);
-    const struct tier_buckets *tb = &t->s->t[t->tier];
-    if (t->tier == 0 && tb->n && tb->b[tb->head + tb->n - 1].start == t->start &&
+    __builtin_prefetch(&t->s->t[t->tier]);
+    return 0;
+}
+
+static void target_rollup(struct target *t)
+{
+    if (!t->s || t->tier != 0)
+        return;
+    const struct tier_buckets *tb = &t->s->t[0];
+    if (tb->n && tb->b[tb->head + tb->n - 1].start == t->start &&
         (t->hot = tb->b[tb->head + tb->n - 1].agg))
         vt_aggregate_prefetch(t->hot);
-    return 0;
 }
 
 /* Pass 2 for one aggregate: the records merged (0 if dropped), or -ENOMEM. */
@@ -670,11 +698,24 @@ int64_t vt_store_apply(vt_store *st, const struct vt_batch *b, uint64_t *dropped
     struct target t[APPLY_CHUNK];
     for (;;) {
         uint32_t n = 0;
-        while (n < APPLY_CHUNK && vt_batch_next_aggregate(b, &pos, &t[n].agg, &t[n].len) == 1)
-            if ((rc = target_resolve(st, &t[n++])))
+        size_t used = 0, at = pos;
+        while (n < APPLY_CHUNK && vt_batch_next_aggregate(b, &pos, &t[n].agg, &t[n].len) == 1) {
+            if ((rc = target_key(st, &t[n], &used)) < 0)
                 return rc;
+            if (rc) { /* st->key is full: this one starts the next chunk */
+                pos = at;
+                break;
+            }
+            at = pos;
+            n++;
+        }
         if (!n)
             return merged;
+        for (uint32_t i = 0; i < n; i++)
+            if ((rc = target_series(st, &t[i])))
+                return rc;
+        for (uint32_t i = 0; i < n; i++)
+            target_rollup(&t[i]);
         /* fetch steps run ahead of the merges: parts two ahead, metrics one */
         for (uint32_t i = 0; i < 2 && i < n; i++)
             if (t[i].hot)

@@ -79,6 +79,7 @@ static inline int64_t align_down(int64_t t, int64_t res)
 
 /* Defined in store.c; the snapshot loader builds buckets through them. */
 struct series *vt_store__series_get(vt_store *st, const char *key, size_t len);
+struct series *vt_store__series_get_hashed(vt_store *st, const char *key, size_t len, uint64_t h);
 struct bucket *vt_store__bucket_get(vt_store *st, struct tier_buckets *tb, int64_t start, bool *created);
 void vt_store__pane_touch(const vt_store *st, struct series *s, int64_t start);
 struct vt_aggregate *vt_store__bucket_live(struct bucket *bk);
