@@ -82,6 +82,8 @@ struct vt_seglog {
     uint8_t *wbuf; /* [0, tail): frames staged (grouped logs); then the frame being built */
     size_t wcap;
     bool grouped;
+    bool drop_cache;
+    uint64_t cached_from; /* drop_cache: active segment bytes still in the page cache */
     size_t tail;
     struct seg undo_seg; /* the active segment before the staged frames ... */
     uint64_t undo_seq;   /* ... next_seq and the counters too */
@@ -247,6 +249,12 @@ static int sync_active(vt_seglog *log)
             return -errno;
         count(log, &log->st.syncs, 1);
         log->dirty = 0;
+        if (log->drop_cache) { /* durable now: the cache has no use for it */
+            uint64_t end = log->segs[log->nsegs - 1].bytes;
+            (void)posix_fadvise(log->active_fd, (off_t)log->cached_from,
+                                (off_t)(end - log->cached_from), POSIX_FADV_DONTNEED);
+            log->cached_from = end & ~(uint64_t)4095; /* the partial page stays */
+        }
     }
     if (log->dir_dirty) {
         if (fsync(log->dirfd) != 0)
@@ -263,11 +271,13 @@ static int seal_active(vt_seglog *log)
 {
     if (log->active_fd < 0)
         return 0;
+    /* A grouped log's appends are durable once vt_seglog_sync says so, and
+     * that sync will not see this file again: sync it now. */
     int rc = flush_tail(log);
-    if (rc && log->grouped)
-        log->group_err = rc; /* the staged appends were lost: the next sync says so */
-    if (!rc && log->fsync != VT_SEGLOG_FSYNC_NONE)
+    if (!rc && (log->fsync != VT_SEGLOG_FSYNC_NONE || log->grouped))
         rc = sync_active(log);
+    if (rc && log->grouped)
+        log->group_err = rc; /* appends lost or not durable: the next sync says so */
     close(log->active_fd);
     log->active_fd = -1;
     log->dirty = 0;
@@ -461,6 +471,7 @@ int vt_seglog_open(vt_seglog **out, const vt_seglog_opts *opts, vt_seglog_recove
     log->level = opts->compression_level ? opts->compression_level : VT_SEGLOG_DEFAULT_LEVEL;
     log->uncompressed = opts->uncompressed;
     log->grouped = opts->grouped;
+    log->drop_cache = opts->drop_cache;
     log->fsync = opts->fsync;
     log->interval_ms = opts->fsync_interval_ms ? opts->fsync_interval_ms : VT_SEGLOG_DEFAULT_INTERVAL_MS;
     log->on_drop = opts->on_drop;
@@ -513,6 +524,7 @@ int vt_seglog_open(vt_seglog **out, const vt_seglog_opts *opts, vt_seglog_recove
             end = log->segs[log->nsegs - 1].end_seq;
         if (fd >= 0)
             log->active_fd = fd;
+    log->cached_from = 0;
     }
     free(seqs);
     log->next_seq = end;
@@ -582,6 +594,7 @@ static int open_new_segment(vt_seglog *log)
         return rc;
     }
     log->active_fd = fd;
+    log->cached_from = 0;
     log->dir_dirty = 1;
     return 0;
 }

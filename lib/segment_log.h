@@ -129,6 +129,11 @@ typedef struct vt_seglog_opts {
                                    flush is cut off and forgotten (the appends
                                    returned 0: the flush or sync reports the
                                    loss). Readers see staged frames once written. */
+    bool drop_cache;            /* after each fsync, drop what it made durable from
+                                   the page cache: for a log written far more than
+                                   it is read (a WAL read back only at startup),
+                                   whose pages would otherwise crowd the cache and
+                                   cost fresh memory to every write */
     vt_seglog_fsync fsync;      /* default NONE */
     uint32_t fsync_interval_ms; /* for INTERVAL (1000) */
     vt_seglog_drop_cb on_drop;  /* optional */

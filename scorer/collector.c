@@ -578,7 +578,8 @@ int vt_collector_open(vt_collector **out, uv_loop_t *loop, vt_store *store, vt_g
                           * agent (zstd, the default) or not at all - never
                           * compressed again here, on the ingest hot path. */
                          .uncompressed = true,
-                         .grouped = true};
+                         .grouped = true,
+                         .drop_cache = true};
     vt_seglog_recovery rec;
     rc = vt_seglog_open(&c->wal, &so, &rec);
     if (rc) {
