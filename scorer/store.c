@@ -204,16 +204,23 @@ static size_t id_key(char *buf, size_t cap, const char *agent, const char *batch
     return a + 1 + b;
 }
 
-static bool seen_batch(const vt_store *st, const char *agent, const char *batch_id,
-                       uint64_t spool_last)
+/* Covered by the agent's watermark (ids older than the dedupe horizon). */
+static bool below_watermark(const vt_store *st, const char *agent, uint64_t spool_last)
 {
     vt_store *m = (vt_store *)st; /* the tables' find is not const; nothing is changed */
-    size_t n = id_key(m->key, sizeof m->key, agent, batch_id);
-    if (n && vt_series_table_find(&m->ids, m->key, n, vt_series_hash(m->key, n)))
-        return true;
     size_t an = strlen(agent);
     struct vt_series_entry *e = vt_series_table_find(&m->agents, agent, an, vt_series_hash(agent, an));
     return e && spool_last != 0 && spool_last <= *(uint64_t *)e->value;
+}
+
+static bool seen_batch(const vt_store *st, const char *agent, const char *batch_id,
+                       uint64_t spool_last)
+{
+    vt_store *m = (vt_store *)st;
+    size_t n = id_key(m->key, sizeof m->key, agent, batch_id);
+    if (n && vt_series_table_find(&m->ids, m->key, n, vt_series_hash(m->key, n)))
+        return true;
+    return below_watermark(st, agent, spool_last);
 }
 
 bool vt_store_seen(const vt_store *st, const struct vt_batch *b)
@@ -221,6 +228,7 @@ bool vt_store_seen(const vt_store *st, const struct vt_batch *b)
     return seen_batch(st, b->agent_id, b->batch_id, b->spool_last);
 }
 
+/* Record b's id: 0 if it is new, 1 if it was known already, or -errno. */
 static int remember(vt_store *st, const struct vt_batch *b)
 {
     size_t n = id_key(st->key, sizeof st->key, b->agent_id, b->batch_id);
@@ -239,7 +247,7 @@ static int remember(vt_store *st, const struct vt_batch *b)
         v->spool_last = b->spool_last;
         e->value = v;
     }
-    return 0;
+    return !created;
 }
 
 int vt_store__set_watermark(vt_store *st, const char *agent, size_t an, uint64_t wm)
@@ -688,11 +696,11 @@ int64_t vt_store_apply(vt_store *st, const struct vt_batch *b, uint64_t *dropped
 {
     if (dropped)
         *dropped = 0;
-    if (seen_batch(st, b->agent_id, b->batch_id, b->spool_last))
+    if (below_watermark(st, b->agent_id, b->spool_last))
         return 0;
-    int rc = remember(st, b);
+    int rc = remember(st, b); /* one lookup: a known id is a duplicate */
     if (rc)
-        return rc;
+        return rc < 0 ? rc : 0;
     int64_t merged = 0;
     size_t pos = 0;
     struct target t[APPLY_CHUNK];
