@@ -132,20 +132,15 @@ int main(int argc, char **argv)
     keys = sd_keys(N_SERIES);
     sd_templates(templates, now);
 
-    struct vt_store_opts o = {0};
-    char err[256];
-    vt_store *st = NULL;
-    if (vt_store_parse_retention(VT_STORE_DEFAULT_RETENTION, &o, err, sizeof err) ||
-        vt_store_new(&st, &o)) {
-        fprintf(stderr, "bench_eval: store: %s\n", err);
+    vt_store *st = sd_store_new(now, "bench_eval");
+    if (!st)
         return 1;
-    }
-    vt_store_expire(st, now);
     if (fill(st, cur))
         return 1;
     vt_store_expire(st, now + 1000); /* panes of the completed minutes */
 
     struct vt_score_config cfg;
+    char err[256];
     const char *js = sd_scores_json();
     if (vt_score_config_load_buffer(js, strlen(js), &cfg, err, sizeof err)) {
         fprintf(stderr, "bench_eval: scores: %s\n", err);

@@ -55,16 +55,11 @@ int main(int argc, char **argv)
     Vitals__V1__SeriesKey *keys = sd_keys(n_series);
     sd_templates(templates, now);
 
-    struct vt_store_opts o = {0};
-    char err[256];
-    vt_store *st = NULL;
-    if (vt_store_parse_retention(VT_STORE_DEFAULT_RETENTION, &o, err, sizeof err) ||
-        vt_store_new(&st, &o)) {
-        fprintf(stderr, "bench_ingest: store: %s\n", err);
+    vt_store *st = sd_store_new(now, "bench_ingest");
+    if (!st)
         return 1;
-    }
-    vt_store_expire(st, now);
 
+    char err[256];
     /* every pass's batches, packed once (ids differ per pass: no duplicates) */
     uint64_t total = n * (uint64_t)passes;
     size_t *off = malloc((total + 1) * sizeof *off), cap = 0, len = 0, zlen = 0;

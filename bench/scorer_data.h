@@ -128,4 +128,22 @@ static inline const char *sd_scores_json(void)
     return buf;
 }
 
+#ifdef VT_SCORER_STORE_H /* the in-process benches, which build a store */
+/* A store with the default retention, its clock at now; NULL on error
+ * (said on stderr, for `who`). */
+static inline vt_store *sd_store_new(int64_t now, const char *who)
+{
+    struct vt_store_opts o = {0};
+    char err[256] = "out of memory";
+    vt_store *st = NULL;
+    if (vt_store_parse_retention(VT_STORE_DEFAULT_RETENTION, &o, err, sizeof err) ||
+        vt_store_new(&st, &o)) {
+        fprintf(stderr, "%s: store: %s\n", who, err);
+        return NULL;
+    }
+    vt_store_expire(st, now);
+    return st;
+}
+#endif
+
 #endif
