@@ -817,9 +817,10 @@ static int store_to_proto(const vt_sketch_store *st, Vitals__V1__Buckets **out)
     if (st->total == 0)
         return 0;
     size_t span = (size_t)((int64_t)st->hi - st->lo + 1), dense = 0, sparse = 0, nonzero = 0;
+    size_t at = (size_t)((int64_t)st->lo - st->offset); /* [lo, hi] lies in the window */
     uint64_t skip = 0;
     for (size_t k = 0; k < span; k++) {
-        uint64_t c = store_get(st, (int32_t)(st->lo + (int64_t)k));
+        uint64_t c = cnt_get(st->bins, st->width, at + k);
         dense += varint_len(c);
         if (c) {
             sparse += varint_len(skip) + varint_len(c);
@@ -844,7 +845,7 @@ static int store_to_proto(const vt_sketch_store *st, Vitals__V1__Buckets **out)
     size_t i = 0;
     skip = 0;
     for (size_t k = 0; k < span; k++) {
-        uint64_t c = store_get(st, (int32_t)(st->lo + (int64_t)k));
+        uint64_t c = cnt_get(st->bins, st->width, at + k);
         if (!use_sparse) {
             v[i++] = c;
         } else if (c) {
