@@ -326,9 +326,13 @@ static void prepare(struct prepared *r, uint64_t total,
         next(p, i, &first, &ws);
         size_t n = pack_batch(p->buf, sizeof p->buf, i, first, ws);
         size_t need = zc ? ZSTD_compressBound(n) : n;
-        if (len + need > cap) {
-            cap = (len + need) * 2;
-            r->buf = realloc(r->buf, cap);
+        if (len + need > cap) { /* the first guess: total / i batches so far, 1 GiB runs */
+            cap = i ? (len + need) + (len + need) / i * (total - i) / 8 * 9 : need * total;
+            if (!(r->buf = realloc(r->buf, cap))) {
+                fprintf(stderr, "bench_scorer: out of memory preparing %llu requests\n",
+                        (unsigned long long)total);
+                exit(1);
+            }
         }
         if (zc) {
             n = ZSTD_compressCCtx(zc, r->buf + len, need, p->buf, n, 6);

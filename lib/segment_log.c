@@ -85,10 +85,11 @@ struct vt_seglog {
     bool drop_cache;
     uint64_t cached_from; /* drop_cache: active segment bytes still in the page cache */
     size_t tail;
-    struct seg undo_seg; /* the active segment before the staged frames ... */
-    uint64_t undo_seq;   /* ... next_seq and the counters too */
-    vt_seglog_stats undo_st;
-    int group_err;       /* a staged group was lost: the next flush/sync says so */
+    struct {             /* grouped: the frames in wbuf[0, tail), not in segs[] yet */
+        uint64_t bytes, frames, records, raw, stored;
+    } staged;
+    int group_err; /* staged appends were lost where no caller could hear it: the next
+                      flush/sync says so */
 
     vt_seglog_stats st; /* the cumulative counters; the rest is computed */
 };
@@ -211,37 +212,50 @@ static void count(vt_seglog *log, uint64_t *counter, uint64_t n)
 
 static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off);
 
-/* Write the staged frames (grouped logs) in one go. On failure they are
- * cut off the file and forgotten, counters included. 0, or the error of
- * this write or of a staged group lost since the last call. */
+/* Write the staged frames (grouped logs) in one go, then count them in the
+ * segment table: readers never see a staged frame before it is in the
+ * file. On failure they are cut off the file and forgotten (nothing of
+ * them was counted). 0 or the write's error. */
+static int write_staged(vt_seglog *log)
+{
+    if (!log->tail)
+        return 0;
+    struct seg *a = &log->segs[log->nsegs - 1];
+    int rc = write_all(log->active_fd, log->wbuf, log->tail, a->bytes);
+    log->tail = 0;
+    if (rc < 0) {
+        if (ftruncate(log->active_fd, (off_t)a->bytes) != 0)
+            vt_error("seglog: cannot cut a failed write: %s", strerror(errno));
+    } else {
+        pthread_mutex_lock(&log->mu);
+        a->bytes += log->staged.bytes;
+        a->frames += log->staged.frames;
+        a->records += log->staged.records;
+        log->next_seq += log->staged.records;
+        a->end_seq = log->next_seq;
+        log->st.appends += log->staged.frames;
+        log->st.raw_bytes += log->staged.raw;
+        log->st.stored_bytes += log->staged.stored;
+        pthread_mutex_unlock(&log->mu);
+        log->dirty = 1;
+    }
+    memset(&log->staged, 0, sizeof log->staged);
+    return rc;
+}
+
+/* The staged frames written; 0, or this write's error, or the loss of
+ * staged appends since the last call. */
 static int flush_tail(vt_seglog *log)
 {
-    int rc = log->group_err;
+    int pending = log->group_err, rc = write_staged(log);
     log->group_err = 0;
-    if (!log->tail)
-        return rc;
-    struct seg *a = &log->segs[log->nsegs - 1];
-    int wrc = write_all(log->active_fd, log->wbuf, log->tail, log->undo_seg.bytes);
-    log->tail = 0;
-    if (wrc < 0) {
-        if (ftruncate(log->active_fd, (off_t)log->undo_seg.bytes) != 0)
-            vt_error("seglog: cannot cut a failed write: %s", strerror(errno));
-        pthread_mutex_lock(&log->mu);
-        *a = log->undo_seg;
-        log->next_seq = log->undo_seq;
-        log->st.appends = log->undo_st.appends;
-        log->st.raw_bytes = log->undo_st.raw_bytes;
-        log->st.stored_bytes = log->undo_st.stored_bytes;
-        pthread_mutex_unlock(&log->mu);
-        return wrc;
-    }
-    log->dirty = 1;
-    return rc;
+    return rc ? rc : pending;
 }
 
 static int sync_active(vt_seglog *log)
 {
-    int rc = flush_tail(log);
+    int pending = log->group_err, rc = write_staged(log);
+    log->group_err = 0;
     if (rc)
         return rc;
     if (log->active_fd >= 0 && log->dirty) {
@@ -263,7 +277,7 @@ static int sync_active(vt_seglog *log)
         log->dir_dirty = 0;
     }
     log->last_sync_ms = mono_ms();
-    return 0;
+    return pending;
 }
 
 /* Stop appending to the active segment: it becomes sealed. */
@@ -273,9 +287,8 @@ static int seal_active(vt_seglog *log)
         return 0;
     /* A grouped log's appends are durable once vt_seglog_sync says so, and
      * that sync will not see this file again: sync it now. */
-    int rc = flush_tail(log);
-    if (!rc && (log->fsync != VT_SEGLOG_FSYNC_NONE || log->grouped))
-        rc = sync_active(log);
+    int rc = log->fsync != VT_SEGLOG_FSYNC_NONE || log->grouped ? sync_active(log)
+                                                                : flush_tail(log);
     if (rc && log->grouped)
         log->group_err = rc; /* appends lost or not durable: the next sync says so */
     close(log->active_fd);
@@ -524,7 +537,6 @@ int vt_seglog_open(vt_seglog **out, const vt_seglog_opts *opts, vt_seglog_recove
             end = log->segs[log->nsegs - 1].end_seq;
         if (fd >= 0)
             log->active_fd = fd;
-    log->cached_from = 0;
     }
     free(seqs);
     log->next_seq = end;
@@ -623,7 +635,8 @@ static int frame_prepare(vt_seglog *log, size_t raw_len, uint32_t records, size_
 {
     if (raw_len > log->max_frame)
         return -EMSGSIZE;
-    if (log->next_seq >= VT_SEGLOG_SEQ_LIMIT || records >= VT_SEGLOG_SEQ_LIMIT - log->next_seq)
+    uint64_t next = log->next_seq + log->staged.records;
+    if (next >= VT_SEGLOG_SEQ_LIMIT || records >= VT_SEGLOG_SEQ_LIMIT - next)
         return -EOVERFLOW; /* 2^62 records: not in this universe, but never wrap */
     size_t need = log->tail + VT_SEGLOG_HEADER_SIZE + stored;
     if (need > log->wcap) {
@@ -645,14 +658,14 @@ static int write_frame(vt_seglog *log, uint8_t codec, size_t stored, size_t len,
     int rc;
     size_t at = log->tail; /* where frame_prepare left room */
     uint64_t fsize = VT_SEGLOG_HEADER_SIZE + stored;
-    if (log->tail + fsize > GROUP_MAX_BYTES && (rc = flush_tail(log)) < 0) {
+    if (log->tail + fsize > GROUP_MAX_BYTES && (rc = write_staged(log)) < 0) {
         log->group_err = rc; /* the staged appends are lost too: the next sync says so */
         return rc;
     }
 
     /* The disk budget: drop the oldest segments, consumed or not. */
     if (log->max_bytes) {
-        uint64_t total = total_bytes(log);
+        uint64_t total = total_bytes(log) + log->staged.bytes;
         while (total + fsize > log->max_bytes && log->nsegs > 0
                && !(log->nsegs == 1 && log->segs[0].bytes == 0)) {
             struct seg gone;
@@ -671,11 +684,21 @@ static int write_frame(vt_seglog *log, uint8_t codec, size_t stored, size_t len,
         }
     }
     if (log->active_fd >= 0) {
-        const struct seg *a = &log->segs[log->nsegs - 1];
-        if (a->bytes > 0 && a->bytes + fsize > log->segment_bytes) {
+        uint64_t bytes = log->segs[log->nsegs - 1].bytes + log->staged.bytes;
+        if (bytes > 0 && bytes + fsize > log->segment_bytes) {
             rc = seal_active(log);
             if (rc < 0)
                 vt_warn("seglog: fsync on rotation failed: %s", strerror(-rc));
+            struct seg *a = &log->segs[log->nsegs - 1];
+            if (a->bytes == 0) { /* its only group was lost: free the name for the next */
+                char name[SEG_NAME_LEN + 1];
+                seg_name(name, a->first_seq);
+                if (unlinkat(log->dirfd, name, 0) == 0) {
+                    pthread_mutex_lock(&log->mu);
+                    log->nsegs--;
+                    pthread_mutex_unlock(&log->mu);
+                }
+            }
         }
     }
     if (log->active_fd < 0 && (rc = open_new_segment(log)) < 0) {
@@ -686,7 +709,7 @@ static int write_frame(vt_seglog *log, uint8_t codec, size_t stored, size_t len,
         memmove(log->wbuf + log->tail, log->wbuf + at, (size_t)fsize);
     uint8_t *h = log->wbuf + log->tail, *body = h + VT_SEGLOG_HEADER_SIZE;
     /* Only now is first_seq known: creating a segment may step past a name. */
-    uint64_t seq = log->next_seq;
+    uint64_t seq = log->next_seq + log->staged.records;
     put32(h, VT_SEGLOG_MAGIC);
     h[4] = VT_SEGLOG_VERSION;
     h[5] = codec;
@@ -700,17 +723,18 @@ static int write_frame(vt_seglog *log, uint8_t codec, size_t stored, size_t len,
     put32(h + 40, crc32c(h, 40));
     struct seg *a = &log->segs[log->nsegs - 1];
     assert(seq >= a->first_seq && seq >= a->end_seq); /* sequence numbers only grow */
-    if (log->grouped) {
-        if (!log->tail) { /* the group's first frame: what a failed flush restores */
-            log->undo_seg = *a;
-            log->undo_seq = log->next_seq;
-            log->undo_st = log->st;
-        }
+    if (log->grouped) { /* counted in segs[] once written (write_staged) */
         log->tail += (size_t)fsize;
-        rc = 0;
-    } else {
-        rc = write_all(log->active_fd, h, (size_t)fsize, a->bytes);
+        log->staged.bytes += fsize;
+        log->staged.frames++;
+        log->staged.records += records;
+        log->staged.raw += len;
+        log->staged.stored += fsize;
+        if (first_seq)
+            *first_seq = seq;
+        return 0; /* the fsync policy applies at vt_seglog_sync */
     }
+    rc = write_all(log->active_fd, h, (size_t)fsize, a->bytes);
     if (rc < 0) {
         /* Cut a partial frame so the file stays "good frames only". */
         if (ftruncate(log->active_fd, (off_t)a->bytes) != 0)
@@ -727,12 +751,10 @@ static int write_frame(vt_seglog *log, uint8_t codec, size_t stored, size_t len,
     log->st.raw_bytes += len;
     log->st.stored_bytes += fsize;
     pthread_mutex_unlock(&log->mu);
-    log->dirty |= !log->grouped;
+    log->dirty = 1;
     if (first_seq)
         *first_seq = seq;
 
-    if (log->grouped)
-        return 0; /* the policy applies at vt_seglog_sync */
     if (log->fsync == VT_SEGLOG_FSYNC_ALWAYS
         || (log->fsync == VT_SEGLOG_FSYNC_INTERVAL && vt_seglog_sync_due(log, -1)))
         return sync_active(log);

@@ -645,9 +645,10 @@ static int target_series(vt_store *st, struct target *t)
     return 0;
 }
 
-static void target_rollup(struct target *t)
+static void target_rollup(const vt_store *st, struct target *t)
 {
-    if (!t->s || t->tier != 0)
+    /* only a rollup the merge keeps live: the packed path frees it */
+    if (!t->s || t->tier != 0 || t->start < st->hot_boundary)
         return;
     const struct tier_buckets *tb = &t->s->t[0];
     if (tb->n && tb->b[tb->head + tb->n - 1].start == t->start &&
@@ -723,7 +724,7 @@ int64_t vt_store_apply(vt_store *st, const struct vt_batch *b, uint64_t *dropped
             if ((rc = target_series(st, &t[i])))
                 return rc;
         for (uint32_t i = 0; i < n; i++)
-            target_rollup(&t[i]);
+            target_rollup(st, &t[i]);
         /* fetch steps run ahead of the merges: parts two ahead, metrics one */
         for (uint32_t i = 0; i < 2 && i < n; i++)
             if (t[i].hot)

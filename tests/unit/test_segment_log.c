@@ -397,7 +397,21 @@ static void test_grouped(void **state)
     vt_seglog_stats st;
     vt_seglog_stats_get(log, &st);
     assert_int_equal(seg_bytes(dir, false), st.bytes);
-    append_frames(log, 10, 120, seqs); /* passes 16 KiB: rotations flush on the way */
+    /* a reader between groups sees a frame once it is written, never before */
+    vt_seglog_reader *r;
+    vt_seglog_frame f;
+    assert_int_equal(vt_seglog_reader_open(log, 0, &r), 0);
+    for (int k = 0; k < 10; k++)
+        assert_int_equal(vt_seglog_reader_next(r, &f), 1);
+    append_frames(log, 10, 15, seqs);
+    assert_int_equal(vt_seglog_reader_next(r, &f), 0); /* staged: not yet */
+    assert_int_equal(vt_seglog_flush(log), 0);
+    for (int k = 10; k < 15; k++) {
+        assert_int_equal(vt_seglog_reader_next(r, &f), 1);
+        assert_int_equal(f.first_seq, seqs[k]);
+    }
+    vt_seglog_reader_close(r);
+    append_frames(log, 15, 120, seqs); /* passes 16 KiB: rotations flush on the way */
     assert_int_equal(vt_seglog_sync(log), 0);
     vt_seglog_stats_get(log, &st);
     assert_true(st.segments > 2);
@@ -434,6 +448,33 @@ static void test_grouped(void **state)
     vt_seglog_close(log);
     assert_int_equal(vt_seglog_open(&log, &o, NULL), 0);
     expect_all(log, 130, seqs);
+    vt_seglog_close(log);
+    rmtree(dir);
+    free(dir);
+
+    /* A group lost at a rotation: its empty segment makes way for the next
+     * (same name, no sequence number skipped), and the sync says so once. */
+    dir = mktemp_dir();
+    o = opts_for(dir, 16 << 10);
+    o.grouped = true;
+    o.uncompressed = true;
+    assert_int_equal(vt_seglog_open(&log, &o, NULL), 0);
+    lim.rlim_cur = 3000;
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    uint64_t seq = 0;
+    for (int k = 0; k < 40; k++) /* ~22 KiB: the rotation writes the first 16 and fails */
+        assert_int_equal(vt_seglog_append(log, seqs, 500, 1, 1, &seq), 0);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_DFL);
+    assert_true(seq < 40); /* frames after the rotation numbered from where the lost began */
+    assert_int_equal(vt_seglog_sync(log), -EFBIG);
+    assert_int_equal(vt_seglog_sync(log), 0);
+    vt_seglog_stats_get(log, &st);
+    assert_int_equal(st.first_seq, 0); /* nothing skipped ... */
+    assert_int_equal(st.next_seq, seq + 1);
+    assert_int_equal(st.frames, seq + 1); /* ... the survivors only ... */
+    assert_int_equal(st.segments, 1);     /* ... in one segment, the lost one's name */
     vt_seglog_close(log);
     rmtree(dir);
     free(dir);
