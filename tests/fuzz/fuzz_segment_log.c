@@ -10,12 +10,15 @@
  *   flags & 2  also write the bytes as a real segment file, open the log
  *              (recovery), read it with a reader and compare with the pure
  *              scan: same frames, same payloads; then append and re-read.
+ *   flags & 4  ... with the log grouped: the append is invisible to readers
+ *              until vt_seglog_flush.
  * Invariants checked with abort(): offsets and sequence numbers only grow,
  * good_end <= len, decoded payloads have their declared length, recovery and
  * reader agree with vt_seglog_scan.
  */
 #include <errno.h>
 #include <dirent.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,7 +143,7 @@ static const char *scratch_dir(void)
 }
 
 static void check_with_files(const uint8_t *b, size_t n, struct scan_state *s,
-                             const vt_seglog_scan_result *res)
+                             const vt_seglog_scan_result *res, bool grouped)
 {
     const char *dir = scratch_dir();
     char path[128];
@@ -155,6 +158,7 @@ static void check_with_files(const uint8_t *b, size_t n, struct scan_state *s,
     memset(&o, 0, sizeof o);
     o.dir = dir;
     o.max_frame_bytes = MAX_FRAME;
+    o.grouped = grouped;
     vt_seglog *log;
     vt_seglog_recovery rep;
     if (vt_seglog_open(&log, &o, &rep) != 0)
@@ -190,6 +194,13 @@ static void check_with_files(const uint8_t *b, size_t n, struct scan_state *s,
     }
     if (rc2 != 0 || seq != res->end_seq)
         abort();
+    if (grouped) { /* staged: invisible to readers until flushed */
+        if (vt_seglog_reader_open(log, seq, &r) != 0 || vt_seglog_reader_next(r, &fr) != 0)
+            abort();
+        vt_seglog_reader_close(r);
+        if (vt_seglog_flush(log) != 0)
+            abort();
+    }
     if (vt_seglog_reader_open(log, seq, &r) != 0 || vt_seglog_reader_next(r, &fr) != 1
         || fr.first_seq != seq || fr.len != 8 || memcmp(fr.data, "{\"x\":1}\n", 8) != 0)
         abort();
@@ -223,7 +234,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (res.good_end > n || res.frames != (uint64_t)s.n)
         abort();
     if ((flags & 2) && s.n <= MAX_GOOD)
-        check_with_files(b, n, &s, &res);
+        check_with_files(b, n, &s, &res, (flags & 4) != 0);
     free(b);
     return 0;
 }
