@@ -26,6 +26,7 @@
 #include "../scorer/stats.c"
 #include "../scorer/batch.c"
 #include "../scorer/store.c"
+#include "../scorer/store_source.c"
 
 #include <stdio.h>
 #include <time.h>
@@ -67,30 +68,6 @@ static int fill(vt_store *st, int64_t cur)
         }
     }
     return 0;
-}
-
-struct tramp {
-    vt_score_visit_fn fn;
-    void *arg;
-};
-
-static int tramp_cb(void *ud, const char *key, size_t len, const struct vt_aggregate *agg)
-{
-    struct tramp *t = ud;
-    t->fn(t->arg, key, len, agg);
-    return 0;
-}
-
-struct source {
-    vt_store *st;
-    struct vt_aggregate scratch;
-};
-
-static int source_each(void *ctx, int64_t from_ms, int64_t to_ms, vt_score_visit_fn fn, void *arg)
-{
-    struct source *s = ctx;
-    struct tramp t = {fn, arg};
-    return vt_store_query(s->st, from_ms, to_ms, &s->scratch, tramp_cb, &t);
 }
 
 /* FNV-1a over the bits of every score value, count and state. */
@@ -147,9 +124,9 @@ int main(int argc, char **argv)
         return 1;
     }
     struct vt_score_engine *e = vt_score_engine_new(&cfg);
-    struct source s = {.st = st};
-    vt_aggregate_init(&s.scratch);
-    struct vt_score_source src = {.ctx = &s, .each = source_each};
+    struct vt_store_source s;
+    vt_store_source_init(&s);
+    struct vt_score_source src = vt_store_source_of(&s, st);
 
     /* one warm-up tick (segments are created), then the measured ones */
     if (vt_score_engine_evaluate(e, &src, now + 1000)) {
@@ -181,7 +158,7 @@ int main(int argc, char **argv)
         printf("eval_checksum %016llx (compare runs with the same BENCH_EVAL_NOW)\n",
                (unsigned long long)h);
     vt_score_engine_free(e);
-    vt_aggregate_free(&s.scratch);
+    vt_store_source_free(&s);
     vt_store_free(st);
     return 0;
 }

@@ -27,6 +27,7 @@
 #include "score.h"
 #include "score_config.h"
 #include "store.h"
+#include "store_source.h"
 
 struct cfg {
     char *scores;
@@ -96,7 +97,7 @@ struct app {
     vt_collector *coll;
     struct vt_api api;
     struct vt_score_engine *engine;
-    struct vt_aggregate scratch;
+    struct vt_store_source source; /* the engine's view of the store */
     uv_timer_t eval_timer, fresh_timer;
     uint64_t last_eval_ms; /* uv_now() of the last evaluation */
     uv_signal_t sig_term, sig_int, sig_hup;
@@ -114,27 +115,6 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ---- the score engine's source, over the store ------------------------------ */
-
-struct tramp {
-    vt_score_visit_fn fn;
-    void *arg;
-};
-
-static int tramp_cb(void *ud, const char *key, size_t len, const struct vt_aggregate *agg)
-{
-    struct tramp *t = ud;
-    t->fn(t->arg, key, len, agg);
-    return 0;
-}
-
-static int source_each(void *ctx, int64_t from_ms, int64_t to_ms, vt_score_visit_fn fn, void *arg)
-{
-    struct app *a = ctx;
-    struct tramp t = {fn, arg};
-    return vt_store_query(a->store, from_ms, to_ms, &a->scratch, tramp_cb, &t);
-}
-
 static void evaluate(struct app *a)
 {
     if (!a->engine)
@@ -145,7 +125,7 @@ static void evaluate(struct app *a)
     vt_store_stats_get(a->store, &ss);
     if (!ss.records)
         return;
-    struct vt_score_source src = {.ctx = a, .each = source_each};
+    struct vt_score_source src = vt_store_source_of(&a->source, a->store);
     a->last_eval_ms = uv_now(a->loop);
     uint64_t t0 = uv_hrtime();
     int rc = vt_score_engine_evaluate(a->engine, &src, wall_ms());
@@ -445,7 +425,7 @@ int main(int argc, char **argv)
     } else {
         vt_log_set_level((enum vt_log_level)a->cfg.log_level);
         a->loop = uv_default_loop();
-        vt_aggregate_init(&a->scratch);
+        vt_store_source_init(&a->source);
         code = run(a);
         /* tear down whatever run() built (also on early errors) */
         if (a->grpc && code) {
@@ -459,7 +439,7 @@ int main(int argc, char **argv)
         vt_score_engine_free(a->engine);
         vt_store_free(a->store);
         vt_metrics_free(a->reg);
-        vt_aggregate_free(&a->scratch);
+        vt_store_source_free(&a->source);
     }
     vt_config_free(knobs, N_KNOBS, &a->cfg);
     free(a);
