@@ -615,7 +615,8 @@ static int field_of(struct vt_str name)
 
 /* The walker. dst == NULL: check only (nothing allocated);
  * else merge into dst a message that passed the check. */
-static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst)
+static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst,
+                struct vt_agg_head *head)
 {
     struct pb b = pb_make(buf, len);
     struct pbf f;
@@ -634,10 +635,24 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst)
         struct vt_str name;
         uint64_t n;
         struct pb sk;
-        switch (f.num) { /* series (1), window (2, 3) and overflow (18): vt_aggregate_wire_head */
+        switch (f.num) {
+        case 1:
+            if (head)
+                head->series = f.ptr, head->series_len = f.len;
+            break;
+        case 2:
+            if (head)
+                head->window_start_ms = (int64_t)f.u;
+            break;
         case 3:
             if (f.u > UINT32_MAX)
                 return -EBADMSG;
+            if (head)
+                head->window_ms = (uint32_t)f.u;
+            break;
+        case 18:
+            if (head)
+                head->overflow = f.u != 0;
             break;
         case 4: count = f.u; break;
         case 5: errors = f.u; break;
@@ -703,7 +718,7 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst)
                 add_exemplar(dst, &x);
             break;
         }
-        default: break; /* the head, or a field of a newer schema */
+        default: break; /* a field of a newer schema */
         }
         if (rc)
             return rc;
@@ -713,6 +728,8 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst)
     if (r != 0 || count > VT_AGG_MAX_COUNT || errors > count || sketch_max > count ||
         emb_count > count)
         return -EBADMSG;
+    if (head)
+        head->count = count;
     if (dst) {
         dst->count += count;
         dst->errors += errors;
@@ -727,8 +744,11 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst)
 
 int vt_aggregate_check_wire(const uint8_t *buf, size_t len, struct vt_agg_head *head)
 {
-    int rc = walk(buf, len, NULL);
-    return rc || !head ? rc : vt_aggregate_wire_head(buf, len, head);
+    struct vt_agg_head h;
+    if (!head)
+        head = &h;
+    memset(head, 0, sizeof *head);
+    return walk(buf, len, NULL, head); /* the head in the same pass */
 }
 
 int vt_aggregate_wire_head(const uint8_t *buf, size_t len, struct vt_agg_head *head)
@@ -776,7 +796,7 @@ void vt_aggregate_prefetch_metrics(const struct vt_aggregate *a)
 
 int vt_aggregate_merge_wire_checked(struct vt_aggregate *dst, const uint8_t *buf, size_t len)
 {
-    return walk(buf, len, dst);
+    return walk(buf, len, dst, NULL);
 }
 
 int vt_aggregate_merge_wire(struct vt_aggregate *dst, const uint8_t *buf, size_t len)

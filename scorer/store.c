@@ -630,7 +630,7 @@ static int target_key(vt_store *st, struct target *t, size_t *used)
     return 0;
 }
 
-/* Passes 2 and 3 for one aggregate. 0 or -ENOMEM. */
+/* Pass 2 for one aggregate: its series, found or created. 0 or -ENOMEM. */
 static int target_series(vt_store *st, struct target *t)
 {
     t->s = NULL;
@@ -645,6 +645,7 @@ static int target_series(vt_store *st, struct target *t)
     return 0;
 }
 
+/* Pass 3: the live rollup it merges into, if there is one already. */
 static void target_rollup(const vt_store *st, struct target *t)
 {
     /* only a rollup the merge keeps live: the packed path frees it */
@@ -656,7 +657,7 @@ static void target_rollup(const vt_store *st, struct target *t)
         vt_aggregate_prefetch(t->hot);
 }
 
-/* Pass 2 for one aggregate: the records merged (0 if dropped), or -ENOMEM. */
+/* The merge of one aggregate: the records merged (0 if dropped), or -ENOMEM. */
 static int64_t target_merge(vt_store *st, const struct target *t, uint64_t *dropped)
 {
     struct series *s = t->s;
