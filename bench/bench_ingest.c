@@ -104,6 +104,7 @@ int main(int argc, char **argv)
      * receipt, then the group applied */
     double check = 1e30, apply = 1e30; /* the best pass: this VM's neighbours are noisy */
     struct vt_batch group[GROUP];
+    struct vt_batch_kept kept[GROUP] = {{0}}; /* what each check keeps for its apply */
     for (int p = 0; p < passes; p++) {
         double pc = 0, pa = 0;
         for (uint64_t g = p * n; g < (p + 1) * n; g += GROUP) {
@@ -112,7 +113,7 @@ int main(int argc, char **argv)
             for (uint64_t i = 0; i < k; i++)
                 if (vt_batch_parse(&group[i], wire + off[g + i], off[g + i + 1] - off[g + i], err,
                                    sizeof err) ||
-                    vt_store_validate(st, &group[i], err, sizeof err)) {
+                    (group[i].kept = &kept[i], vt_store_validate(st, &group[i], err, sizeof err))) {
                     fprintf(stderr, "bench_ingest: invalid batch: %s\n", err);
                     return 1;
                 }
@@ -135,6 +136,8 @@ int main(int argc, char **argv)
     bench_report("inflate_us_per_batch", inflate / (double)m * 1e6, "us", NULL);
     bench_report("wire_bytes_per_batch", (double)off[m] / (double)m, "bytes", NULL);
     bench_report("zstd_bytes_per_batch", (double)zlen / (double)m, "bytes", NULL);
+    for (int i = 0; i < GROUP; i++)
+        vt_batch_kept_free(&kept[i]);
     ZSTD_freeCCtx(zc);
     ZSTD_freeDCtx(zd);
     free(wire);

@@ -613,10 +613,40 @@ static int field_of(struct vt_str name)
     return -1;
 }
 
-/* The walker. dst == NULL: check only (nothing allocated);
- * else merge into dst a message that passed the check. */
+/* The sketches a check keeps (kept[n++]) and the merge then reads
+ * (kept[i++], in the same order). */
+struct keep {
+    struct vt_sketch_kept *kept;
+    uint32_t n, i;
+};
+
+/* One sketch: checked (dst == NULL; *count set), else merged into s - or,
+ * s == NULL, counted as dropped into dst. From what the check kept when kc. */
+static int walk_sketch(const uint8_t *p, size_t len, struct vt_aggregate *dst, vt_sketch *s,
+                       struct keep *kc, uint64_t *count)
+{
+    if (!dst) {
+        if (!kc)
+            return vt_sketch_check_wire(p, len, count);
+        struct vt_sketch_kept *k = &kc->kept[kc->n];
+        if (vt_sketch_check_wire_kept(p, len, k))
+            return -EBADMSG;
+        kc->n++;
+        *count = k->count;
+        return 0;
+    }
+    const struct vt_sketch_kept *k = kc && kc->i < kc->n ? &kc->kept[kc->i++] : NULL;
+    if (!s)
+        dst->metrics_dropped += k ? k->count : wire_sketch_count(pb_make(p, len));
+    else if (k ? vt_sketch_merge_kept(s, k) : vt_sketch_merge_wire_checked(s, p, len))
+        return -ENOMEM;
+    return 0;
+}
+
+/* The walker. dst == NULL: check only (nothing allocated); else merge into
+ * dst a message that passed the check. kc: the sketches' checks kept. */
 static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst,
-                struct vt_agg_head *head)
+                struct vt_agg_head *head, struct keep *kc)
 {
     struct pb b = pb_make(buf, len);
     struct pbf f;
@@ -667,26 +697,16 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst,
             if (fixed_seen & (1u << f.num)) /* protobuf would merge the two: refused */
                 return -EBADMSG;
             fixed_seen |= 1u << f.num;
-            if (!dst) {
-                rc = vt_sketch_check_wire(f.ptr, f.len, &n);
-                sketch_max = n > sketch_max ? n : sketch_max;
-            }
-            else if (vt_sketch_merge_wire_checked(fixed_sketch(dst, (int)f.num - 7), f.ptr, f.len))
-                rc = -ENOMEM;
+            rc = walk_sketch(f.ptr, f.len, dst, dst ? fixed_sketch(dst, (int)f.num - 7) : NULL,
+                             kc, &n);
+            sketch_max = !dst && n > sketch_max ? n : sketch_max;
             break;
         case 12:
             if (++n_metrics > VT_AGG_MAX_METRICS || wire_metric(pb_of(&f), &name, &sk))
                 return -EBADMSG;
-            if (!dst) {
-                rc = vt_sketch_check_wire(sk.p, (size_t)(sk.end - sk.p), &n);
-                sketch_max = n > sketch_max ? n : sketch_max;
-            } else {
-                vt_sketch *s = metric_sketch(dst, name.ptr, name.len);
-                if (!s)
-                    dst->metrics_dropped += wire_sketch_count(sk);
-                else if (vt_sketch_merge_wire_checked(s, sk.p, (size_t)(sk.end - sk.p)))
-                    rc = -ENOMEM;
-            }
+            rc = walk_sketch(sk.p, (size_t)(sk.end - sk.p), dst,
+                             dst ? metric_sketch(dst, name.ptr, name.len) : NULL, kc, &n);
+            sketch_max = !dst && n > sketch_max ? n : sketch_max;
             break;
         case 13: /* packed doubles, in one field (proto3 packs repeated scalars) */
             if (emb.p || f.len % 8 || f.len / 8 > VT_AGG_MAX_EMBEDDING)
@@ -748,7 +768,24 @@ int vt_aggregate_check_wire(const uint8_t *buf, size_t len, struct vt_agg_head *
     if (!head)
         head = &h;
     memset(head, 0, sizeof *head);
-    return walk(buf, len, NULL, head); /* the head in the same pass */
+    return walk(buf, len, NULL, head, NULL); /* the head in the same pass */
+}
+
+int vt_aggregate_check_wire_kept(const uint8_t *buf, size_t len, struct vt_agg_head *head,
+                                 struct vt_sketch_kept *kept, uint32_t *n_kept)
+{
+    struct keep kc = {kept, 0, 0};
+    memset(head, 0, sizeof *head);
+    int rc = walk(buf, len, NULL, head, &kc);
+    *n_kept = kc.n;
+    return rc;
+}
+
+int vt_aggregate_merge_wire_kept(struct vt_aggregate *dst, const uint8_t *buf, size_t len,
+                                 const struct vt_sketch_kept *kept, uint32_t n_kept)
+{
+    struct keep kc = {(struct vt_sketch_kept *)kept, n_kept, 0};
+    return walk(buf, len, dst, NULL, &kc);
 }
 
 int vt_aggregate_wire_head(const uint8_t *buf, size_t len, struct vt_agg_head *head)
@@ -796,7 +833,7 @@ void vt_aggregate_prefetch_metrics(const struct vt_aggregate *a)
 
 int vt_aggregate_merge_wire_checked(struct vt_aggregate *dst, const uint8_t *buf, size_t len)
 {
-    return walk(buf, len, dst, NULL);
+    return walk(buf, len, dst, NULL, NULL);
 }
 
 int vt_aggregate_merge_wire(struct vt_aggregate *dst, const uint8_t *buf, size_t len)

@@ -144,6 +144,20 @@ struct vt_agg_head {
 /* Validate buf, changing nothing; fill *head (may be NULL). 0 or -EBADMSG. */
 int vt_aggregate_check_wire(const uint8_t *buf, size_t len, struct vt_agg_head *head);
 
+/* The most sketches an aggregate holds: the five fixed ones and the metrics. */
+#define VT_AGG_MAX_SKETCHES (5 + VT_AGG_MAX_METRICS)
+
+/* vt_aggregate_check_wire (head required) that also keeps what it learned
+ * of each sketch, in order, in kept[0 .. *n_kept): room for
+ * VT_AGG_MAX_SKETCHES. Points into buf. */
+int vt_aggregate_check_wire_kept(const uint8_t *buf, size_t len, struct vt_agg_head *head,
+                                 struct vt_sketch_kept *kept, uint32_t *n_kept);
+
+/* vt_aggregate_merge_wire_checked of the same bytes, from what
+ * vt_aggregate_check_wire_kept kept: no sketch is parsed again. */
+int vt_aggregate_merge_wire_kept(struct vt_aggregate *dst, const uint8_t *buf, size_t len,
+                                 const struct vt_sketch_kept *kept, uint32_t n_kept);
+
 /* The head alone of an aggregate that passed vt_aggregate_check_wire (reads
  * the top-level fields only: cheap). 0 or -EBADMSG (malformed). */
 int vt_aggregate_wire_head(const uint8_t *buf, size_t len, struct vt_agg_head *head);

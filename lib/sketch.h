@@ -257,4 +257,22 @@ int vt_sketch_merge_wire(vt_sketch *dst, const uint8_t *buf, size_t len);
  * errors but -EBADMSG. */
 int vt_sketch_merge_wire_checked(vt_sketch *dst, const uint8_t *buf, size_t len);
 
+/* What a check learned of one serialized Sketch, kept for the merge that
+ * follows so the message is parsed once (the scorer checks a batch on
+ * receipt and merges it after the WAL made it durable). It points into the
+ * message, which must outlive it. buf, len and count are public; the rest
+ * belongs to sketch_wire.c. */
+struct vt_sketch_kept {
+    const uint8_t *buf;
+    size_t len;
+    uint64_t count;
+    uint64_t priv_[16];
+};
+
+/* vt_sketch_check_wire that fills *k as well (*k is undefined on error). */
+int vt_sketch_check_wire_kept(const uint8_t *buf, size_t len, struct vt_sketch_kept *k);
+
+/* vt_sketch_merge_wire_checked of k->buf, from what its check kept. */
+int vt_sketch_merge_kept(vt_sketch *dst, const struct vt_sketch_kept *k);
+
 #endif

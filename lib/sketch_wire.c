@@ -10,7 +10,10 @@
  *
  * Two passes over a message, never more: check (validate everything,
  * change nothing) and merge (reserve room from the counts' index range, then
- * add; only the reservation allocates, so a merge is all-or-nothing).
+ * add; only the reservation allocates, so a merge is all-or-nothing). A
+ * check may keep what it learned (vt_sketch_kept: the scalars, each store's
+ * range and where its counts lie), so that the merge reads nothing but the
+ * counts it adds.
  */
 #include "sketch.h"
 #include "pb_wire.h"
@@ -345,16 +348,16 @@ static int collapsed_of(uint64_t cc, uint64_t pl, uint64_t nl, int *pcol, int *n
  * bucket ranges, counts adding up to `count` without overflow, a consistent
  * collapsed_count, finite min <= max on the right sides of 0. Sets the
  * collapsed flags of the two stores. 0 or -EBADMSG. */
-static int check_msg(const struct wire_sketch *w, int *pcol, int *ncol)
+static int check_msg(const struct wire_sketch *w, struct counts_sum *ps, struct counts_sum *ns,
+                     int *pcol, int *ncol)
 {
-    struct counts_sum ps, ns;
     *pcol = *ncol = 0;
     if (w->scale < VT_SKETCH_MIN_SCALE || w->scale > VT_SKETCH_MAX_SCALE ||
         !(w->zero_threshold >= 0) || !isfinite(w->zero_threshold))
         return -EBADMSG;
-    if (check_counts(w->pos, w->scale, &ps) || check_counts(w->neg, w->scale, &ns))
+    if (check_counts(w->pos, w->scale, ps) || check_counts(w->neg, w->scale, ns))
         return -EBADMSG;
-    uint64_t pt = ps.total, nt = ns.total, pl = ps.low, nl = ns.low;
+    uint64_t pt = ps->total, nt = ns->total, pl = ps->low, nl = ns->low;
     uint64_t total = w->zero_count;
     if (total > UINT64_MAX - pt || total + pt > UINT64_MAX - nt || total + pt + nt != w->count)
         return -EBADMSG;
@@ -509,46 +512,57 @@ static void add_counts(vt_sketch *dst, vt_sketch_store *d, struct pb msg,
     d->total += added;
 }
 
-/* dst += w, w validated (check_msg) and at dst's scale and zero threshold.
- * All or nothing: both stores are reserved before anything is added. */
-static int merge_checked(vt_sketch *dst, const struct wire_sketch *w, int pcol, int ncol)
+/* dst += w, w validated (check_msg) and at dst's scale and zero threshold,
+ * ps/ns the ranges of its stores (counts_span or counts_summary) and
+ * pcol/ncol their collapsed flags. All or nothing: both stores are reserved
+ * before anything is added. */
+static int merge_summed(vt_sketch *dst, const struct wire_sketch *w, const struct counts_sum *ps,
+                        const struct counts_sum *ns, int pcol, int ncol)
 {
-    /* pcol/ncol < 0: not known yet (a message checked earlier): derived
-     * from the summaries below, as check_msg does */
     if (w->count == 0)
         return 0;
     if (dst->count > UINT64_MAX - w->count)
         return -EOVERFLOW;
-    struct counts_sum ps, ns;
-    counts_span(w->pos, &ps); /* validated: cannot fail */
-    counts_span(w->neg, &ns);
     /* the exact zero-fold index (exp2l) only when a bucket can reach it */
     int32_t zfold = vt__sketch_zero_fold_bound(dst->scale, dst->zero_threshold);
-    if ((ps.lo <= ps.hi && ps.lo <= zfold) || (ns.lo <= ns.hi && ns.lo <= zfold))
+    if ((ps->lo <= ps->hi && ps->lo <= zfold) || (ns->lo <= ns->hi && ns->lo <= zfold))
         zfold = vt__sketch_zero_fold_index(dst->scale, dst->zero_threshold);
-    if (pcol < 0)
-        collapsed_of(w->collapsed_count, ps.low, ns.low, &pcol, &ncol);
-    int rc = reserve_counts(dst, &dst->pos, &ps, w->count, zfold);
+    int rc = reserve_counts(dst, &dst->pos, ps, w->count, zfold);
     if (!rc)
-        rc = reserve_counts(dst, &dst->neg, &ns, w->count, zfold);
+        rc = reserve_counts(dst, &dst->neg, ns, w->count, zfold);
     if (rc)
         return rc;
     /* merge_totals adds the message's zero_count; add_counts adds what folds */
-    add_counts(dst, &dst->pos, w->pos, &ps, zfold, pcol);
-    add_counts(dst, &dst->neg, w->neg, &ns, zfold, ncol);
+    add_counts(dst, &dst->pos, w->pos, ps, zfold, pcol);
+    add_counts(dst, &dst->neg, w->neg, ns, zfold, ncol);
     vt__sketch_merge_totals(dst, w->zero_count, w->count, w->sum, w->min, w->max);
     return 0;
+}
+
+/* merge_summed of a message checked earlier: its ranges (counts_span:
+ * cheaper than a summary) and collapsed flags found again. */
+static int merge_checked(vt_sketch *dst, const struct wire_sketch *w)
+{
+    if (w->count == 0)
+        return 0;
+    struct counts_sum ps, ns;
+    int pcol, ncol;
+    counts_span(w->pos, &ps); /* validated: cannot fail */
+    counts_span(w->neg, &ns);
+    collapsed_of(w->collapsed_count, ps.low, ns.low, &pcol, &ncol);
+    return merge_summed(dst, w, &ps, &ns, pcol, ncol);
 }
 
 int vt_sketch_check_wire(const uint8_t *buf, size_t len, uint64_t *count)
 {
     struct wire_sketch w;
+    struct counts_sum ps, ns;
     int pcol, ncol;
     if (wire_parse(&w, buf, len))
         return -EBADMSG;
     if (count)
         *count = w.count;
-    return check_msg(&w, &pcol, &ncol);
+    return check_msg(&w, &ps, &ns, &pcol, &ncol);
 }
 
 int vt_sketch_unpack(vt_sketch *s, const uint8_t *buf, size_t len, uint32_t max_bins)
@@ -558,11 +572,12 @@ int vt_sketch_unpack(vt_sketch *s, const uint8_t *buf, size_t len, uint32_t max_
     vt_sketch_init_default(s);
     if (max_bins > VT_SKETCH_MAX_BINS_LIMIT)
         return -EINVAL;
-    if (wire_parse(&w, buf, len) || check_msg(&w, &pcol, &ncol))
+    struct counts_sum ps, ns;
+    if (wire_parse(&w, buf, len) || check_msg(&w, &ps, &ns, &pcol, &ncol))
         return -EBADMSG;
     int rc = vt_sketch_init(s, w.scale, max_bins, w.zero_threshold); /* allocates nothing */
     if (!rc)
-        rc = merge_checked(s, &w, pcol, ncol);
+        rc = merge_summed(s, &w, &ps, &ns, pcol, ncol);
     if (rc) {
         vt_sketch_free(s);
         vt_sketch_init_default(s);
@@ -573,14 +588,15 @@ int vt_sketch_unpack(vt_sketch *s, const uint8_t *buf, size_t len, uint32_t max_
 int vt_sketch_merge_wire(vt_sketch *dst, const uint8_t *buf, size_t len)
 {
     struct wire_sketch w;
+    struct counts_sum ps, ns;
     int pcol, ncol;
     if (wire_parse(&w, buf, len))
         return -EBADMSG;
     /* The common case - same scale, same zero threshold - merges straight
      * from the message. Anything else goes through a temporary sketch. */
     if (w.scale == dst->scale && w.zero_threshold == dst->zero_threshold) {
-        int rc = check_msg(&w, &pcol, &ncol);
-        return rc ? rc : merge_checked(dst, &w, pcol, ncol);
+        int rc = check_msg(&w, &ps, &ns, &pcol, &ncol);
+        return rc ? rc : merge_summed(dst, &w, &ps, &ns, pcol, ncol);
     }
     vt_sketch tmp;
     int rc = vt_sketch_unpack(&tmp, buf, len, dst->max_bins);
@@ -596,5 +612,89 @@ int vt_sketch_merge_wire_checked(vt_sketch *dst, const uint8_t *buf, size_t len)
     if (wire_parse(&w, buf, len) || w.scale != dst->scale ||
         w.zero_threshold != dst->zero_threshold)
         return vt_sketch_merge_wire(dst, buf, len);
-    return merge_checked(dst, &w, -1, -1);
+    return merge_checked(dst, &w);
+}
+
+/* ---- kept: what a check learned, for the merge that follows ---------------- */
+
+/* A store's range and counts as a check summed them. Bucket indexes fit in
+ * 32 bits (the mapping's, VT_SKETCH_MAX_SCALE included); lo > hi: none. */
+struct kept_store {
+    const uint8_t *p, *end; /* the sparse run, or else the Buckets message */
+    int32_t lo, hi, offset;
+    uint32_t sparse;
+    uint64_t top;
+};
+
+struct kept {
+    uint64_t zero_count;
+    double sum, min, max, zero_threshold;
+    int32_t scale;
+    uint8_t pcol, ncol;
+    struct kept_store pos, neg;
+};
+
+_Static_assert(sizeof(struct kept) <= sizeof(((struct vt_sketch_kept *)0)->priv_),
+               "struct kept fits vt_sketch_kept");
+
+static void keep_store(struct kept_store *k, struct pb msg, const struct counts_sum *s)
+{
+    k->sparse = s->sparse.p != NULL;
+    k->p = k->sparse ? s->sparse.p : msg.p;
+    k->end = k->sparse ? s->sparse.end : msg.end;
+    k->lo = s->lo <= s->hi ? (int32_t)s->lo : 1;
+    k->hi = s->lo <= s->hi ? (int32_t)s->hi : 0;
+    k->offset = (int32_t)s->offset;
+    k->top = s->top;
+}
+
+/* The summary merge_summed reads (lo, hi, top, offset, sparse) and the
+ * Buckets message add_counts walks when dense. */
+static struct pb kept_sum(const struct kept_store *k, struct counts_sum *s)
+{
+    *s = (struct counts_sum){.top = k->top, .offset = k->offset};
+    s->lo = k->lo <= k->hi ? k->lo : INT64_MAX;
+    s->hi = k->lo <= k->hi ? k->hi : INT64_MIN;
+    if (k->sparse) {
+        s->sparse = (struct pb){k->p, k->end};
+        return (struct pb){NULL, NULL};
+    }
+    return (struct pb){k->p, k->end};
+}
+
+int vt_sketch_check_wire_kept(const uint8_t *buf, size_t len, struct vt_sketch_kept *out)
+{
+    struct wire_sketch w;
+    struct counts_sum ps, ns;
+    int pcol, ncol;
+    if (wire_parse(&w, buf, len) || check_msg(&w, &ps, &ns, &pcol, &ncol))
+        return -EBADMSG;
+    struct kept *k = (struct kept *)out->priv_;
+    out->buf = buf;
+    out->len = len;
+    out->count = w.count;
+    k->zero_count = w.zero_count;
+    k->sum = w.sum;
+    k->min = w.min;
+    k->max = w.max;
+    k->zero_threshold = w.zero_threshold;
+    k->scale = w.scale;
+    k->pcol = (uint8_t)pcol;
+    k->ncol = (uint8_t)ncol;
+    keep_store(&k->pos, w.pos, &ps);
+    keep_store(&k->neg, w.neg, &ns);
+    return 0;
+}
+
+int vt_sketch_merge_kept(vt_sketch *dst, const struct vt_sketch_kept *out)
+{
+    const struct kept *k = (const struct kept *)out->priv_;
+    if (k->scale != dst->scale || k->zero_threshold != dst->zero_threshold)
+        return vt_sketch_merge_wire(dst, out->buf, out->len);
+    struct wire_sketch w = {.count = out->count, .zero_count = k->zero_count, .sum = k->sum,
+                            .min = k->min, .max = k->max};
+    struct counts_sum ps, ns;
+    w.pos = kept_sum(&k->pos, &ps);
+    w.neg = kept_sum(&k->neg, &ns);
+    return merge_summed(dst, &w, &ps, &ns, k->pcol, k->ncol);
 }

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pb_wire.h"
@@ -96,4 +97,43 @@ int vt_batch_next_aggregate(const struct vt_batch *b, size_t *pos, const uint8_t
         }
     *pos = b->len;
     return 0;
+}
+
+/* p (n used of *cap items of size sz) with room for `more` more: p itself,
+ * or its replacement; NULL (p still valid) when out of memory. */
+static void *grow(void *p, uint32_t n, uint32_t *cap, size_t more, size_t sz)
+{
+    if (n + more <= *cap)
+        return p;
+    size_t c = *cap ? *cap : 16;
+    while (c < n + more)
+        c *= 2;
+    void *np = c <= UINT32_MAX ? realloc(p, c * sz) : NULL;
+    if (np)
+        *cap = (uint32_t)c;
+    return np;
+}
+
+int vt_batch_kept_reserve(struct vt_batch_kept *k, size_t key_max)
+{
+    void *a = grow(k->aggs, k->n_aggs, &k->cap_aggs, 1, sizeof *k->aggs);
+    if (a)
+        k->aggs = a;
+    void *s = a ? grow(k->sketches, k->n_sketches, &k->cap_sketches, VT_AGG_MAX_SKETCHES,
+                       sizeof *k->sketches)
+                : NULL;
+    if (s)
+        k->sketches = s;
+    void *c = s ? grow(k->keys, k->keys_len, &k->keys_cap, key_max, 1) : NULL;
+    if (c)
+        k->keys = c;
+    return c ? 0 : -ENOMEM;
+}
+
+void vt_batch_kept_free(struct vt_batch_kept *k)
+{
+    free(k->aggs);
+    free(k->sketches);
+    free(k->keys);
+    memset(k, 0, sizeof *k);
 }

@@ -17,9 +17,38 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aggregate.h"
+
 #define VT_BATCH_SCHEMA_VERSION 1 /* the Batch.schema_version we accept */
 #define VT_BATCH_MAX_AGENT_ID 255
 #define VT_BATCH_MAX_ID 1024
+
+/* What vt_store_validate learned of a batch's aggregates, kept for the
+ * vt_store_apply that follows (after the WAL write), so nothing is parsed
+ * twice. Points into the batch's bytes. The caller owns it and reuses it
+ * from batch to batch (the arrays only grow); vt_batch_kept_free releases. */
+struct vt_batch_agg {
+    const uint8_t *buf; /* the WindowAggregate's bytes */
+    size_t len;
+    struct vt_agg_head h;
+    uint32_t key_off, key_len; /* its canonical series key, in keys */
+    uint32_t sk, n_sk;         /* its sketches, in sketches */
+};
+
+struct vt_batch_kept {
+    const uint8_t *of; /* the batch bytes all this was kept for; NULL: none */
+    struct vt_batch_agg *aggs;
+    uint32_t n_aggs, cap_aggs;
+    struct vt_sketch_kept *sketches;
+    uint32_t n_sketches, cap_sketches;
+    char *keys;
+    uint32_t keys_len, keys_cap;
+};
+
+/* Room for one more aggregate: its VT_AGG_MAX_SKETCHES sketches and a key of
+ * key_max bytes. 0 or -ENOMEM. */
+int vt_batch_kept_reserve(struct vt_batch_kept *k, size_t key_max);
+void vt_batch_kept_free(struct vt_batch_kept *k);
 
 struct vt_batch {
     uint32_t schema_version;
@@ -32,6 +61,9 @@ struct vt_batch {
     uint32_t n_aggregates;
     const uint8_t *buf; /* the message, not owned */
     size_t len;
+    struct vt_batch_kept *kept; /* NULL from vt_batch_parse; a caller sets it
+                                   to have vt_store_validate keep what it
+                                   learned there for vt_store_apply */
 };
 
 /* Parse the header of a serialized Batch: schema_version ==

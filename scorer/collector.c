@@ -24,6 +24,7 @@
 #define EXPIRE_EVERY_MS 5000
 #define MAX_GROUP 1024 /* batches per WAL job */
 #define POOL_MAX 128   /* free pends kept */
+#define KEPT_MAX_AGGS 4096 /* a pooled pend keeps arrays for this many aggregates */
 
 enum job_kind { JOB_NONE = 0, JOB_WAL, JOB_SNAPSHOT };
 
@@ -31,6 +32,7 @@ struct pend {
     struct pend *next;
     vt_grpc_call_t *call;
     struct vt_batch batch; /* points into the request (owned by call until respond) */
+    struct vt_batch_kept kept; /* what validation learned, for the merge */
     const uint8_t *zstd;   /* the request as it arrived, if zstd-compressed: the WAL
                               keeps these bytes (NULL: it keeps batch.buf as is) */
     size_t zlen;
@@ -152,6 +154,8 @@ static struct pend *pend_get(vt_collector *c)
         c->pool_len--;
     } else if (!(p = malloc(sizeof *p))) {
         return NULL;
+    } else {
+        memset(&p->kept, 0, sizeof p->kept);
     }
     p->next = NULL;
     p->call = NULL;
@@ -163,9 +167,12 @@ static struct pend *pend_get(vt_collector *c)
 static void pend_put(vt_collector *c, struct pend *p)
 {
     if (c->pool_len >= POOL_MAX) {
+        vt_batch_kept_free(&p->kept);
         free(p);
         return;
     }
+    if (p->kept.cap_aggs > KEPT_MAX_AGGS) /* an outsized batch's: not hoarded */
+        vt_batch_kept_free(&p->kept);
     p->next = c->pool;
     c->pool = p;
     c->pool_len++;
@@ -194,6 +201,7 @@ static void on_push(vt_grpc_call_t *call, void *data)
     char err[256];
     struct vt_batch *b = &p->batch;
     int rc = vt_batch_parse(b, raw, len, err, sizeof err);
+    b->kept = &p->kept;
     if (!rc)
         rc = vt_store_validate(c->store, b, err, sizeof err);
     if (rc) {
@@ -510,13 +518,14 @@ static int replay(vt_collector *c)
         return rc;
     vt_seglog_frame f;
     uint64_t batches = 0, bad = 0, records = 0;
+    struct vt_batch_kept kept = {0};
     while ((rc = vt_seglog_reader_next(r, &f)) == 1) {
         if (f.first_seq < from)
             continue;
         struct vt_batch b;
         char err[256];
         if (vt_batch_parse(&b, f.data, f.len, err, sizeof err) ||
-            vt_store_validate(c->store, &b, err, sizeof err)) {
+            (b.kept = &kept, vt_store_validate(c->store, &b, err, sizeof err))) {
             bad++;
             continue;
         }
@@ -530,6 +539,7 @@ static int replay(vt_collector *c)
         batches++;
     }
     vt_seglog_reader_close(r);
+    vt_batch_kept_free(&kept);
     if (rc < 0)
         return rc;
     vt_store_expire(c->store, wall_ms());
@@ -660,6 +670,7 @@ static void on_timer_closed(uv_handle_t *h)
     while (c->pool) {
         struct pend *p = c->pool;
         c->pool = p->next;
+        vt_batch_kept_free(&p->kept);
         free(p);
     }
     free(c->snap_path);

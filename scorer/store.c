@@ -310,9 +310,20 @@ int vt_store_validate(vt_store *st, const struct vt_batch *b, char *err, size_t 
 {
     size_t pos = 0, len;
     const uint8_t *agg;
+    struct vt_batch_kept *k = b->kept; /* NULL once it cannot grow: nothing kept */
+    if (k)
+        k->of = NULL, k->n_aggs = k->n_sketches = k->keys_len = 0;
     for (uint32_t i = 0; vt_batch_next_aggregate(b, &pos, &agg, &len) == 1; i++) {
         struct vt_agg_head h;
-        if (vt_aggregate_check_wire(agg, len, &h)) {
+        struct vt_batch_agg *ka = NULL;
+        if (k && vt_batch_kept_reserve(k, sizeof st->key))
+            k = NULL;
+        if (k) {
+            ka = &k->aggs[k->n_aggs];
+            *ka = (struct vt_batch_agg){.buf = agg, .len = len, .sk = k->n_sketches};
+        }
+        if (ka ? vt_aggregate_check_wire_kept(agg, len, &h, k->sketches + ka->sk, &ka->n_sk)
+               : vt_aggregate_check_wire(agg, len, &h)) {
             snprintf(err, errlen, "aggregates[%u]: invalid aggregate (counts, names, sketches or "
                      "embedding out of bounds)", i);
             return -EBADMSG;
@@ -321,12 +332,24 @@ int vt_store_validate(vt_store *st, const struct vt_batch *b, char *err, size_t 
             snprintf(err, errlen, "aggregates[%u].series: missing", i);
             return -EBADMSG;
         }
-        if (vt_series_key_from_wire(h.series, h.series_len, st->key, sizeof st->key) < 0) {
+        char *key = ka ? k->keys + k->keys_len : st->key;
+        int n = vt_series_key_from_wire(h.series, h.series_len, key, sizeof st->key);
+        if (n < 0) {
             snprintf(err, errlen, "aggregates[%u].series: not canonical (NUL bytes, unsorted or "
                      "duplicate labels, or too long)", i);
             return -EBADMSG;
         }
+        if (ka) {
+            ka->h = h;
+            ka->key_off = k->keys_len;
+            ka->key_len = (uint32_t)n;
+            k->keys_len += (uint32_t)n;
+            k->n_sketches += ka->n_sk;
+            k->n_aggs++;
+        }
     }
+    if (k)
+        k->of = b->buf;
     return 0;
 }
 
@@ -602,6 +625,8 @@ struct series *vt_store__series_get_hashed(vt_store *st, const char *key, size_t
 struct target {
     const uint8_t *agg; /* the aggregate's bytes */
     size_t len;
+    const struct vt_sketch_kept *kept; /* its sketches' checks, if kept */
+    uint32_t n_kept;
     struct vt_agg_head h;
     const char *key; /* its series key, in st->key */
     size_t key_len;
@@ -617,6 +642,7 @@ struct target {
 static int target_key(vt_store *st, struct target *t, size_t *used)
 {
     int n = -EBADMSG;
+    t->kept = NULL;
     if (vt_aggregate_wire_head(t->agg, t->len, &t->h) == 0 && t->h.series)
         n = vt_series_key_from_wire(t->h.series, t->h.series_len, st->key + *used,
                                     sizeof st->key - *used);
@@ -628,6 +654,27 @@ static int target_key(vt_store *st, struct target *t, size_t *used)
     t->hash = vt_series_hash(t->key, t->key_len);
     vt_series_table_prefetch(&st->series, t->hash);
     return 0;
+}
+
+/* Pass 1 from what validation kept: nothing to parse. */
+static void target_kept(vt_store *st, struct target *t, const struct vt_batch_kept *k,
+                        const struct vt_batch_agg *a)
+{
+    t->agg = a->buf;
+    t->len = a->len;
+    t->kept = k->sketches + a->sk;
+    t->n_kept = a->n_sk;
+    t->h = a->h;
+    t->key = k->keys + a->key_off;
+    t->key_len = a->key_len;
+    t->hash = vt_series_hash(t->key, t->key_len);
+    vt_series_table_prefetch(&st->series, t->hash);
+}
+
+static int merge_target(struct vt_aggregate *dst, const struct target *t)
+{
+    return t->kept ? vt_aggregate_merge_wire_kept(dst, t->agg, t->len, t->kept, t->n_kept)
+                   : vt_aggregate_merge_wire_checked(dst, t->agg, t->len);
 }
 
 /* Pass 2 for one aggregate: its series, found or created. 0 or -ENOMEM. */
@@ -673,13 +720,13 @@ static int64_t target_merge(vt_store *st, const struct target *t, uint64_t *drop
     int rc;
     if (t->tier == 0 && !bk->packed && t->start >= st->hot_boundary) {
         struct vt_aggregate *live = vt_store__bucket_live(bk);
-        rc = live ? vt_aggregate_merge_wire_checked(live, t->agg, t->len) : -ENOMEM;
+        rc = live ? merge_target(live, t) : -ENOMEM;
         if (live)
             bk->count = live->count;
     } else { /* late data for a packed bucket: decode, merge, pack */
         rc = vt_store__cold_load(st, bk);
         if (!rc)
-            rc = vt_aggregate_merge_wire_checked(&st->cold, t->agg, t->len);
+            rc = merge_target(&st->cold, t);
         if (!rc)
             rc = vt_store__bucket_pack(st, t->tier, bk, &st->cold);
     }
@@ -706,10 +753,15 @@ int64_t vt_store_apply(vt_store *st, const struct vt_batch *b, uint64_t *dropped
     int64_t merged = 0;
     size_t pos = 0;
     struct target t[APPLY_CHUNK];
-    for (;;) {
+    /* what validation kept, if it was kept for these very bytes */
+    const struct vt_batch_kept *k = b->kept && b->kept->of == b->buf ? b->kept : NULL;
+    for (uint32_t ai = 0;;) {
         uint32_t n = 0;
         size_t used = 0, at = pos;
-        while (n < APPLY_CHUNK && vt_batch_next_aggregate(b, &pos, &t[n].agg, &t[n].len) == 1) {
+        for (; k && n < APPLY_CHUNK && ai < k->n_aggs; n++)
+            target_kept(st, &t[n], k, &k->aggs[ai++]);
+        while (!k && n < APPLY_CHUNK &&
+               vt_batch_next_aggregate(b, &pos, &t[n].agg, &t[n].len) == 1) {
             if ((rc = target_key(st, &t[n], &used)) < 0)
                 return rc;
             if (rc) { /* st->key is full: this one starts the next chunk */

@@ -53,9 +53,16 @@ static int merge_msg(vt_sketch *d, const Vitals__V1__Sketch *m, int checked)
 {
     size_t n;
     uint8_t *b = msg_bytes(m, &n);
-    int rc = checked == 2   ? vt_sketch_check_wire(b, n, NULL)
+    struct vt_sketch_kept k;
+    int rc = checked == 3   ? vt_sketch_check_wire_kept(b, n, &k)
+             : checked == 2 ? vt_sketch_check_wire(b, n, NULL)
              : checked == 1 ? vt_sketch_merge_wire_checked(d, b, n)
                             : vt_sketch_merge_wire(d, b, n);
+    if (checked == 3 && rc == 0) { /* merged from what the check kept */
+        assert_int_equal(k.count, m->count);
+        assert_true(k.buf == b && k.len == n);
+        rc = vt_sketch_merge_kept(d, &k);
+    }
     free(b);
     return rc;
 }
@@ -355,7 +362,7 @@ static void test_merge_wire_fast_path(void **state)
     rng r = {77};
     for (int round = 0; round < 200; round++) {
         uint32_t bins = round % 3 == 0 ? 64 : 2048;
-        vt_sketch a, b, want, got1, got2;
+        vt_sketch a, b, want, got1, got2, got3;
         vt_sketch_init(&a, 6, bins, VT_SKETCH_DEFAULT_ZERO_THRESHOLD);
         vt_sketch_init(&b, 6, bins, VT_SKETCH_DEFAULT_ZERO_THRESHOLD);
         int n = 1 + (int)(rng_next(&r) % 300);
@@ -380,16 +387,20 @@ static void test_merge_wire_fast_path(void **state)
         vt_sketch_init(&want, 6, bins, VT_SKETCH_DEFAULT_ZERO_THRESHOLD);
         vt_sketch_init(&got1, 6, bins, VT_SKETCH_DEFAULT_ZERO_THRESHOLD);
         vt_sketch_init(&got2, 6, bins, VT_SKETCH_DEFAULT_ZERO_THRESHOLD);
+        vt_sketch_init(&got3, 6, bins, VT_SKETCH_DEFAULT_ZERO_THRESHOLD);
         assert_int_equal(vt_sketch_merge(&want, &a), 0);
         assert_int_equal(vt_sketch_merge(&got1, &a), 0);
         assert_int_equal(vt_sketch_merge(&got2, &a), 0);
+        assert_int_equal(vt_sketch_merge(&got3, &a), 0);
         vt_sketch dec;
         assert_int_equal(from_msg(&dec, &msg, bins), 0);
         assert_int_equal(vt_sketch_merge(&want, &dec), 0);
         assert_int_equal(merge_msg(&got1, &msg, 0), 0);
         assert_int_equal(merge_msg(&got2, &msg, 1), 0);
+        assert_int_equal(merge_msg(&got3, &msg, 3), 0);
         assert_true(vt_sketch_same(&got1, &want));
         assert_true(vt_sketch_same(&got2, &want));
+        assert_true(vt_sketch_same(&got3, &want));
         vt_sketch_proto_release(&msg);
         vt_sketch_free(&dec);
         vt_sketch_free(&a);
@@ -397,7 +408,39 @@ static void test_merge_wire_fast_path(void **state)
         vt_sketch_free(&want);
         vt_sketch_free(&got1);
         vt_sketch_free(&got2);
+        vt_sketch_free(&got3);
     }
+}
+
+/* A kept check merged into a sketch of another scale or zero threshold
+ * takes the general path, as vt_sketch_merge_wire does. */
+static void test_kept_other_scale(void **state)
+{
+    (void)state;
+    vt_sketch src, want, got;
+    vt_sketch_init(&src, 6, 2048, VT_SKETCH_DEFAULT_ZERO_THRESHOLD);
+    fill_mixed(&src, 500, 5);
+    Vitals__V1__Sketch msg;
+    assert_int_equal(vt_sketch_to_proto(&src, &msg), 0);
+    size_t n;
+    uint8_t *b = msg_bytes(&msg, &n);
+    struct vt_sketch_kept k;
+    assert_int_equal(vt_sketch_check_wire_kept(b, n, &k), 0);
+    for (int v = 0; v < 2; v++) {
+        int scale = v ? 6 : 3;
+        double zt = v ? 1e-3 : VT_SKETCH_DEFAULT_ZERO_THRESHOLD;
+        vt_sketch_init(&want, scale, 2048, zt);
+        vt_sketch_init(&got, scale, 2048, zt);
+        assert_int_equal(vt_sketch_merge_wire(&want, b, n), 0);
+        assert_int_equal(vt_sketch_merge_kept(&got, &k), 0);
+        assert_true(vt_sketch_same(&got, &want));
+        assert_int_equal(got.count, 500);
+        vt_sketch_free(&want);
+        vt_sketch_free(&got);
+    }
+    free(b);
+    vt_sketch_proto_release(&msg);
+    vt_sketch_free(&src);
 }
 
 /* A Buckets message rewritten into the other form (dense <-> sparse). */
@@ -477,6 +520,13 @@ static void test_sparse_form(void **state)
         assert_int_equal(vt_sketch_merge_wire(&got1, enc, len), 0);
         assert_int_equal(vt_sketch_merge_wire_checked(&got2, alt, len2), 0);
         assert_true(vt_sketch_same(&got1, &got2));
+        struct vt_sketch_kept k; /* the other form merged from its check */
+        vt_sketch_init(&t, 6, bins, VT_SKETCH_DEFAULT_ZERO_THRESHOLD);
+        assert_int_equal(vt_sketch_merge(&t, &base), 0);
+        assert_int_equal(vt_sketch_check_wire_kept(alt, len2, &k), 0);
+        assert_int_equal(vt_sketch_merge_kept(&t, &k), 0);
+        assert_true(vt_sketch_same(&t, &got1));
+        vt_sketch_free(&t);
         free(enc);
         free(alt);
         vt_sketch_proto_release(&msg);
@@ -574,6 +624,7 @@ int main(void)
         cmocka_unit_test(test_wire_forms),
         cmocka_unit_test(test_wire_long_zeros),
         cmocka_unit_test(test_merge_wire_fast_path),
+        cmocka_unit_test(test_kept_other_scale),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
