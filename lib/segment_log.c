@@ -1,6 +1,7 @@
 /*
  * segment_log.c - the segment log: append-only zstd frames in segment files,
- * with crash recovery, readers, checkpoints, trimming and a disk budget.
+ * with crash recovery, checkpoints, trimming and a disk budget (the readers
+ * are in segment_log_read.c).
  *
  * The contract (format, recovery rules, threads) is in segment_log.h. Notes
  * on how it is kept:
@@ -39,77 +40,12 @@
 
 #include "log.h"
 #include "segment_frame.h"
+#include "segment_log_internal.h"
 
-#define SEG_NAME_LEN 20 /* 16 hex digits + ".seg" */
 #define CKPT_MAGIC 0x4b435456u /* "VTCK" */
 #define CKPT_SIZE 20
 #define MAX_FRAME_LIMIT (1u << 30) /* crc32_iscsi takes an int length */
-#define READ_WINDOW (256u << 10)
 #define GROUP_MAX_BYTES (4u << 20) /* a grouped log writes its staged frames at this size */
-
-struct seg {
-    uint64_t first_seq; /* from the file name; every frame's first_seq >= it */
-    uint64_t end_seq;   /* end of the last good frame, first_seq if none */
-    uint64_t bytes;     /* file length = end of the last fully written frame */
-    uint64_t frames;
-    uint64_t records;
-};
-
-struct vt_seglog {
-    int dirfd;
-    int lockfd;
-    uint64_t segment_bytes;
-    uint64_t max_bytes;
-    uint32_t max_frame;
-    int level;
-    bool uncompressed; /* payloads stored as given (see vt_seglog_opts) */
-    vt_seglog_fsync fsync;
-    uint32_t interval_ms;
-    vt_seglog_drop_cb on_drop;
-    void *on_drop_ud;
-
-    pthread_mutex_t mu; /* guards segs, nsegs, next_seq (readers look at them) */
-    struct seg *segs;
-    size_t nsegs, segcap;
-    uint64_t next_seq;
-
-    int active_fd; /* open on segs[nsegs - 1] for appending, or -1 */
-    int dirty;     /* appended since the last fsync of active_fd */
-    int dir_dirty; /* segment files created or deleted since the last dir fsync */
-    int64_t last_sync_ms;
-
-    ZSTD_CCtx *cctx;
-    uint8_t *wbuf; /* [0, tail): frames staged (grouped logs); then the frame being built */
-    size_t wcap;
-    bool grouped;
-    bool drop_cache;
-    uint64_t cached_from; /* drop_cache: active segment bytes still in the page cache */
-    size_t tail;
-    struct {             /* grouped: the frames in wbuf[0, tail), not in segs[] yet */
-        uint64_t bytes, frames, records, raw, stored;
-    } staged;
-    int group_err; /* staged appends were lost where no caller could hear it: the next
-                      flush/sync says so */
-
-    vt_seglog_stats st; /* the cumulative counters; the rest is computed */
-};
-
-struct vt_seglog_reader {
-    vt_seglog *log;
-    uint64_t pos;       /* next sequence number wanted */
-    int fd;             /* current segment, or -1 */
-    int have_cur;
-    uint64_t cur_first; /* first_seq of the current (or last visited) segment */
-    uint64_t off;       /* offset of the next frame in the current segment */
-    uint64_t seg_end;   /* end seq of the last good frame in the current segment */
-    uint64_t gone_size; /* size of the current segment if it left the table */
-    uint8_t *win;       /* bytes [win_off, win_off + win_len) of the segment */
-    uint64_t win_off;
-    size_t win_len, win_cap;
-    uint8_t *out;
-    size_t out_cap;
-    ZSTD_DCtx *dctx;
-};
 
 /* ---- little helpers --------------------------------------------------- */
 
@@ -120,7 +56,7 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void seg_name(char buf[SEG_NAME_LEN + 1], uint64_t first_seq)
+void vt__seglog_seg_name(char buf[SEG_NAME_LEN + 1], uint64_t first_seq)
 {
     snprintf(buf, SEG_NAME_LEN + 1, "%016" PRIx64 ".seg", first_seq);
 }
@@ -188,8 +124,7 @@ static int segs_push(vt_seglog *log, const struct seg *s)
     return 0;
 }
 
-/* Index of the segment whose first_seq is first_seq, or -1. Caller holds mu. */
-static long segs_find(const vt_seglog *log, uint64_t first_seq)
+long vt__seglog_segs_find(const vt_seglog *log, uint64_t first_seq)
 {
     size_t lo = 0, hi = log->nsegs;
     while (lo < hi) {
@@ -310,7 +245,7 @@ static void drop_first(vt_seglog *log, struct seg *gone, uint64_t *to_seq)
     memmove(log->segs, log->segs + 1, (log->nsegs - 1) * sizeof *log->segs);
     log->nsegs--;
     pthread_mutex_unlock(&log->mu);
-    seg_name(name, gone->first_seq);
+    vt__seglog_seg_name(name, gone->first_seq);
     if (unlinkat(log->dirfd, name, 0) != 0 && errno != ENOENT)
         vt_warn("seglog: cannot delete segment %s: %s", name, strerror(errno));
     log->dir_dirty = 1;
@@ -393,7 +328,7 @@ static int recover_segment(vt_seglog *log, uint64_t seq, uint64_t min_seq, int k
 {
     char name[SEG_NAME_LEN + 1];
     struct stat sb;
-    seg_name(name, seq);
+    vt__seglog_seg_name(name, seq);
     int fd = openat(log->dirfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         vt_warn("seglog: skipping unusable segment %s: %s", name,
@@ -584,7 +519,7 @@ static int open_new_segment(vt_seglog *log)
     assert(log->active_fd < 0);
     int fd = -1;
     for (int tries = 0; fd < 0; tries++) {
-        seg_name(name, log->next_seq);
+        vt__seglog_seg_name(name, log->next_seq);
         fd = openat(log->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
         if (fd >= 0)
             break;
@@ -692,7 +627,7 @@ static int write_frame(vt_seglog *log, uint8_t codec, size_t stored, size_t len,
             struct seg *a = &log->segs[log->nsegs - 1];
             if (a->bytes == 0) { /* its only group was lost: free the name for the next */
                 char name[SEG_NAME_LEN + 1];
-                seg_name(name, a->first_seq);
+                vt__seglog_seg_name(name, a->first_seq);
                 if (unlinkat(log->dirfd, name, 0) == 0) {
                     pthread_mutex_lock(&log->mu);
                     log->nsegs--;
@@ -929,238 +864,4 @@ uint64_t vt_seglog_next_seq(vt_seglog *log)
     uint64_t n = log->next_seq;
     pthread_mutex_unlock(&log->mu);
     return n;
-}
-
-/* ---- readers ---------------------------------------------------------- */
-
-int vt_seglog_reader_open(vt_seglog *log, uint64_t from_seq, vt_seglog_reader **out)
-{
-    if (!log || !out)
-        return -EINVAL;
-    vt_seglog_reader *r = calloc(1, sizeof *r);
-    if (!r)
-        return -ENOMEM;
-    r->log = log;
-    r->pos = from_seq;
-    r->fd = -1;
-    r->win_cap = READ_WINDOW;
-    r->win = malloc(r->win_cap);
-    r->dctx = ZSTD_createDCtx();
-    if (!r->win || !r->dctx) {
-        vt_seglog_reader_close(r);
-        return -ENOMEM;
-    }
-    *out = r;
-    return 0;
-}
-
-void vt_seglog_reader_close(vt_seglog_reader *r)
-{
-    if (!r)
-        return;
-    if (r->fd >= 0)
-        close(r->fd);
-    ZSTD_freeDCtx(r->dctx);
-    free(r->win);
-    free(r->out);
-    free(r);
-}
-
-uint64_t vt_seglog_reader_position(const vt_seglog_reader *r)
-{
-    return r->pos;
-}
-
-/*
- * Make bytes [off, off + n) of the current segment available in r->win,
- * reading ahead up to `limit`. Returns a pointer to them, or NULL with *err
- * set (0 means the file is shorter than expected).
- */
-static const uint8_t *reader_bytes(vt_seglog_reader *r, uint64_t off, size_t n, uint64_t limit,
-                                   int *err)
-{
-    *err = 0;
-    if (off >= r->win_off && off + n <= r->win_off + r->win_len)
-        return r->win + (off - r->win_off);
-    assert(off + n <= limit);
-    size_t want = n > READ_WINDOW ? n : READ_WINDOW;
-    if (want > limit - off)
-        want = (size_t)(limit - off);
-    if (want > r->win_cap) {
-        uint8_t *w = realloc(r->win, want);
-        if (!w) {
-            *err = -ENOMEM;
-            return NULL;
-        }
-        r->win = w;
-        r->win_cap = want;
-    }
-    size_t got = 0;
-    while (got < want) {
-        ssize_t k = pread(r->fd, r->win + got, want - got, (off_t)(off + got));
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            *err = -errno;
-            r->win_len = 0;
-            return NULL;
-        }
-        if (k == 0)
-            break;
-        got += (size_t)k;
-    }
-    r->win_off = off;
-    r->win_len = got;
-    return got >= n ? r->win : NULL;
-}
-
-static void reader_leave_segment(vt_seglog_reader *r)
-{
-    if (r->fd >= 0)
-        close(r->fd);
-    r->fd = -1;
-    r->win_len = 0;
-}
-
-int vt_seglog_reader_next(vt_seglog_reader *r, vt_seglog_frame *frame)
-{
-    static const uint8_t magic[4] = {'V', 'T', 'F', 'R'};
-    vt_seglog *log;
-    int err;
-
-    if (!r || !frame)
-        return -EINVAL;
-    log = r->log;
-    for (;;) {
-        uint64_t limit, low;
-        int is_last;
-        pthread_mutex_lock(&log->mu);
-        if (r->fd < 0) {
-            /* Pick the segment to read: the one holding pos, or the next one. */
-            size_t i = 0;
-            if (r->have_cur) {
-                while (i < log->nsegs && log->segs[i].first_seq <= r->cur_first)
-                    i++;
-            } else {
-                while (i + 1 < log->nsegs && log->segs[i + 1].first_seq <= r->pos)
-                    i++;
-            }
-            if (i >= log->nsegs) {
-                pthread_mutex_unlock(&log->mu);
-                return 0;
-            }
-            uint64_t first = log->segs[i].first_seq;
-            pthread_mutex_unlock(&log->mu);
-            char name[SEG_NAME_LEN + 1];
-            seg_name(name, first);
-            r->have_cur = 1;
-            r->cur_first = first;
-            r->off = 0;
-            r->seg_end = 0;
-            r->win_len = 0;
-            r->gone_size = 0;
-            r->fd = openat(log->dirfd, name, O_RDONLY | O_CLOEXEC);
-            if (r->fd < 0 && errno != ENOENT)
-                return -errno; /* ENOENT: dropped meanwhile, go on to the next */
-            continue;
-        }
-        long idx = segs_find(log, r->cur_first);
-        if (idx >= 0) {
-            limit = log->segs[idx].bytes;
-            is_last = (size_t)idx == log->nsegs - 1;
-        } else {
-            is_last = 0;
-            limit = UINT64_MAX;
-        }
-        low = log->nsegs ? log->segs[0].first_seq : log->next_seq;
-        pthread_mutex_unlock(&log->mu);
-        if (limit == UINT64_MAX) {
-            /* Dropped or trimmed while we read it: it is sealed, so its size is final. */
-            if (!r->gone_size) {
-                struct stat sb;
-                r->gone_size = fstat(r->fd, &sb) == 0 ? (uint64_t)sb.st_size : 0;
-            }
-            limit = r->gone_size;
-        }
-
-        if (r->off + VT_SEGLOG_HEADER_SIZE > limit) {
-            if (is_last)
-                return 0;
-            reader_leave_segment(r);
-            continue;
-        }
-        const uint8_t *p = reader_bytes(r, r->off, VT_SEGLOG_HEADER_SIZE, limit, &err);
-        if (!p) {
-            if (err)
-                return err;
-            reader_leave_segment(r); /* file shorter than the table says */
-            continue;
-        }
-        vt_seglog_frame_info f;
-        uint64_t size = 0;
-        int ok = vt__seglog_header_check(p, log->max_frame, &f);
-        if (ok) {
-            size = VT_SEGLOG_HEADER_SIZE + (uint64_t)f.stored_len;
-            ok = r->off + size <= limit;
-        }
-        if (ok) {
-            p = reader_bytes(r, r->off, (size_t)size, limit, &err);
-            if (!p) {
-                if (err)
-                    return err;
-                reader_leave_segment(r);
-                continue;
-            }
-            ok = vt__seglog_payload_check(p, p + VT_SEGLOG_HEADER_SIZE, &f);
-        }
-        if (!ok) {
-            /* The same rules as vt_seglog_scan, so a reader sees exactly the
-             * frames recovery counted as good: resynchronise at the next magic. */
-            uint64_t at = r->off + 1;
-            r->off = limit;
-            while (at + VT_SEGLOG_HEADER_SIZE <= limit) {
-                size_t n = limit - at < READ_WINDOW ? (size_t)(limit - at) : READ_WINDOW;
-                const uint8_t *q = reader_bytes(r, at, n, limit, &err);
-                if (!q) {
-                    if (err)
-                        return err;
-                    break;
-                }
-                const uint8_t *m = memmem(q, n, magic, sizeof magic);
-                if (m) {
-                    r->off = at + (uint64_t)(m - q);
-                    break;
-                }
-                at += n - 3; /* a magic may straddle two windows */
-            }
-            continue;
-        }
-        const uint8_t *stored = p + VT_SEGLOG_HEADER_SIZE;
-        uint64_t end = f.first_seq + f.records;
-        r->off += size;
-        if (f.first_seq < r->seg_end)
-            continue; /* stale: sequence going backwards within the segment */
-        r->seg_end = end;
-        if (end <= r->pos || f.first_seq < low)
-            continue; /* before from_seq, or dropped while we read it */
-        if (f.raw_len > r->out_cap || !r->out) {
-            size_t cap = f.raw_len ? f.raw_len : 1;
-            uint8_t *o = realloc(r->out, cap);
-            if (!o)
-                return -ENOMEM;
-            r->out = o;
-            r->out_cap = cap;
-        }
-        long n = vt_seglog_decode_payload(&f, stored, r->out, r->out_cap, r->dctx);
-        if (n < 0)
-            continue;
-        frame->first_seq = f.first_seq;
-        frame->records = f.records;
-        frame->arrival_ms = f.arrival_ms;
-        frame->data = r->out;
-        frame->len = (size_t)n;
-        frame->skipped = f.first_seq > r->pos ? f.first_seq - r->pos : 0;
-        r->pos = end;
-        return 1;
-    }
 }
