@@ -146,6 +146,51 @@ static void count(vt_seglog *log, uint64_t *counter, uint64_t n)
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off);
+static int wbuf_reserve(vt_seglog *log, size_t need);
+
+static size_t align_up(size_t n)
+{
+    return (n + DIO_ALIGN - 1) & ~(size_t)(DIO_ALIGN - 1);
+}
+
+/* Stop writing with O_DIRECT (the file system refused it): buffered from
+ * here on, which reads the same bytes. */
+static void direct_off(vt_seglog *log, int err)
+{
+    vt_warn("seglog: O_DIRECT refused (%s): writing through the page cache", strerror(err));
+    if (log->active_fd >= 0) {
+        int fl = fcntl(log->active_fd, F_GETFL);
+        if (fl >= 0)
+            (void)fcntl(log->active_fd, F_SETFL, fl & ~O_DIRECT);
+    }
+    log->direct = false;
+}
+
+/* The staged frames' bytes as they go to the file, and where: with
+ * O_DIRECT, from the start of the segment's last partial block (wbuf[0,
+ * lead)) to a block boundary, the rest of the last block zeros - which
+ * overwrite what follows the staged frames (the start of a frame being
+ * built), so that is saved in *save first and put back by the caller. */
+static int write_group(vt_seglog *log, uint64_t end)
+{
+    size_t n = log->tail;
+    uint64_t at = end;
+    if (!log->direct)
+        return write_all(log->active_fd, log->wbuf, n, at);
+    uint8_t save[DIO_ALIGN];
+    size_t pad = align_up(n) - n;
+    memcpy(save, log->wbuf + n, pad);
+    memset(log->wbuf + n, 0, pad);
+    at -= log->lead;
+    log->padded = true;
+    int rc = write_all(log->active_fd, log->wbuf, n + pad, at);
+    if (rc == -EINVAL) { /* no O_DIRECT here after all: the same bytes, buffered */
+        direct_off(log, EINVAL);
+        rc = write_all(log->active_fd, log->wbuf, n + pad, at);
+    }
+    memcpy(log->wbuf + n, save, pad);
+    return rc;
+}
 
 /* Write the staged frames (grouped logs) in one go, then count them in the
  * segment table: readers never see a staged frame before it is in the
@@ -153,11 +198,19 @@ static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off);
  * them was counted). 0 or the write's error. */
 static int write_staged(vt_seglog *log)
 {
-    if (!log->tail)
+    if (log->tail == log->lead)
         return 0;
     struct seg *a = &log->segs[log->nsegs - 1];
-    int rc = write_all(log->active_fd, log->wbuf, log->tail, a->bytes);
-    log->tail = 0;
+    bool direct = log->direct;
+    int rc = write_group(log, a->bytes);
+    if (rc == 0 && direct && log->direct) { /* the new last partial block leads the next group */
+        size_t lead = log->tail % DIO_ALIGN;
+        memmove(log->wbuf, log->wbuf + log->tail - lead, lead);
+        log->lead = lead;
+    } else if (!log->direct) {
+        log->lead = 0; /* buffered (again): nothing leads */
+    }
+    log->tail = log->lead;
     if (rc < 0) {
         if (ftruncate(log->active_fd, (off_t)a->bytes) != 0)
             vt_error("seglog: cannot cut a failed write: %s", strerror(errno));
@@ -198,7 +251,7 @@ static int sync_active(vt_seglog *log)
             return -errno;
         count(log, &log->st.syncs, 1);
         log->dirty = 0;
-        if (log->drop_cache) { /* durable now: the cache has no use for it */
+        if (log->drop_cache && !log->direct) { /* durable now: the cache has no use for it */
             uint64_t end = log->segs[log->nsegs - 1].bytes;
             (void)posix_fadvise(log->active_fd, (off_t)log->cached_from,
                                 (off_t)(end - log->cached_from), POSIX_FADV_DONTNEED);
@@ -215,6 +268,42 @@ static int sync_active(vt_seglog *log)
     return pending;
 }
 
+/* The active file cut back to its last frame (O_DIRECT wrote whole blocks). */
+static void cut_padding(vt_seglog *log)
+{
+    if (!log->padded || log->active_fd < 0)
+        return;
+    if (ftruncate(log->active_fd, (off_t)log->segs[log->nsegs - 1].bytes) != 0)
+        vt_warn("seglog: cannot cut padding: %s (recovery takes it for padding)", strerror(errno));
+    log->padded = false;
+}
+
+/* Start writing the active segment with O_DIRECT: the flag set on its fd,
+ * and its last partial block read into wbuf[0, lead) (the next write
+ * rewrites that block). Buffered from here on if the file system refuses:
+ * 0 either way; an error only if the block cannot be read. */
+static int direct_start(vt_seglog *log)
+{
+    log->lead = log->tail = 0;
+    if (!log->direct)
+        return 0;
+    uint64_t end = log->segs[log->nsegs - 1].bytes;
+    size_t lead = end % DIO_ALIGN;
+    if (wbuf_reserve(log, DIO_ALIGN))
+        return -ENOMEM;
+    /* (read before O_DIRECT is set: such a read would want whole blocks) */
+    ssize_t r = lead ? pread(log->active_fd, log->wbuf, lead, (off_t)(end - lead)) : 0;
+    if (r != (ssize_t)lead)
+        return r < 0 ? -errno : -EIO;
+    int fl = fcntl(log->active_fd, F_GETFL);
+    if (fl < 0 || fcntl(log->active_fd, F_SETFL, fl | O_DIRECT) != 0) {
+        direct_off(log, errno);
+        return 0;
+    }
+    log->lead = log->tail = lead;
+    return 0;
+}
+
 /* Stop appending to the active segment: it becomes sealed. */
 static int seal_active(vt_seglog *log)
 {
@@ -226,9 +315,11 @@ static int seal_active(vt_seglog *log)
                                                                 : flush_tail(log);
     if (rc && log->grouped)
         log->group_err = rc; /* appends lost or not durable: the next sync says so */
+    cut_padding(log);
     close(log->active_fd);
     log->active_fd = -1;
     log->dirty = 0;
+    log->tail = log->lead = 0; /* (all written) the next segment starts on a block boundary */
     return rc;
 }
 
@@ -339,7 +430,7 @@ static int recover_segment(vt_seglog *log, uint64_t seq, uint64_t min_seq, int k
         return -1;
     }
     vt_seglog_scan_result res;
-    uint64_t size = (uint64_t)sb.st_size;
+    uint64_t size = (uint64_t)sb.st_size, pad = 0;
     if (size > 0) {
         void *map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (map == MAP_FAILED) {
@@ -349,18 +440,27 @@ static int recover_segment(vt_seglog *log, uint64_t seq, uint64_t min_seq, int k
             return -1;
         }
         vt_seglog_scan(map, (size_t)size, log->max_frame, min_seq, NULL, NULL, &res);
+        /* zeros to a block boundary after the last frame: O_DIRECT's padding
+         * of a log that stopped without closing, not a torn write */
+        pad = size - res.good_end;
+        if (pad >= DIO_ALIGN || size % DIO_ALIGN)
+            pad = 0;
+        for (uint64_t i = res.good_end; pad && i < size; i++)
+            if (((const uint8_t *)map)[i])
+                pad = 0;
         munmap(map, (size_t)size);
     } else {
         vt_seglog_scan(NULL, 0, log->max_frame, min_seq, NULL, NULL, &res);
     }
     if (res.good_end < size) {
-        vt_warn("seglog: segment %s: cutting %" PRIu64 " bytes of torn tail at offset %" PRIu64,
-                name, size - res.good_end, res.good_end);
+        if (!pad)
+            vt_warn("seglog: segment %s: cutting %" PRIu64 " bytes of torn tail at offset %" PRIu64,
+                    name, size - res.good_end, res.good_end);
         if (ftruncate(fd, (off_t)res.good_end) != 0) {
             vt_warn("seglog: cannot truncate %s: %s", name, strerror(errno));
             keep_fd = 0; /* never append after bytes we could not cut */
         }
-        rep->truncated_bytes += size - res.good_end;
+        rep->truncated_bytes += size - res.good_end - pad;
     }
     if (res.corrupt_frames) {
         vt_warn("seglog: segment %s: skipped %" PRIu64 " corrupt frame(s)", name,
@@ -420,6 +520,7 @@ int vt_seglog_open(vt_seglog **out, const vt_seglog_opts *opts, vt_seglog_recove
     log->uncompressed = opts->uncompressed;
     log->grouped = opts->grouped;
     log->drop_cache = opts->drop_cache;
+    log->direct = opts->direct && opts->grouped;
     log->fsync = opts->fsync;
     log->interval_ms = opts->fsync_interval_ms ? opts->fsync_interval_ms : VT_SEGLOG_DEFAULT_INTERVAL_MS;
     log->on_drop = opts->on_drop;
@@ -474,6 +575,12 @@ int vt_seglog_open(vt_seglog **out, const vt_seglog_opts *opts, vt_seglog_recove
             log->active_fd = fd;
     }
     free(seqs);
+    if (log->active_fd >= 0 && (rc = direct_start(log)) != 0) {
+        vt_warn("seglog: cannot read the end of the last segment (%s): appending to a new one",
+                strerror(-rc));
+        close(log->active_fd);
+        log->active_fd = -1;
+    }
     log->next_seq = end;
     log->st.corrupt_frames = rep->corrupt_frames;
     log->st.truncated_bytes = rep->truncated_bytes;
@@ -498,6 +605,7 @@ void vt_seglog_close(vt_seglog *log)
     int rc = log->fsync != VT_SEGLOG_FSYNC_NONE ? sync_active(log) : flush_tail(log);
     if (rc)
         vt_error("seglog: appends lost at close: %s", strerror(-rc));
+    cut_padding(log);
     if (log->active_fd >= 0)
         close(log->active_fd);
     if (log->lockfd >= 0)
@@ -543,7 +651,7 @@ static int open_new_segment(vt_seglog *log)
     log->active_fd = fd;
     log->cached_from = 0;
     log->dir_dirty = 1;
-    return 0;
+    return direct_start(log); /* empty: reads nothing, cannot fail */
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
@@ -564,6 +672,32 @@ static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
     return 0;
 }
 
+/* Room for `need` bytes in log->wbuf, wbuf[0, tail) kept: whole blocks,
+ * block-aligned for O_DIRECT. */
+static int wbuf_reserve(vt_seglog *log, size_t need)
+{
+    if (log->direct)
+        need = align_up(need);
+    if (need <= log->wcap)
+        return 0;
+    size_t cap = need > 2 * log->wcap ? need : 2 * log->wcap;
+    void *n = NULL;
+    if (!log->direct) {
+        n = realloc(log->wbuf, cap);
+    } else if (posix_memalign(&n, DIO_ALIGN, cap) == 0) {
+        if (log->tail)
+            memcpy(n, log->wbuf, log->tail);
+        free(log->wbuf);
+    } else {
+        n = NULL;
+    }
+    if (!n)
+        return -ENOMEM;
+    log->wbuf = n;
+    log->wcap = cap;
+    return 0;
+}
+
 /* The checks both appends make, then room in log->wbuf for a frame of up to
  * `stored` payload bytes. */
 static int frame_prepare(vt_seglog *log, size_t raw_len, uint32_t records, size_t stored)
@@ -573,15 +707,7 @@ static int frame_prepare(vt_seglog *log, size_t raw_len, uint32_t records, size_
     uint64_t next = log->next_seq + log->staged.records;
     if (next >= VT_SEGLOG_SEQ_LIMIT || records >= VT_SEGLOG_SEQ_LIMIT - next)
         return -EOVERFLOW; /* 2^62 records: not in this universe, but never wrap */
-    size_t need = log->tail + VT_SEGLOG_HEADER_SIZE + stored;
-    if (need > log->wcap) {
-        uint8_t *n = realloc(log->wbuf, need);
-        if (!n)
-            return -ENOMEM;
-        log->wbuf = n;
-        log->wcap = need;
-    }
-    return 0;
+    return wbuf_reserve(log, log->tail + VT_SEGLOG_HEADER_SIZE + stored);
 }
 
 /* Write (or, in a grouped log, stage) the frame whose payload (stored form,

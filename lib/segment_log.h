@@ -42,7 +42,9 @@
  *
  * Recovery (vt_seglog_open)
  *   Every segment is scanned. Bytes after the last good frame of a segment
- *   (a torn write) are cut off with ftruncate and counted in truncated_bytes.
+ *   (a torn write) are cut off with ftruncate and counted in truncated_bytes
+ *   - except zeros that end the file on a 4 KiB boundary, fewer than 4096:
+ *   the padding of O_DIRECT writes (opts.direct), cut but not counted.
  *   A bad region followed by a good frame (CRC mismatch, bad length, junk) is
  *   skipped and counted as one corrupt frame; every later frame is still
  *   read. Files whose names do not match are ignored; an unreadable segment is
@@ -134,6 +136,15 @@ typedef struct vt_seglog_opts {
                                    it is read (a WAL read back only at startup),
                                    whose pages would otherwise crowd the cache and
                                    cost fresh memory to every write */
+    bool direct;                /* grouped logs: write with O_DIRECT, past the page
+                                   cache (for the same kind of log, at about half
+                                   the CPU per write). Each group rewrites the
+                                   segment's last partial block and ends with zeros
+                                   to a 4 KiB boundary; sealing or closing cuts them
+                                   off, and recovery takes such zeros (fewer than
+                                   4096, ending on a boundary) for padding, not a
+                                   torn tail. Where the file system refuses
+                                   O_DIRECT, writes go through the page cache. */
     vt_seglog_fsync fsync;      /* default NONE */
     uint32_t fsync_interval_ms; /* for INTERVAL (1000) */
     vt_seglog_drop_cb on_drop;  /* optional */

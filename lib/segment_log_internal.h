@@ -17,6 +17,7 @@
 
 #define SEG_NAME_LEN 20 /* 16 hex digits + ".seg" */
 #define READ_WINDOW (256u << 10)
+#define DIO_ALIGN 4096u /* O_DIRECT offsets, lengths and buffers: a page, whatever the device */
 
 struct seg {
     uint64_t first_seq; /* from the file name; every frame's first_seq >= it */
@@ -50,11 +51,14 @@ struct vt_seglog {
     int64_t last_sync_ms;
 
     ZSTD_CCtx *cctx;
-    uint8_t *wbuf; /* [0, tail): frames staged (grouped logs); then the frame being built */
+    uint8_t *wbuf; /* [lead, tail): frames staged (grouped logs); then the frame being built */
     size_t wcap;
     bool grouped;
     bool drop_cache;
     uint64_t cached_from; /* drop_cache: active segment bytes still in the page cache */
+    bool direct;          /* O_DIRECT writes: wbuf is DIO_ALIGN-aligned and starts with */
+    size_t lead;          /* the active segment's last partial block, wbuf[0, lead) */
+    bool padded;          /* the active file has zeros past its last frame */
     size_t tail;
     struct {             /* grouped: the frames in wbuf[0, tail), not in segs[] yet */
         uint64_t bytes, frames, records, raw, stored;

@@ -589,7 +589,10 @@ int vt_collector_open(vt_collector **out, uv_loop_t *loop, vt_store *store, vt_g
                           * compressed again here, on the ingest hot path. */
                          .uncompressed = true,
                          .grouped = true,
-                         .drop_cache = true};
+                         .drop_cache = true,
+                         /* each group waits for its fsync anyway: write it
+                          * past the page cache, at half the CPU */
+                         .direct = c->o.wal_fsync};
     vt_seglog_recovery rec;
     rc = vt_seglog_open(&c->wal, &so, &rec);
     if (rc) {

@@ -12,6 +12,9 @@
  *              scan: same frames, same payloads; then append and re-read.
  *   flags & 4  ... with the log grouped: the append is invisible to readers
  *              until vt_seglog_flush.
+ *   flags & 8  ... and written with O_DIRECT (with 4): the append rewrites
+ *              the recovered end's partial block; closed, the log reopens
+ *              with nothing torn and the one frame more.
  * Invariants checked with abort(): offsets and sequence numbers only grow,
  * good_end <= len, decoded payloads have their declared length, recovery and
  * reader agree with vt_seglog_scan.
@@ -142,8 +145,21 @@ static const char *scratch_dir(void)
     return dir;
 }
 
+/* Recovery's rule: fewer than 4096 zeros ending the file on a 4 KiB
+ * boundary are O_DIRECT's padding, not a torn tail. */
+static uint64_t torn_bytes(const uint8_t *b, size_t n, const vt_seglog_scan_result *res)
+{
+    uint64_t tail = n - res->good_end;
+    if (tail == 0 || tail >= 4096 || n % 4096)
+        return tail;
+    for (size_t i = res->good_end; i < n; i++)
+        if (b[i])
+            return tail;
+    return 0;
+}
+
 static void check_with_files(const uint8_t *b, size_t n, struct scan_state *s,
-                             const vt_seglog_scan_result *res, bool grouped)
+                             const vt_seglog_scan_result *res, bool grouped, bool direct)
 {
     const char *dir = scratch_dir();
     char path[128];
@@ -159,12 +175,13 @@ static void check_with_files(const uint8_t *b, size_t n, struct scan_state *s,
     o.dir = dir;
     o.max_frame_bytes = MAX_FRAME;
     o.grouped = grouped;
+    o.direct = direct;
     vt_seglog *log;
     vt_seglog_recovery rep;
     if (vt_seglog_open(&log, &o, &rep) != 0)
         abort(); /* a bad segment never stops start-up */
     if (rep.frames != res->frames || rep.corrupt_frames != res->corrupt_frames
-        || rep.truncated_bytes != n - res->good_end || rep.next_seq != res->end_seq)
+        || rep.truncated_bytes != torn_bytes(b, n, res) || rep.next_seq != res->end_seq)
         abort();
     vt_seglog_reader *r;
     vt_seglog_frame fr;
@@ -206,6 +223,13 @@ static void check_with_files(const uint8_t *b, size_t n, struct scan_state *s,
         abort();
     vt_seglog_reader_close(r);
     vt_seglog_close(log);
+    if (direct) { /* closed: no padding left, the frame appended where it belonged */
+        o.direct = false;
+        if (vt_seglog_open(&log, &o, &rep) != 0 || rep.truncated_bytes != 0 ||
+            rep.frames != res->frames + 1 || rep.next_seq != seq + 1)
+            abort();
+        vt_seglog_close(log);
+    }
     scratch_clean(); /* the next input starts from an empty directory again */
 }
 
@@ -234,7 +258,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (res.good_end > n || res.frames != (uint64_t)s.n)
         abort();
     if ((flags & 2) && s.n <= MAX_GOOD)
-        check_with_files(b, n, &s, &res, (flags & 4) != 0);
+        check_with_files(b, n, &s, &res, (flags & 4) != 0, (flags & 12) == 12);
     free(b);
     return 0;
 }
