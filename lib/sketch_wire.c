@@ -463,13 +463,85 @@ static inline void add_one(struct adder *a, int64_t j, uint64_t c)
     a->added += c;
 }
 
+/* bins[p] += c, returning the new value: the reservation made the counter
+ * wide enough for it. */
+static inline uint64_t bump(void *bins, unsigned w, size_t p, uint64_t c)
+{
+    switch (w) {
+    case 1: return ((uint8_t *)bins)[p] += (uint8_t)c;
+    case 2: return ((uint16_t *)bins)[p] += (uint16_t)c;
+    case 4: return ((uint32_t *)bins)[p] += (uint32_t)c;
+    default: return ((uint64_t *)bins)[p] += c;
+    }
+}
+
+/* add_counts where nothing folds - every count above the zero bucket and
+ * inside the window, the common case: no per-count range checks, and the
+ * range added is the message's own [s->lo, s->hi]. Returns the sum added. */
+static uint64_t add_direct(vt_sketch_store *d, struct pb msg, const struct counts_sum *s)
+{
+    uint64_t added = 0, peak = 0, v;
+    unsigned w = d->width;
+    if (s->sparse.p) { /* validated: pairs of varints, positions in range */
+        struct pb r = s->sparse;
+        size_t p = (size_t)(s->offset - d->offset); /* bins position of the next count */
+        uint64_t skip = 0, c = 0;
+        while (r.p < r.end) {
+            if (r.end - r.p >= 8) { /* four one-byte pairs at once, as sum_sparse */
+                uint64_t x = pb_le64(r.p);
+                if (!(x & HIGH_BITS)) {
+                    for (int k = 0; k < 4; k++, x >>= 16) {
+                        p += x & 0xff;
+                        c = (x >> 8) & 0xff;
+                        v = bump(d->bins, w, p++, c);
+                        peak = v > peak ? v : peak;
+                        added += c;
+                    }
+                    r.p += 8;
+                    continue;
+                }
+            }
+            pb_varint(&r, &skip);
+            pb_varint(&r, &c);
+            p += skip;
+            v = bump(d->bins, w, p++, c);
+            peak = v > peak ? v : peak;
+            added += c;
+        }
+    } else {
+        struct counts_it it;
+        int64_t j;
+        uint64_t c;
+        counts_init(&it, msg, s->offset);
+        while (counts_next(&it, &j, &c) == 1) {
+            v = bump(d->bins, w, (size_t)(j - d->offset), c);
+            peak = v > peak ? v : peak;
+            added += c;
+        }
+    }
+    store_raise_peak(d, peak);
+    return added;
+}
+
 static void add_counts(vt_sketch *dst, vt_sketch_store *d, struct pb msg,
                        const struct counts_sum *s, int32_t zfold, int collapsed)
 {
     if (s->lo > s->hi)
         return;
     int64_t top = d->total && d->hi > s->hi ? d->hi : s->hi;
-    struct adder a = {dst, d, zfold, top - (int64_t)dst->max_bins + 1, INT64_MAX, INT64_MIN, 0, 0};
+    int64_t floor = top - (int64_t)dst->max_bins + 1;
+    if (s->lo > zfold && s->lo >= floor) {
+        assert(s->lo >= d->offset && s->hi < (int64_t)d->offset + d->cap);
+        uint64_t added = add_direct(d, msg, s);
+        if (d->total == 0 || s->lo < d->lo)
+            d->lo = (int32_t)s->lo;
+        if (d->total == 0 || s->hi > d->hi)
+            d->hi = (int32_t)s->hi;
+        d->total += added;
+        d->collapsed |= (uint8_t)collapsed;
+        return;
+    }
+    struct adder a = {dst, d, zfold, floor, INT64_MAX, INT64_MIN, 0, 0};
     int64_t j;
     uint64_t c = 0;
     if (s->sparse.p) { /* validated: pairs of varints, positions in range */
