@@ -14,6 +14,12 @@
  *   apply_us_per_batch   vt_store_apply (after the WAL made it durable)
  *   inflate_us_per_batch ZSTD_decompress of the level-6 frame agents send
  *   wire_bytes_per_batch the batch as sent, uncompressed and zstd
+ *   snapshot_cpu_ms      vt_store_snapshot_write of the store the passes
+ *                        left (10,000 series, one window of ~100 merges
+ *                        each: what bench_scorer's scorer holds at its
+ *                        snapshot), to a file in /tmp
+ *   snapshot_us_per_batch the same, shared by the batches of one snapshot
+ *                        period (1 GiB of batches): its part of the push cost
  *
  * Environment: BENCH_INGEST_SERIES (default 10000) series in rotation;
  * BENCH_INGEST_BATCHES (default 20000) batches per pass;
@@ -24,6 +30,7 @@
  */
 #include "../scorer/batch.c"
 #include "../scorer/store.c"
+#include "../scorer/store_snapshot.c"
 
 #include <stdio.h>
 #include <time.h>
@@ -136,6 +143,25 @@ int main(int argc, char **argv)
     bench_report("inflate_us_per_batch", inflate / (double)m * 1e6, "us", NULL);
     bench_report("wire_bytes_per_batch", (double)off[m] / (double)m, "bytes", NULL);
     bench_report("zstd_bytes_per_batch", (double)zlen / (double)m, "bytes", NULL);
+    char snap[] = "/tmp/vt-bench-ingest-snapshot-XXXXXX";
+    int sfd = mkstemp(snap);
+    double snap_cpu = 1e30;
+    for (int p = 0; sfd >= 0 && p < 3; p++) {
+        double c0 = bench_cpu();
+        if (vt_store_snapshot_write(st, snap, 1)) {
+            fprintf(stderr, "bench_ingest: snapshot write failed\n");
+            return 1;
+        }
+        double c = bench_cpu() - c0;
+        snap_cpu = c < snap_cpu ? c : snap_cpu;
+    }
+    if (sfd >= 0) {
+        close(sfd);
+        unlink(snap);
+        double per_gib = (double)(1ull << 30) / ((double)off[m] / (double)m);
+        bench_report("snapshot_cpu_ms", snap_cpu * 1e3, "ms", NULL);
+        bench_report("snapshot_us_per_batch", snap_cpu / per_gib * 1e6, "us", NULL);
+    }
     for (int i = 0; i < GROUP; i++)
         vt_batch_kept_free(&kept[i]);
     ZSTD_freeCCtx(zc);

@@ -37,7 +37,9 @@
  * BENCH_SCORER_EVAL_ONLY=1 runs the evaluation figure alone (a fresh scorer
  * with the scores, the 5 min fill, the measurement): a quick loop while
  * working on the store or the engine. BENCH_SCORER_PUSH_ONLY=1 stops after
- * the two push figures.
+ * the two push figures. BENCH_SCORER_PUSH_BATCHES=N pushes N batches per
+ * uncompressed push instead of a snapshot period, and stops there: a quick
+ * A/B loop (VITALS_BIN picks the scorer) whose figures leave the snapshot out.
  */
 #include <curl/curl.h>
 #include <sched.h>
@@ -397,6 +399,8 @@ static uint64_t push_run(const struct daemon *d, uint64_t total,
  * stderr. */
 static void next_steady(struct pusher *p, uint64_t seq, uint32_t *first, int64_t *ws);
 
+static uint64_t push_batches; /* BENCH_SCORER_PUSH_BATCHES, 0: a snapshot period */
+
 static double measured_push(const struct daemon *d, int64_t ws, enum vt_grpc_encoding enc)
 {
     static uint8_t one[256 << 10];
@@ -404,7 +408,7 @@ static double measured_push(const struct daemon *d, int64_t ws, enum vt_grpc_enc
     struct pusher probe = {.base_ws = ws};
     next_steady(&probe, 0, &first, &ws);
     uint64_t raw = pack_batch(one, sizeof one, 0, first, ws);
-    uint64_t n = ((1ull << 30) + raw - 1) / raw;
+    uint64_t n = push_batches ? push_batches : ((1ull << 30) + raw - 1) / raw;
     struct prepared ready;
     prepare(&ready, n, next_steady, ws, enc);
     double u0, s0, u1, s1;
@@ -412,7 +416,7 @@ static double measured_push(const struct daemon *d, int64_t ws, enum vt_grpc_enc
     double snaps = metric(d, "vitals_scorer_snapshots_total");
     bench_proc_times(d->pid, &u0, &s0);
     uint64_t ok = n - push_run_enc(d, n, next_steady, ws, 0, enc, &ready);
-    for (int i = 0; i < 300 && metric(d, "vitals_scorer_snapshots_total") < snaps + 1; i++)
+    for (int i = 0; !push_batches && i < 300 && metric(d, "vitals_scorer_snapshots_total") < snaps + 1; i++)
         usleep(100000); /* the policy is checked every 5 s; then the snapshot runs */
     bench_proc_times(d->pid, &u1, &s1);
     double groups = metric(d, "vitals_scorer_wal_group_batches_count") - g0;
@@ -422,7 +426,7 @@ static double measured_push(const struct daemon *d, int64_t ws, enum vt_grpc_enc
             enc == VT_GRPC_ENC_ZSTD ? "zstd" : "identity", (unsigned long long)ok, snaps,
             (u1 - u0) / (double)ok * 1e6, (s1 - s0) / (double)ok * 1e6,
             (double)ready.off[n] / (double)n / 1e3, groups > 0 ? (double)ok / groups : 0);
-    if (snaps != 1)
+    if (snaps != 1 && !push_batches)
         fprintf(stderr, "bench_scorer: expected one snapshot in the run: figure off by its share\n");
     free(ready.buf);
     free(ready.off);
@@ -522,6 +526,9 @@ int main(int argc, char **argv)
     struct daemon d;
     bool eval_only = getenv("BENCH_SCORER_EVAL_ONLY") && atoi(getenv("BENCH_SCORER_EVAL_ONLY"));
     bool push_only = getenv("BENCH_SCORER_PUSH_ONLY") && atoi(getenv("BENCH_SCORER_PUSH_ONLY"));
+    if (getenv("BENCH_SCORER_PUSH_BATCHES"))
+        push_batches = strtoull(getenv("BENCH_SCORER_PUSH_BATCHES"), NULL, 10);
+    push_only |= push_batches > 0;
     if (eval_only) {
         if (daemon_start(&d, data, scores, 1))
             return 1;
@@ -536,7 +543,7 @@ int main(int argc, char **argv)
      * is one snapshot period (~108,000 batches of this size), ending with
      * its snapshot. */
     double rate = measured_push(&d, ws, VT_GRPC_ENC_IDENTITY);
-    double zstd_rate = measured_push(&d, ws, VT_GRPC_ENC_ZSTD);
+    double zstd_rate = push_batches ? 0 : measured_push(&d, ws, VT_GRPC_ENC_ZSTD);
     bench_report("push_batches_per_cpu_s", rate, "batches/cpu_s", ">= 20000");
     bench_report("push_zstd_batches_per_cpu_s", zstd_rate, "batches/cpu_s", NULL);
     double dups = metric(&d, "vitals_scorer_batches_duplicate_total");

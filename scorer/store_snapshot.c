@@ -58,7 +58,17 @@ static void w_bytes(struct wbuf *w, const void *p, size_t n)
 
 static void w_entry(struct wbuf *w, uint8_t type, const void *a, size_t an, const void *b, size_t bn)
 {
+    uint8_t small[256]; /* ids and watermarks: one write, one CRC step */
     uint32_t len = (uint32_t)(an + bn);
+    if (5 + (size_t)len <= sizeof small) {
+        small[0] = type;
+        memcpy(small + 1, &len, 4);
+        memcpy(small + 5, a, an);
+        if (bn)
+            memcpy(small + 5 + an, b, bn);
+        w_bytes(w, small, 5 + (size_t)len);
+        return;
+    }
     w_bytes(w, &type, 1);
     w_bytes(w, &len, 4);
     w_bytes(w, a, an);
@@ -109,6 +119,35 @@ static int write_bucket(struct wbuf *w, const char *key, size_t len, const struc
     return rc;
 }
 
+/* Every bucket of every series, in table order: at->e and at->tier say
+ * whose. Copies walk ahead independently. */
+struct bucket_it {
+    const vt_store *st;
+    uint32_t it;
+    const struct vt_series_entry *e; /* NULL: before the first series */
+    size_t tier;
+    uint32_t j;
+};
+
+static const struct bucket *bucket_next(struct bucket_it *b)
+{
+    for (;;) {
+        const struct series *s = b->e ? b->e->value : NULL;
+        if (s && b->tier < b->st->o.n_tiers) {
+            const struct tier_buckets *tb = &s->t[b->tier];
+            if (b->j < tb->n)
+                return &tb->b[tb->head + b->j++];
+            b->tier++;
+            b->j = 0;
+            continue;
+        }
+        if (!(b->e = vt_series_table_next((struct vt_series_table *)&b->st->series, &b->it)))
+            return NULL;
+        b->tier = 0;
+        b->j = 0;
+    }
+}
+
 int vt_store_snapshot_write(const vt_store *st, const char *path, uint64_t wal_seq)
 {
     char tmp[4096];
@@ -116,26 +155,37 @@ int vt_store_snapshot_write(const vt_store *st, const char *path, uint64_t wal_s
     struct wbuf w = {.f = fopen(tmp, "wb"), .crc = 0};
     if (!w.f)
         return -errno;
+    setvbuf(w.f, NULL, _IOFBF, 1 << 20); /* a snapshot is tens of MB: few, large writes */
     w_bytes(&w, SNAP_MAGIC, 8);
     w_bytes(&w, &wal_seq, 8);
     uint8_t *buf = NULL;
     size_t cap = 0;
-    uint32_t it = 0;
-    struct vt_series_entry *e;
-    struct vt_series_table *t = (struct vt_series_table *)&st->series;
-    while (!w.err && (e = vt_series_table_next(t, &it))) {
-        const struct series *s = e->value;
-        for (size_t i = 0; s && i < st->o.n_tiers && !w.err; i++)
-            for (uint32_t j = 0; j < s->t[i].n && !w.err; j++) {
-                int rc = write_bucket(&w, e->key, e->len, &s->t[i].b[s->t[i].head + j],
-                                      st->o.tiers[i].resolution_ms, &buf, &cap);
-                if (rc)
-                    w.err = rc;
-            }
+    /* the rollups are cold: fetch ahead what each will read, in three
+     * steps as apply does (the aggregate, its parts, its metrics) */
+    struct bucket_it at = {.st = st}, ahead[3];
+    const struct bucket *bk;
+    for (int k = 0; k < 3; k++) { /* ahead[k]: k + 1 buckets ahead */
+        ahead[k] = at;
+        for (int n = 0; n <= k; n++)
+            bucket_next(&ahead[k]);
+    }
+    while (!w.err && (bk = bucket_next(&at))) {
+        const struct bucket *p;
+        if ((p = bucket_next(&ahead[2])) && p->agg)
+            vt_aggregate_prefetch(p->agg);
+        if ((p = bucket_next(&ahead[1])) && p->agg)
+            vt_aggregate_prefetch_parts(p->agg);
+        if ((p = bucket_next(&ahead[0])) && p->agg)
+            vt_aggregate_prefetch_metrics(p->agg);
+        int rc = write_bucket(&w, at.e->key, at.e->len, bk, st->o.tiers[at.tier].resolution_ms,
+                              &buf, &cap);
+        if (rc)
+            w.err = rc;
     }
     free(buf);
-    it = 0;
-    t = (struct vt_series_table *)&st->ids;
+    uint32_t it = 0;
+    struct vt_series_entry *e;
+    struct vt_series_table *t = (struct vt_series_table *)&st->ids;
     while (!w.err && (e = vt_series_table_next(t, &it))) {
         const struct dedupe_val *v = e->value;
         if (!v)
