@@ -6,6 +6,18 @@
  * trim the WAL). The store is mutated only on the loop and only while no job
  * runs, so a snapshot on a worker reads a quiet store and the WAL is touched
  * by one thread at a time, as lib/segment_log requires.
+ *
+ * Group size. A group's fsync costs about the same whatever it holds, so
+ * under load a group should hold many batches. Agents keep a few batches in
+ * flight and send the next as the acks come, so without care the groups
+ * settle into a convoy: a full group acked, the one batch that arrived
+ * meanwhile fsynced alone while the acked agents' next batches pile up,
+ * those in one full group, again one alone (measured with one agent of 64
+ * in flight: groups of 1 and 63 in turn). So a group that would start with
+ * less than half the last one - when that one held 8 or more, which says
+ * there is load - waits for more, at most wal_group_wait_ms from when it
+ * could have started (PostgreSQL's commit_delay / commit_siblings, in
+ * other words). Under light load nothing waits.
  */
 #include "collector.h"
 
@@ -23,6 +35,7 @@
 
 #define EXPIRE_EVERY_MS 5000
 #define MAX_GROUP 1024 /* batches per WAL job */
+#define LOAD_GROUP 8    /* a group this big says there is load: the next may wait */
 #define POOL_MAX 128   /* free pends kept */
 #define KEPT_MAX_AGGS 4096 /* a pooled pend keeps arrays for this many aggregates */
 
@@ -67,6 +80,9 @@ struct vt_collector {
     vt_collector_close_cb close_cb;
     void *close_data;
     uv_timer_t timer;
+    uv_timer_t group_timer; /* a waiting WAL group's deadline */
+    uint32_t last_group;    /* batches in the last WAL group */
+    uint64_t wait_since;    /* uv_hrtime when the waiting group could have started, or 0 */
     int64_t last_snapshot_ms;
     vt_seglog_stats wal_stats; /* copied on the loop between jobs: the log is
                                   single-threaded, metrics read this copy */
@@ -337,6 +353,29 @@ static void after_work_cb(uv_work_t *w, int status)
 
 static void finish_close(vt_collector *c);
 
+static void on_group_timer(uv_timer_t *t)
+{
+    start_job(t->data);
+}
+
+/* Whether the queued batches should wait for more before their WAL group
+ * starts (see top); if so, the deadline timer runs. */
+static bool group_should_wait(vt_collector *c)
+{
+    if (c->o.wal_group_wait_ms <= 0 || c->closing || c->last_group < LOAD_GROUP ||
+        c->q_len >= c->last_group / 2)
+        return false;
+    uint64_t now = uv_hrtime(), wait_ns = (uint64_t)c->o.wal_group_wait_ms * 1000000;
+    if (!c->wait_since)
+        c->wait_since = now; /* the group could start now: it waits from here */
+    if (now - c->wait_since >= wait_ns)
+        return false;
+    if (!uv_is_active((uv_handle_t *)&c->group_timer))
+        uv_timer_start(&c->group_timer, on_group_timer,
+                       (wait_ns - (now - c->wait_since) + 999999) / 1000000, 0);
+    return true;
+}
+
 static void start_job(vt_collector *c)
 {
     if (c->job != JOB_NONE)
@@ -345,6 +384,8 @@ static void start_job(vt_collector *c)
         c->expire_wanted = false;
         vt_store_expire(c->store, wall_ms());
     }
+    if (c->q_head && group_should_wait(c))
+        return; /* more batches are on their way (see top); the timer or they start it */
     if (c->q_head) {
         /* take up to MAX_GROUP queued batches */
         struct pend *p = c->q_head, *last = NULL;
@@ -357,6 +398,9 @@ static void start_job(vt_collector *c)
         if (!p)
             c->q_tail = NULL;
         c->q_len -= n;
+        c->last_group = n;
+        c->wait_since = 0;
+        uv_timer_stop(&c->group_timer);
         vt_histogram_observe(c->group_size, n);
         c->job = JOB_WAL;
     } else if (c->snapshot_wanted) {
@@ -617,6 +661,8 @@ int vt_collector_open(vt_collector **out, uv_loop_t *loop, vt_store *store, vt_g
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
     uv_timer_start(&c->timer, on_timer, EXPIRE_EVERY_MS, EXPIRE_EVERY_MS);
+    uv_timer_init(loop, &c->group_timer);
+    c->group_timer.data = c;
     c->ready = true;
     free(waldir);
     *out = c;
@@ -683,6 +729,12 @@ static void on_timer_closed(uv_handle_t *h)
         cb(data);
 }
 
+static void on_group_timer_closed(uv_handle_t *h)
+{
+    vt_collector *c = h->data;
+    uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+}
+
 static void finish_close(vt_collector *c)
 {
     if (c->final_snapshot) {
@@ -695,7 +747,7 @@ static void finish_close(vt_collector *c)
     }
     if (uv_is_closing((uv_handle_t *)&c->timer))
         return;
-    uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+    uv_close((uv_handle_t *)&c->group_timer, on_group_timer_closed);
 }
 
 void vt_collector_close(vt_collector *c, bool snapshot, vt_collector_close_cb cb, void *data)
@@ -705,6 +757,7 @@ void vt_collector_close(vt_collector *c, bool snapshot, vt_collector_close_cb cb
     c->close_cb = cb;
     c->close_data = data;
     uv_timer_stop(&c->timer);
+    uv_timer_stop(&c->group_timer);
     if (c->job == JOB_NONE)
         start_job(c); /* drains the queue, snapshots, then finish_close */
 }

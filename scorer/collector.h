@@ -41,6 +41,10 @@ struct vt_collector_opts {
     const char *data_dir;       /* holds wal/ and snapshot.bin; created if missing */
     const char *token;          /* NULL or "" = no auth */
     bool wal_fsync;             /* fsync each group commit (default true) */
+    int64_t wal_group_wait_ms;  /* under load (the last group held >= 8 batches),
+                                   a WAL group that would start with less than half
+                                   the last one waits up to this long for more
+                                   (0: never waits) */
     uint64_t wal_segment_bytes; /* 0 -> 64 MiB */
     uint64_t snapshot_wal_bytes;/* snapshot + trim after this many bytes of batches
                                    (uncompressed: what replay must decode) were

@@ -44,6 +44,7 @@ struct cfg {
     int64_t max_message_bytes;
     int64_t max_series;
     int wal_fsync;
+    int64_t wal_group_wait;
 };
 
 static const struct vt_knob knobs[] = {
@@ -82,6 +83,9 @@ static const struct vt_knob knobs[] = {
      "series kept; new ones beyond fold into __overflow__", NULL, 1, 100000000},
     {"wal-fsync", VT_KNOB_BOOL, offsetof(struct cfg, wal_fsync), "true",
      "fsync each WAL group commit before acking (false: ack after write(2) only)", NULL, 0, 0},
+    {"wal-group-wait", VT_KNOB_DURATION, offsetof(struct cfg, wal_group_wait), "1ms",
+     "under load, a WAL group that would start with less than half the last one waits this "
+     "long at most for more batches: fewer, fuller fsyncs (0 = never wait)", NULL, 0, 1000},
 };
 #define N_KNOBS (sizeof knobs / sizeof knobs[0])
 
@@ -349,6 +353,7 @@ static int run(struct app *a)
     struct vt_collector_opts co = {.data_dir = a->cfg.data_dir,
                                    .token = token,
                                    .wal_fsync = a->cfg.wal_fsync != 0,
+                                   .wal_group_wait_ms = a->cfg.wal_group_wait,
                                    .snapshot_wal_bytes = (uint64_t)a->cfg.snapshot_wal_bytes,
                                    .snapshot_interval_ms = a->cfg.snapshot_interval,
                                    .on_merged = on_merged,
