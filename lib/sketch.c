@@ -462,11 +462,23 @@ int32_t vt__sketch_zero_fold_index(int scale, double zt)
  * common case: evaluation merges thousands of sketches per tick. */
 int32_t vt__sketch_zero_fold_bound(int scale, double zt)
 {
+    /* every merge asks, nearly always for the same pair: the last answer
+     * is kept (per thread) */
+    static _Thread_local struct {
+        int scale;
+        double zt;
+        int32_t bound;
+    } last = {0, -1, 0};
     if (!(zt > 0))
         return INT32_MIN;
     if (zt > DBL_MAX)
         return INT32_MAX;
-    return vt__sketch_map_index(scale, zt);
+    if (scale != last.scale || zt != last.zt) {
+        last.bound = vt__sketch_map_index(scale, zt);
+        last.scale = scale;
+        last.zt = zt;
+    }
+    return last.bound;
 }
 
 /* Lowest index src's buckets land on in a sketch of scale `scale - shift`

@@ -618,8 +618,9 @@ struct series *vt_store__series_get_hashed(vt_store *st, const char *key, size_t
  * aggregate, its metric array, every sketch's counters - that a merge would
  * follow one miss at a time. So the first pass reads every aggregate's
  * series key and starts fetching its table slot; the second finds (or
- * creates) the series, the third its rollup, and starts fetching that; the
- * merges then run, each first fetching what the next rollups point to. */
+ * creates) the series, the third starts fetching its newest bucket, the
+ * fourth finds its rollup there and starts fetching that; the merges then
+ * run, each first fetching what the next rollups point to. */
 #define APPLY_CHUNK 16
 
 struct target {
@@ -692,7 +693,16 @@ static int target_series(vt_store *st, struct target *t)
     return 0;
 }
 
-/* Pass 3: the live rollup it merges into, if there is one already. */
+/* Pass 3: start fetching the newest bucket of its tier (the merge's
+ * usual target: the current window). */
+static void target_bucket(const struct target *t)
+{
+    const struct tier_buckets *tb = t->s ? &t->s->t[t->tier] : NULL;
+    if (tb && tb->n)
+        __builtin_prefetch(&tb->b[tb->head + tb->n - 1]);
+}
+
+/* Pass 4: the live rollup it merges into, if there is one already. */
 static void target_rollup(const vt_store *st, struct target *t)
 {
     /* only a rollup the merge keeps live: the packed path frees it */
@@ -776,6 +786,8 @@ int64_t vt_store_apply(vt_store *st, const struct vt_batch *b, uint64_t *dropped
         for (uint32_t i = 0; i < n; i++)
             if ((rc = target_series(st, &t[i])))
                 return rc;
+        for (uint32_t i = 0; i < n; i++)
+            target_bucket(&t[i]);
         for (uint32_t i = 0; i < n; i++)
             target_rollup(st, &t[i]);
         /* fetch steps run ahead of the merges: parts two ahead, metrics one */
