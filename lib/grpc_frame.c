@@ -203,6 +203,22 @@ void vt_grpc_reader_free(struct vt_grpc_reader *r)
     r->len = r->cap = r->out_len = 0;
 }
 
+void vt_grpc_reader_give(struct vt_grpc_reader *r, uint8_t *buf, size_t cap)
+{
+    assert(!r->buf && !r->len);
+    r->buf = buf;
+    r->cap = cap;
+}
+
+uint8_t *vt_grpc_reader_take(struct vt_grpc_reader *r, size_t *cap)
+{
+    uint8_t *b = r->buf;
+    *cap = r->cap;
+    r->buf = NULL;
+    r->len = r->cap = 0;
+    return b;
+}
+
 static int fail(struct vt_grpc_reader *r, int status, const char *why)
 {
     if (!r->status) {

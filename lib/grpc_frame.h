@@ -74,6 +74,12 @@ struct vt_grpc_reader {
 void vt_grpc_reader_init(struct vt_grpc_reader *r, size_t max);
 void vt_grpc_reader_free(struct vt_grpc_reader *r);
 
+/* For a caller that pools request buffers: hand a fresh reader a buffer of
+ * cap bytes to receive into (used while big enough, else grown), and take
+ * the receive buffer back from a reader about to be freed (NULL if none). */
+void vt_grpc_reader_give(struct vt_grpc_reader *r, uint8_t *buf, size_t cap);
+uint8_t *vt_grpc_reader_take(struct vt_grpc_reader *r, size_t *cap);
+
 /* Append a DATA chunk. Returns 0 or a sticky status: RESOURCE_EXHAUSTED
  * (announced length > max), INTERNAL (bad flag byte, a second message). */
 int vt_grpc_reader_feed(struct vt_grpc_reader *r, const uint8_t *data,

@@ -38,6 +38,9 @@ struct method {
 
 struct conn;
 
+#define BUF_POOL 128                /* request buffers kept */
+#define BUF_POOL_MAX (256u << 10)   /* ... of at most this size */
+
 struct vt_grpc_server {
     uv_loop_t *loop;
     uv_tcp_t listener;
@@ -56,6 +59,14 @@ struct vt_grpc_server {
     int close_done;    /* close_cb has run */
     vt_grpc_server_close_cb close_cb;
     void *close_data;
+    /* request buffers of finished calls, for the next ones: a buffer of a
+     * kilobyte or more from malloc costs a consolidation of its free lists
+     * every time (glibc), at every request */
+    struct {
+        uint8_t *buf;
+        size_t cap;
+    } pool[BUF_POOL];
+    uint32_t n_pool;
 };
 
 struct conn {
@@ -112,6 +123,15 @@ static void call_unref(struct vt_grpc_call *call)
     if (--call->refs)
         return;
     assert(!call->conn && !call->held);
+    vt_grpc_server_t *srv = call->srv;
+    size_t cap;
+    uint8_t *buf = vt_grpc_reader_take(&call->reader, &cap);
+    if (buf && srv->n_pool < BUF_POOL && cap <= BUF_POOL_MAX) {
+        srv->pool[srv->n_pool].buf = buf;
+        srv->pool[srv->n_pool++].cap = cap;
+    } else {
+        free(buf);
+    }
     vt_grpc_reader_free(&call->reader);
     free(call->path);
     free(call->md);
@@ -352,6 +372,11 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame,
     call->refs = 1;
     call->enc = VT_GRPC_ENC_IDENTITY;
     vt_grpc_reader_init(&call->reader, c->srv->opts.max_message_bytes);
+    if (c->srv->n_pool) {
+        c->srv->n_pool--;
+        vt_grpc_reader_give(&call->reader, c->srv->pool[c->srv->n_pool].buf,
+                            c->srv->pool[c->srv->n_pool].cap);
+    }
     call->next = c->calls;
     if (c->calls)
         c->calls->prev = call;
@@ -595,6 +620,8 @@ static void server_free(vt_grpc_server_t *srv)
     free(srv->methods);
     nghttp2_session_callbacks_del(srv->cbs);
     vt_grpc_codec_free(&srv->codec);
+    for (uint32_t i = 0; i < srv->n_pool; i++)
+        free(srv->pool[i].buf);
     free(srv);
 }
 
