@@ -22,10 +22,13 @@
  *                                as agents ship them by default)
  *   eval_ms_10k_series_20_scores mean evaluation time, 10,000 series with
  *                                data in every 10 s bucket of the 5 min window
- *                                (31 windows pushed after the restart, so the
- *                                figure does not depend on how long the WAL
- *                                fill took), 20 scores (3 components,
- *                                segment_by provider+model)
+ *                                (31 windows pushed to a fresh scorer, so the
+ *                                figure depends neither on how long the WAL
+ *                                fill took nor on the push phases' batches;
+ *                                the figure on the restarted scorer, whose
+ *                                window holds those too, goes to stderr),
+ *                                20 scores (3 components, segment_by
+ *                                provider+model)
  *   rss_mib_per_1k_series_2d     scorer RSS growth per 1,000 series holding
  *                                2 days of data (every 10 s bucket of the last
  *                                2 h, every 1 min bucket before) - measured
@@ -438,6 +441,27 @@ static double measured_push(const struct daemon *d, int64_t ws, enum vt_grpc_enc
     return cpu > 0 ? (double)ok / cpu : 0;
 }
 
+static void next_recent(struct pusher *p, uint64_t seq, uint32_t *first, int64_t *ws);
+
+/* Mean evaluation time (ms) of the scorer's next five evaluations after
+ * every series got data in each of the 31 windows of the last 5 min (the
+ * current one and the 30 before it) and one expiry pass ran. */
+static double eval_figure(const struct daemon *d)
+{
+    int64_t cur = now_ms() - now_ms() % 10000;
+    push_run(d, 31 * (n_keys / SD_SERIES_PER_BATCH), next_recent, cur, 0);
+    usleep(6000000); /* one expiry pass (the collector's timer runs every 5 s) */
+    double c0 = metric(d, "vitals_scorer_evaluation_seconds_count");
+    double s0 = metric(d, "vitals_scorer_evaluation_seconds_sum");
+    double c1 = c0, s1 = s0;
+    for (int i = 0; i < 300 && c1 < c0 + 5; i++) {
+        usleep(200000);
+        c1 = metric(d, "vitals_scorer_evaluation_seconds_count");
+        s1 = metric(d, "vitals_scorer_evaluation_seconds_sum");
+    }
+    return c1 > c0 ? (s1 - s0) / (c1 - c0) * 1000 : -1;
+}
+
 /* steady stream: rotating series, the current window */
 static void next_steady(struct pusher *p, uint64_t seq, uint32_t *first, int64_t *ws)
 {
@@ -592,22 +616,19 @@ int main(int argc, char **argv)
     bench_report("restart_s_1gib_wal", bench_now() - t0, "s", "< 10");
 
     /* 2: evaluation of 20 scores over the 10k series, each with data in
-     * every 10 s bucket of the 5 min window (31 windows: the current one
-     * and the 30 before it) */
-eval:;
-    int64_t cur = now_ms() - now_ms() % 10000;
-    push_run(&d, 31 * (n_keys / SD_SERIES_PER_BATCH), next_recent, cur, 0);
-    usleep(6000000); /* one expiry pass (the collector's timer runs every 5 s) */
-    double c0 = metric(&d, "vitals_scorer_evaluation_seconds_count");
-    double s0 = metric(&d, "vitals_scorer_evaluation_seconds_sum");
-    double c1 = c0, s1 = s0;
-    for (int i = 0; i < 300 && c1 < c0 + 5; i++) {
-        usleep(200000);
-        c1 = metric(&d, "vitals_scorer_evaluation_seconds_count");
-        s1 = metric(&d, "vitals_scorer_evaluation_seconds_sum");
-    }
-    bench_report("eval_ms_10k_series_20_scores", c1 > c0 ? (s1 - s0) / (c1 - c0) * 1000 : -1, "ms",
-                 "< 100");
+     * every 10 s bucket of the 5 min window. On the restarted scorer the
+     * window also holds what the push phases put in it (every push batch
+     * went to one of its windows: hundreds of merges per series), so its
+     * figure depends on how many ran; it is printed, and the reported one
+     * is taken on a fresh scorer with just the 31 windows. */
+    fprintf(stderr, "bench_scorer: eval on the restarted scorer (its window also holds the push "
+                    "phases' batches): %.1f ms\n", eval_figure(&d));
+    daemon_kill(&d, SIGTERM);
+    rm_rf(data);
+    if (daemon_start(&d, data, scores, 3))
+        return 1;
+eval:
+    bench_report("eval_ms_10k_series_20_scores", eval_figure(&d), "ms", "< 100");
     daemon_kill(&d, SIGTERM);
     rm_rf(data);
     if (eval_only) {
