@@ -497,14 +497,18 @@ void vt_aggregate_proto_release(Vitals__V1__WindowAggregate *msg)
  * and merge (trusts what check accepted). Field numbers are those of
  * vitals.v1.WindowAggregate and its sub-messages. */
 
-/* A string field: bounded length, no NUL byte (names become C strings). */
-static bool good_str(const struct pbf *f, size_t min, size_t max)
+/* A string field: bounded length, no NUL byte (names become C strings) -
+ * the bytes are not searched again when the merge walks what the check
+ * accepted (`checked`). */
+static bool good_str(const struct pbf *f, size_t min, size_t max, bool checked)
 {
-    return f->wt == PB_LEN && f->len >= min && f->len <= max && !memchr(f->ptr, 0, f->len);
+    return f->wt == PB_LEN && f->len >= min && f->len <= max &&
+           (checked || !memchr(f->ptr, 0, f->len));
 }
 
 /* CountByName {string name = 1; uint64 count = 2}. */
-static int wire_count(struct pb b, size_t max_name, struct vt_str *name, uint64_t *n)
+static int wire_count(struct pb b, size_t max_name, bool checked, struct vt_str *name,
+                      uint64_t *n)
 {
     struct pbf f;
     int r;
@@ -512,7 +516,7 @@ static int wire_count(struct pb b, size_t max_name, struct vt_str *name, uint64_
     *n = 0;
     while ((r = pb_next(&b, &f)) == 1) {
         if (f.num == 1) {
-            if (!good_str(&f, 0, max_name))
+            if (!good_str(&f, 0, max_name, checked))
                 return -EBADMSG;
             *name = (struct vt_str){(const char *)f.ptr, f.len};
         } else if (f.num == 2) {
@@ -525,7 +529,7 @@ static int wire_count(struct pb b, size_t max_name, struct vt_str *name, uint64_
 }
 
 /* MetricSketch {string name = 1; Sketch sketch = 2}. */
-static int wire_metric(struct pb b, struct vt_str *name, struct pb *sketch)
+static int wire_metric(struct pb b, bool checked, struct vt_str *name, struct pb *sketch)
 {
     struct pbf f;
     int r;
@@ -533,7 +537,7 @@ static int wire_metric(struct pb b, struct vt_str *name, struct pb *sketch)
     *sketch = (struct pb){NULL, NULL};
     while ((r = pb_next(&b, &f)) == 1) {
         if (f.num == 1) {
-            if (!good_str(&f, 1, VT_AGG_MAX_METRIC_NAME))
+            if (!good_str(&f, 1, VT_AGG_MAX_METRIC_NAME, checked))
                 return -EBADMSG;
             *name = (struct vt_str){(const char *)f.ptr, f.len};
         } else if (f.num == 2) {
@@ -547,7 +551,7 @@ static int wire_metric(struct pb b, struct vt_str *name, struct pb *sketch)
 
 /* Exemplar {string request_id = 1; string kind = 2; double latency_ms = 3;
  * int64 ts_ms = 4}. */
-static int wire_exemplar(struct pb b, struct vt_exemplar *x)
+static int wire_exemplar(struct pb b, bool checked, struct vt_exemplar *x)
 {
     struct pbf f;
     int r;
@@ -555,7 +559,7 @@ static int wire_exemplar(struct pb b, struct vt_exemplar *x)
     while ((r = pb_next(&b, &f)) == 1) {
         switch (f.num) {
         case 1:
-            if (!good_str(&f, 0, VT_AGG_EXEMPLAR_ID_LEN))
+            if (!good_str(&f, 0, VT_AGG_EXEMPLAR_ID_LEN, checked))
                 return -EBADMSG;
             memcpy(x->request_id, f.ptr, f.len);
             x->request_id[f.len] = 0;
@@ -593,23 +597,25 @@ static uint64_t wire_sketch_count(struct pb b)
     return n;
 }
 
+/* n (a C string) spells name exactly. */
+static bool str_is(const char *n, struct vt_str name)
+{
+    return n && strncmp(n, name.ptr, name.len) == 0 && n[name.len] == 0;
+}
+
 static int reason_of(struct vt_str name)
 {
-    for (int r = 1; r < VT_REJECT__COUNT; r++) {
-        const char *n = vt_record_reject_name(r);
-        if (n && strlen(n) == name.len && memcmp(n, name.ptr, name.len) == 0)
+    for (int r = 1; r < VT_REJECT__COUNT; r++)
+        if (str_is(vt_record_reject_name(r), name))
             return r;
-    }
     return -1;
 }
 
 static int field_of(struct vt_str name)
 {
-    for (int i = VT_FIELD_FIRST; i <= VT_FIELD_LAST; i++) {
-        const char *n = vt_record_field_name(i);
-        if (n && strlen(n) == name.len && memcmp(n, name.ptr, name.len) == 0)
+    for (int i = VT_FIELD_FIRST; i <= VT_FIELD_LAST; i++)
+        if (str_is(vt_record_field_name(i), name))
             return i;
-    }
     return -1;
 }
 
@@ -635,6 +641,7 @@ static int walk_sketch(const uint8_t *p, size_t len, struct vt_aggregate *dst, v
         *count = k->count;
         return 0;
     }
+    assert(!kc || kc->i < kc->n); /* the check kept every sketch it passed, in this order */
     const struct vt_sketch_kept *k = kc && kc->i < kc->n ? &kc->kept[kc->i++] : NULL;
     if (!s)
         dst->metrics_dropped += k ? k->count : wire_sketch_count(pb_make(p, len));
@@ -663,7 +670,7 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst,
         if (f.num <= 18 && f.wt != want)
             return -EBADMSG;
         struct vt_str name;
-        uint64_t n;
+        uint64_t n = 0;
         struct pb sk;
         switch (f.num) {
         case 1:
@@ -688,7 +695,7 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst,
         case 5: errors = f.u; break;
         case 6:
             if (++n_err > VT_AGG_MAX_ERROR_TYPES ||
-                wire_count(pb_of(&f), VT_AGG_MAX_ERROR_TYPE_LEN, &name, &n))
+                wire_count(pb_of(&f), VT_AGG_MAX_ERROR_TYPE_LEN, dst, &name, &n))
                 return -EBADMSG;
             if (dst)
                 count_name(dst, name.ptr, name.len, n);
@@ -702,7 +709,7 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst,
             sketch_max = !dst && n > sketch_max ? n : sketch_max;
             break;
         case 12:
-            if (++n_metrics > VT_AGG_MAX_METRICS || wire_metric(pb_of(&f), &name, &sk))
+            if (++n_metrics > VT_AGG_MAX_METRICS || wire_metric(pb_of(&f), dst, &name, &sk))
                 return -EBADMSG;
             rc = walk_sketch(sk.p, (size_t)(sk.end - sk.p), dst,
                              dst ? metric_sketch(dst, name.ptr, name.len) : NULL, kc, &n);
@@ -722,7 +729,7 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst,
         case 16:
             if (++*(f.num == 15 ? &n_invalid : &n_missing) >
                     (f.num == 15 ? VT_REJECT__COUNT : VT_FIELD_LAST + 1) ||
-                wire_count(pb_of(&f), VT_AGG_MAX_METRIC_NAME, &name, &n))
+                wire_count(pb_of(&f), VT_AGG_MAX_METRIC_NAME, dst, &name, &n))
                 return -EBADMSG;
             if (dst) {
                 int at = f.num == 15 ? reason_of(name) : field_of(name);
@@ -732,7 +739,7 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst,
             break;
         case 17: {
             struct vt_exemplar x;
-            if (++n_ex > VT_AGG_MAX_EXEMPLARS || wire_exemplar(pb_of(&f), &x))
+            if (++n_ex > VT_AGG_MAX_EXEMPLARS || wire_exemplar(pb_of(&f), dst, &x))
                 return -EBADMSG;
             if (dst)
                 add_exemplar(dst, &x);

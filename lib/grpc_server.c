@@ -39,7 +39,8 @@ struct method {
 struct conn;
 
 #define BUF_POOL 128                /* request buffers kept */
-#define BUF_POOL_MAX (256u << 10)   /* ... of at most this size */
+#define BUF_POOL_MIN 1024           /* ... of at least this size (malloc's large ones) */
+#define BUF_POOL_MAX (256u << 10)   /* ... and at most this */
 
 struct vt_grpc_server {
     uv_loop_t *loop;
@@ -126,7 +127,7 @@ static void call_unref(struct vt_grpc_call *call)
     vt_grpc_server_t *srv = call->srv;
     size_t cap;
     uint8_t *buf = vt_grpc_reader_take(&call->reader, &cap);
-    if (buf && srv->n_pool < BUF_POOL && cap <= BUF_POOL_MAX) {
+    if (buf && srv->n_pool < BUF_POOL && cap >= BUF_POOL_MIN && cap <= BUF_POOL_MAX) {
         srv->pool[srv->n_pool].buf = buf;
         srv->pool[srv->n_pool++].cap = cap;
     } else {

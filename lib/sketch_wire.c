@@ -741,32 +741,28 @@ int vt_sketch_check_wire_kept(const uint8_t *buf, size_t len, struct vt_sketch_k
     int pcol, ncol;
     if (wire_parse(&w, buf, len) || check_msg(&w, &ps, &ns, &pcol, &ncol))
         return -EBADMSG;
-    struct kept *k = (struct kept *)out->priv_;
+    struct kept k = {.zero_count = w.zero_count, .sum = w.sum, .min = w.min, .max = w.max,
+                     .zero_threshold = w.zero_threshold, .scale = w.scale,
+                     .pcol = (uint8_t)pcol, .ncol = (uint8_t)ncol};
+    keep_store(&k.pos, w.pos, &ps);
+    keep_store(&k.neg, w.neg, &ns);
     out->buf = buf;
     out->len = len;
     out->count = w.count;
-    k->zero_count = w.zero_count;
-    k->sum = w.sum;
-    k->min = w.min;
-    k->max = w.max;
-    k->zero_threshold = w.zero_threshold;
-    k->scale = w.scale;
-    k->pcol = (uint8_t)pcol;
-    k->ncol = (uint8_t)ncol;
-    keep_store(&k->pos, w.pos, &ps);
-    keep_store(&k->neg, w.neg, &ns);
+    memcpy(out->priv_, &k, sizeof k); /* (copied: priv_ is not a struct kept) */
     return 0;
 }
 
 int vt_sketch_merge_kept(vt_sketch *dst, const struct vt_sketch_kept *out)
 {
-    const struct kept *k = (const struct kept *)out->priv_;
-    if (k->scale != dst->scale || k->zero_threshold != dst->zero_threshold)
+    struct kept k;
+    memcpy(&k, out->priv_, sizeof k);
+    if (k.scale != dst->scale || k.zero_threshold != dst->zero_threshold)
         return vt_sketch_merge_wire(dst, out->buf, out->len);
-    struct wire_sketch w = {.count = out->count, .zero_count = k->zero_count, .sum = k->sum,
-                            .min = k->min, .max = k->max};
+    struct wire_sketch w = {.count = out->count, .zero_count = k.zero_count, .sum = k.sum,
+                            .min = k.min, .max = k.max};
     struct counts_sum ps, ns;
-    w.pos = kept_sum(&k->pos, &ps);
-    w.neg = kept_sum(&k->neg, &ns);
-    return merge_summed(dst, &w, &ps, &ns, k->pcol, k->ncol);
+    w.pos = kept_sum(&k.pos, &ps);
+    w.neg = kept_sum(&k.neg, &ns);
+    return merge_summed(dst, &w, &ps, &ns, k.pcol, k.ncol);
 }

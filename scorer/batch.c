@@ -130,6 +130,12 @@ int vt_batch_kept_reserve(struct vt_batch_kept *k, size_t key_max)
     return c ? 0 : -ENOMEM;
 }
 
+size_t vt_batch_kept_bytes(const struct vt_batch_kept *k)
+{
+    return (size_t)k->cap_aggs * sizeof *k->aggs + (size_t)k->cap_sketches * sizeof *k->sketches +
+           k->keys_cap;
+}
+
 void vt_batch_kept_free(struct vt_batch_kept *k)
 {
     free(k->aggs);

@@ -37,6 +37,7 @@ struct vt_batch_agg {
 
 struct vt_batch_kept {
     const uint8_t *of; /* the batch bytes all this was kept for; NULL: none */
+    size_t of_len;
     struct vt_batch_agg *aggs;
     uint32_t n_aggs, cap_aggs;
     struct vt_sketch_kept *sketches;
@@ -48,6 +49,9 @@ struct vt_batch_kept {
 /* Room for one more aggregate: its VT_AGG_MAX_SKETCHES sketches and a key of
  * key_max bytes. 0 or -ENOMEM. */
 int vt_batch_kept_reserve(struct vt_batch_kept *k, size_t key_max);
+
+/* Bytes allocated to k: a pool of them frees the big ones. */
+size_t vt_batch_kept_bytes(const struct vt_batch_kept *k);
 void vt_batch_kept_free(struct vt_batch_kept *k);
 
 struct vt_batch {

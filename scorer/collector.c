@@ -37,7 +37,7 @@
 #define MAX_GROUP 1024 /* batches per WAL job */
 #define LOAD_GROUP 8    /* a group this big says there is load: the next may wait */
 #define POOL_MAX 128   /* free pends kept */
-#define KEPT_MAX_AGGS 4096 /* a pooled pend keeps arrays for this many aggregates */
+#define KEPT_POOL_BYTES (1u << 20) /* a pooled pend keeps kept arrays up to this size */
 
 enum job_kind { JOB_NONE = 0, JOB_WAL, JOB_SNAPSHOT };
 
@@ -187,7 +187,7 @@ static void pend_put(vt_collector *c, struct pend *p)
         free(p);
         return;
     }
-    if (p->kept.cap_aggs > KEPT_MAX_AGGS) /* an outsized batch's: not hoarded */
+    if (vt_batch_kept_bytes(&p->kept) > KEPT_POOL_BYTES) /* an outsized batch's: not hoarded */
         vt_batch_kept_free(&p->kept);
     p->next = c->pool;
     c->pool = p;
@@ -362,7 +362,8 @@ static void on_group_timer(uv_timer_t *t)
  * starts (see top); if so, the deadline timer runs. */
 static bool group_should_wait(vt_collector *c)
 {
-    if (c->o.wal_group_wait_ms <= 0 || c->closing || c->last_group < LOAD_GROUP ||
+    if (c->o.wal_group_wait_ms <= 0 || !c->o.wal_fsync || c->closing ||
+        c->last_group < LOAD_GROUP ||
         c->q_len >= c->last_group / 2)
         return false;
     uint64_t now = uv_hrtime(), wait_ns = (uint64_t)c->o.wal_group_wait_ms * 1000000;
@@ -745,8 +746,8 @@ static void finish_close(vt_collector *c)
             return;
         }
     }
-    if (uv_is_closing((uv_handle_t *)&c->timer))
-        return;
+    if (uv_is_closing((uv_handle_t *)&c->group_timer))
+        return; /* closing already: the timer's close follows the group timer's */
     uv_close((uv_handle_t *)&c->group_timer, on_group_timer_closed);
 }
 

@@ -313,10 +313,16 @@ int vt_store_validate(vt_store *st, const struct vt_batch *b, char *err, size_t 
     struct vt_batch_kept *k = b->kept; /* NULL once it cannot grow: nothing kept */
     if (k)
         k->of = NULL, k->n_aggs = k->n_sketches = k->keys_len = 0;
+    /* what is kept per sketch is far bigger than the smallest sketch on the
+     * wire: past a few times the batch's size, the batch is parsed again
+     * instead (a batch of empty sketches must not cost memory by the MB) */
+    size_t budget = 4 * b->len + 65536;
     for (uint32_t i = 0; vt_batch_next_aggregate(b, &pos, &agg, &len) == 1; i++) {
         struct vt_agg_head h;
         struct vt_batch_agg *ka = NULL;
-        if (k && vt_batch_kept_reserve(k, sizeof st->key))
+        if (k && ((size_t)(k->n_sketches + VT_AGG_MAX_SKETCHES) * sizeof *k->sketches +
+                      (size_t)(k->n_aggs + 1) * sizeof *k->aggs + k->keys_len > budget ||
+                  vt_batch_kept_reserve(k, sizeof st->key)))
             k = NULL;
         if (k) {
             ka = &k->aggs[k->n_aggs];
@@ -349,7 +355,7 @@ int vt_store_validate(vt_store *st, const struct vt_batch *b, char *err, size_t 
         }
     }
     if (k)
-        k->of = b->buf;
+        k->of = b->buf, k->of_len = b->len;
     return 0;
 }
 
@@ -763,8 +769,12 @@ int64_t vt_store_apply(vt_store *st, const struct vt_batch *b, uint64_t *dropped
     int64_t merged = 0;
     size_t pos = 0;
     struct target t[APPLY_CHUNK];
-    /* what validation kept, if it was kept for these very bytes */
-    const struct vt_batch_kept *k = b->kept && b->kept->of == b->buf ? b->kept : NULL;
+    /* what validation kept, if it was kept for these very bytes (used once) */
+    const struct vt_batch_kept *k = NULL;
+    if (b->kept && b->kept->of == b->buf && b->kept->of_len == b->len) {
+        k = b->kept;
+        b->kept->of = NULL;
+    }
     for (uint32_t ai = 0;;) {
         uint32_t n = 0;
         size_t used = 0, at = pos;

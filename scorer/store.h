@@ -134,7 +134,10 @@ int64_t vt_store_horizon_ms(const vt_store *st);
  * bounds, its sketches valid, its series key canonical - exactly what
  * merging relies on. Returns 0 or -EBADMSG; err names the problem
  * ("aggregates[3]: ..."). A batch that passes applies cleanly (short of
- * -ENOMEM).
+ * -ENOMEM). With b->kept set, what it learned (heads, series keys, every
+ * sketch's scalars and ranges) is kept there for the vt_store_apply of the
+ * same bytes, unless that would take more than a few times the batch's
+ * size (it is then parsed again).
  */
 int vt_store_validate(vt_store *st, const struct vt_batch *b, char *err, size_t errlen);
 
@@ -149,7 +152,8 @@ bool vt_store_seen(const vt_store *st, const struct vt_batch *b);
  * retention (or from the future, see above) are counted in *dropped (may be
  * NULL) and not kept. Returns the
  * number of records merged (sum of aggregate counts), or -ENOMEM / -EBADMSG.
- * Applying an id already seen merges nothing and returns 0.
+ * Applying an id already seen merges nothing and returns 0. Uses (once)
+ * what vt_store_validate kept in b->kept for these bytes.
  */
 int64_t vt_store_apply(vt_store *st, const struct vt_batch *b, uint64_t *dropped);
 

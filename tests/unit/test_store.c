@@ -123,6 +123,91 @@ static struct sum query(vt_store *st, int64_t from, int64_t to)
     return s;
 }
 
+/* Validation keeps what it learned for the apply of the same bytes (used
+ * once, same result as parsing again); a batch of many empty sketches -
+ * 2 bytes each on the wire, far more kept - is parsed again instead. */
+static void test_kept(void **state)
+{
+    (void)state;
+    vt_store *st = new_store(), *ref = new_store();
+    vt_store_expire(st, NOW);
+    vt_store_expire(ref, NOW);
+    struct tb t;
+    const char *svc[] = {"a", "b", "a"};
+    int64_t ws[] = {NOW - MIN, NOW - MIN, NOW - MIN + 5000};
+    uint64_t cnt[] = {3, 4, 5};
+    make(&t, "agent/1", 10, 3, svc, ws, cnt);
+    char err[128];
+    struct vt_batch_kept kept = {0};
+    assert_int_equal(vt_store_validate(ref, &t.b, err, sizeof err), 0);
+    t.b.kept = &kept;
+    assert_int_equal(vt_store_validate(st, &t.b, err, sizeof err), 0);
+    assert_ptr_equal(kept.of, t.b.buf);
+    assert_int_equal(kept.n_aggs, 3);
+    assert_int_equal(kept.n_sketches, 3); /* one latency sketch each */
+    assert_int_equal(vt_store_apply(st, &t.b, NULL), 12);
+    assert_null(kept.of); /* used once */
+    t.b.kept = NULL;
+    assert_int_equal(vt_store_apply(ref, &t.b, NULL), 12);
+    struct sum a = query(st, NOW - 5 * MIN, NOW), b = query(ref, NOW - 5 * MIN, NOW);
+    assert_int_equal(a.records, b.records);
+    assert_int_equal(a.series, b.series);
+    assert_true(a.lat_sum == b.lat_sum);
+
+    /* 1000 aggregates of 64 empty metric sketches each */
+    enum { N = 1000 };
+    Vitals__V1__Batch m = VITALS__V1__BATCH__INIT;
+    m.schema_version = 1;
+    m.agent_id = "agent";
+    m.batch_id = "empty-sketches";
+    m.spool_last = 99;
+    static Vitals__V1__WindowAggregate ag[N], *agp[N];
+    static Vitals__V1__SeriesKey key[N];
+    static char names[N][16];
+    static Vitals__V1__WindowAggregate__MetricSketch ms[64], *msp[64];
+    static Vitals__V1__Sketch empty;
+    static char mnames[64][8];
+    vitals__v1__sketch__init(&empty);
+    empty.scale = 6;
+    for (int j = 0; j < 64; j++) {
+        vitals__v1__window_aggregate__metric_sketch__init(&ms[j]);
+        snprintf(mnames[j], sizeof mnames[j], "m%02d", j);
+        ms[j].name = mnames[j];
+        ms[j].sketch = &empty;
+        msp[j] = &ms[j];
+    }
+    for (int i = 0; i < N; i++) {
+        vitals__v1__series_key__init(&key[i]);
+        snprintf(names[i], sizeof names[i], "svc%03d", i);
+        key[i].service = names[i];
+        key[i].model = key[i].provider = key[i].version = "";
+        vitals__v1__window_aggregate__init(&ag[i]);
+        ag[i].series = &key[i];
+        ag[i].window_start_ms = NOW - MIN;
+        ag[i].window_ms = 10000;
+        ag[i].count = 1;
+        ag[i].metrics = msp;
+        ag[i].n_metrics = 64;
+        agp[i] = &ag[i];
+    }
+    m.aggregates = agp;
+    m.n_aggregates = N;
+    size_t n = vitals__v1__batch__get_packed_size(&m);
+    uint8_t *buf = malloc(n);
+    vitals__v1__batch__pack(&m, buf);
+    struct vt_batch bb;
+    assert_int_equal(vt_batch_parse(&bb, buf, n, err, sizeof err), 0);
+    bb.kept = &kept;
+    assert_int_equal(vt_store_validate(st, &bb, err, sizeof err), 0);
+    assert_null(kept.of); /* over budget: nothing kept ... */
+    assert_true(vt_batch_kept_bytes(&kept) < 8 * n); /* kept whole: 13 times n */
+    assert_int_equal(vt_store_apply(st, &bb, NULL), N); /* ... and applied all the same */
+    free(buf);
+    vt_batch_kept_free(&kept);
+    vt_store_free(st);
+    vt_store_free(ref);
+}
+
 static void test_retention_parse(void **state)
 {
     (void)state;
@@ -563,6 +648,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_retention_parse),  cmocka_unit_test(test_merge_and_dedupe),
+        cmocka_unit_test(test_kept),
         cmocka_unit_test(test_validation),       cmocka_unit_test(test_cascade_and_expiry),
         cmocka_unit_test(test_future_dropped),
         cmocka_unit_test(test_dedupe_watermark), cmocka_unit_test(test_snapshot_roundtrip),
