@@ -89,7 +89,7 @@ static void count_name(struct vt_aggregate *a, const char *name, size_t len, uin
         len = VT_AGG_MAX_ERROR_TYPE_LEN;
     for (uint32_t i = 0; i < a->n_error_types; i++) {
         struct vt_agg_count *c = &a->errors_by_type[i];
-        if (strlen(c->name) == len && memcmp(c->name, name, len) == 0) {
+        if (strncmp(c->name, name, len) == 0 && c->name[len] == 0) { /* name has no NUL */
             c->count += n;
             return;
         }
