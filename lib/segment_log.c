@@ -166,11 +166,11 @@ static void direct_off(vt_seglog *log, int err)
     log->direct = false;
 }
 
-/* The staged frames' bytes as they go to the file, and where: with
- * O_DIRECT, from the start of the segment's last partial block (wbuf[0,
- * lead)) to a block boundary, the rest of the last block zeros - which
- * overwrite what follows the staged frames (the start of a frame being
- * built), so that is saved in *save first and put back by the caller. */
+/* Write wbuf[0, tail) at the segment's end (`end`, where wbuf[lead] goes).
+ * With O_DIRECT the write starts at the last partial block (wbuf[0, lead))
+ * and ends on a block boundary, the rest of the last block zeros - over
+ * what follows the staged frames (the start of a frame being built), which
+ * is saved and put back. */
 static int write_group(vt_seglog *log, uint64_t end)
 {
     size_t n = log->tail;
@@ -201,9 +201,8 @@ static int write_staged(vt_seglog *log)
     if (log->tail == log->lead)
         return 0;
     struct seg *a = &log->segs[log->nsegs - 1];
-    bool direct = log->direct;
     int rc = write_group(log, a->bytes);
-    if (rc == 0 && direct && log->direct) { /* the new last partial block leads the next group */
+    if (rc == 0 && log->direct) { /* the new last partial block leads the next group */
         size_t lead = log->tail % DIO_ALIGN;
         memmove(log->wbuf, log->wbuf + log->tail - lead, lead);
         log->lead = lead;
