@@ -83,13 +83,19 @@ static bool error_room(struct vt_aggregate *a)
     return true;
 }
 
+/* n (a C string) spells name exactly. */
+static bool str_is(const char *n, struct vt_str name)
+{
+    return n && strncmp(n, name.ptr, name.len) == 0 && n[name.len] == 0;
+}
+
 static void count_name(struct vt_aggregate *a, const char *name, size_t len, uint64_t n)
 {
     if (len > VT_AGG_MAX_ERROR_TYPE_LEN)
         len = VT_AGG_MAX_ERROR_TYPE_LEN;
     for (uint32_t i = 0; i < a->n_error_types; i++) {
         struct vt_agg_count *c = &a->errors_by_type[i];
-        if (strncmp(c->name, name, len) == 0 && c->name[len] == 0) { /* name has no NUL */
+        if (str_is(c->name, (struct vt_str){name, len})) {
             c->count += n;
             return;
         }
@@ -597,12 +603,6 @@ static uint64_t wire_sketch_count(struct pb b)
     return n;
 }
 
-/* n (a C string) spells name exactly. */
-static bool str_is(const char *n, struct vt_str name)
-{
-    return n && strncmp(n, name.ptr, name.len) == 0 && n[name.len] == 0;
-}
-
 static int reason_of(struct vt_str name)
 {
     for (int r = 1; r < VT_REJECT__COUNT; r++)
@@ -626,19 +626,20 @@ struct keep {
     uint32_t n, i;
 };
 
-/* One sketch: checked (dst == NULL; *count set), else merged into s - or,
- * s == NULL, counted as dropped into dst. From what the check kept when kc. */
+/* One sketch: checked (dst == NULL; *count_max raised to its count), else
+ * merged into s - or, s == NULL, counted as dropped into dst. From what the
+ * check kept when kc. */
 static int walk_sketch(const uint8_t *p, size_t len, struct vt_aggregate *dst, vt_sketch *s,
-                       struct keep *kc, uint64_t *count)
+                       struct keep *kc, uint64_t *count_max)
 {
     if (!dst) {
-        if (!kc)
-            return vt_sketch_check_wire(p, len, count);
-        struct vt_sketch_kept *k = &kc->kept[kc->n];
-        if (vt_sketch_check_wire_kept(p, len, k))
+        uint64_t n;
+        if (kc ? vt_sketch_check_wire_kept(p, len, &kc->kept[kc->n])
+               : vt_sketch_check_wire(p, len, &n))
             return -EBADMSG;
-        kc->n++;
-        *count = k->count;
+        if (kc)
+            n = kc->kept[kc->n++].count;
+        *count_max = n > *count_max ? n : *count_max;
         return 0;
     }
     assert(!kc || kc->i < kc->n); /* the check kept every sketch it passed, in this order */
@@ -705,15 +706,13 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst,
                 return -EBADMSG;
             fixed_seen |= 1u << f.num;
             rc = walk_sketch(f.ptr, f.len, dst, dst ? fixed_sketch(dst, (int)f.num - 7) : NULL,
-                             kc, &n);
-            sketch_max = !dst && n > sketch_max ? n : sketch_max;
+                             kc, &sketch_max);
             break;
         case 12:
             if (++n_metrics > VT_AGG_MAX_METRICS || wire_metric(pb_of(&f), dst, &name, &sk))
                 return -EBADMSG;
             rc = walk_sketch(sk.p, (size_t)(sk.end - sk.p), dst,
-                             dst ? metric_sketch(dst, name.ptr, name.len) : NULL, kc, &n);
-            sketch_max = !dst && n > sketch_max ? n : sketch_max;
+                             dst ? metric_sketch(dst, name.ptr, name.len) : NULL, kc, &sketch_max);
             break;
         case 13: /* packed doubles, in one field (proto3 packs repeated scalars) */
             if (emb.p || f.len % 8 || f.len / 8 > VT_AGG_MAX_EMBEDDING)

@@ -625,17 +625,6 @@ static int merge_checked(vt_sketch *dst, const struct wire_sketch *w)
     return merge_summed(dst, w, &ps, &ns, pcol, ncol);
 }
 
-int vt_sketch_check_wire(const uint8_t *buf, size_t len, uint64_t *count)
-{
-    struct wire_sketch w;
-    struct counts_sum ps, ns;
-    int pcol, ncol;
-    if (wire_parse(&w, buf, len))
-        return -EBADMSG;
-    if (count)
-        *count = w.count;
-    return check_msg(&w, &ps, &ns, &pcol, &ncol);
-}
 
 int vt_sketch_unpack(vt_sketch *s, const uint8_t *buf, size_t len, uint32_t max_bins)
 {
@@ -751,6 +740,15 @@ int vt_sketch_check_wire_kept(const uint8_t *buf, size_t len, struct vt_sketch_k
     out->count = w.count;
     memcpy(out->priv_, &k, sizeof k); /* (copied: priv_ is not a struct kept) */
     return 0;
+}
+
+int vt_sketch_check_wire(const uint8_t *buf, size_t len, uint64_t *count)
+{
+    struct vt_sketch_kept k;
+    int rc = vt_sketch_check_wire_kept(buf, len, &k);
+    if (!rc && count)
+        *count = k.count;
+    return rc;
 }
 
 int vt_sketch_merge_kept(vt_sketch *dst, const struct vt_sketch_kept *out)
