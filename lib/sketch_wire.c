@@ -477,7 +477,10 @@ static inline uint64_t bump(void *bins, unsigned w, size_t p, uint64_t c)
 
 /* add_counts where nothing folds - every count above the zero bucket and
  * inside the window, the common case: no per-count range checks, and the
- * range added is the message's own [s->lo, s->hi]. Returns the sum added. */
+ * range added is the message's own [s->lo, s->hi]. Returns the sum added.
+ * The sparse pairs are read here as in sum_sparse and add_counts, not
+ * through a shared iterator: one cost this merge 1-2 us per batch
+ * (bench_ingest apply 13.7 -> 15.7). */
 static uint64_t add_direct(vt_sketch_store *d, struct pb msg, const struct counts_sum *s)
 {
     uint64_t added = 0, peak = 0, v;
