@@ -603,10 +603,17 @@ static uint64_t wire_sketch_count(struct pb b)
     return n;
 }
 
+/* n spells name, told apart by the first byte before any call: the merge
+ * looks up every count's name among ~16 (strncmp was 0.7% of a push). */
+static bool name_is(const char *n, struct vt_str name)
+{
+    return n && name.len && n[0] == name.ptr[0] && str_is(n, name);
+}
+
 static int reason_of(struct vt_str name)
 {
     for (int r = 1; r < VT_REJECT__COUNT; r++)
-        if (str_is(vt_record_reject_name(r), name))
+        if (name_is(vt_record_reject_name(r), name))
             return r;
     return -1;
 }
@@ -614,7 +621,7 @@ static int reason_of(struct vt_str name)
 static int field_of(struct vt_str name)
 {
     for (int i = VT_FIELD_FIRST; i <= VT_FIELD_LAST; i++)
-        if (str_is(vt_record_field_name(i), name))
+        if (name_is(vt_record_field_name(i), name))
             return i;
     return -1;
 }

@@ -33,6 +33,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -145,7 +146,7 @@ static void count(vt_seglog *log, uint64_t *counter, uint64_t n)
     pthread_mutex_unlock(&log->mu);
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off);
+static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off, int flags);
 static int wbuf_reserve(vt_seglog *log, size_t need);
 
 static size_t align_up(size_t n)
@@ -170,38 +171,50 @@ static void direct_off(vt_seglog *log, int err)
  * With O_DIRECT the write starts at the last partial block (wbuf[0, lead))
  * and ends on a block boundary, the rest of the last block zeros - over
  * what follows the staged frames (the start of a frame being built), which
- * is saved and put back. */
-static int write_group(vt_seglog *log, uint64_t end)
+ * is saved and put back. `dsync` asks for the write and its fdatasync in
+ * one call (RWF_DSYNC: one system call and one wait for the disk instead
+ * of two); *synced says whether that happened. */
+static int write_group(vt_seglog *log, uint64_t end, bool dsync, bool *synced)
 {
     size_t n = log->tail;
     uint64_t at = end;
+    *synced = false;
     if (!log->direct)
-        return write_all(log->active_fd, log->wbuf, n, at);
+        return write_all(log->active_fd, log->wbuf, n, at, 0);
     uint8_t save[DIO_ALIGN];
     size_t pad = align_up(n) - n;
     memcpy(save, log->wbuf + n, pad);
     memset(log->wbuf + n, 0, pad);
     at -= log->lead;
     log->padded = true;
-    int rc = write_all(log->active_fd, log->wbuf, n + pad, at);
+    int flags = dsync && !log->no_dsync ? RWF_DSYNC : 0;
+    int rc = write_all(log->active_fd, log->wbuf, n + pad, at, flags);
+    if (rc == -EOPNOTSUPP && flags) { /* not for this file: write, and fdatasync after */
+        vt_warn("seglog: RWF_DSYNC refused: syncing with fdatasync");
+        log->no_dsync = true;
+        rc = write_all(log->active_fd, log->wbuf, n + pad, at, flags = 0);
+    }
     if (rc == -EINVAL) { /* no O_DIRECT here after all: the same bytes, buffered */
         direct_off(log, EINVAL);
-        rc = write_all(log->active_fd, log->wbuf, n + pad, at);
+        rc = write_all(log->active_fd, log->wbuf, n + pad, at, flags = 0);
     }
     memcpy(log->wbuf + n, save, pad);
+    *synced = rc == 0 && flags;
     return rc;
 }
 
 /* Write the staged frames (grouped logs) in one go, then count them in the
  * segment table: readers never see a staged frame before it is in the
  * file. On failure they are cut off the file and forgotten (nothing of
- * them was counted). 0 or the write's error. */
-static int write_staged(vt_seglog *log)
+ * them was counted). `dsync`: see write_group; the file is left dirty
+ * unless that write made it durable. 0 or the write's error. */
+static int write_staged(vt_seglog *log, bool dsync)
 {
     if (log->tail == log->lead)
         return 0;
     struct seg *a = &log->segs[log->nsegs - 1];
-    int rc = write_group(log, a->bytes);
+    bool synced;
+    int rc = write_group(log, a->bytes, dsync && !log->dirty, &synced);
     if (rc == 0 && log->direct) { /* the new last partial block leads the next group */
         size_t lead = log->tail % DIO_ALIGN;
         memmove(log->wbuf, log->wbuf + log->tail - lead, lead);
@@ -224,7 +237,10 @@ static int write_staged(vt_seglog *log)
         log->st.raw_bytes += log->staged.raw;
         log->st.stored_bytes += log->staged.stored;
         pthread_mutex_unlock(&log->mu);
-        log->dirty = 1;
+        if (synced)
+            count(log, &log->st.syncs, 1);
+        else
+            log->dirty = 1;
     }
     memset(&log->staged, 0, sizeof log->staged);
     return rc;
@@ -234,14 +250,14 @@ static int write_staged(vt_seglog *log)
  * staged appends since the last call. */
 static int flush_tail(vt_seglog *log)
 {
-    int pending = log->group_err, rc = write_staged(log);
+    int pending = log->group_err, rc = write_staged(log, false);
     log->group_err = 0;
     return rc ? rc : pending;
 }
 
 static int sync_active(vt_seglog *log)
 {
-    int pending = log->group_err, rc = write_staged(log);
+    int pending = log->group_err, rc = write_staged(log, true);
     log->group_err = 0;
     if (rc)
         return rc;
@@ -653,10 +669,12 @@ static int open_new_segment(vt_seglog *log)
     return direct_start(log); /* empty: reads nothing, cannot fail */
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
+/* pwrite all of p at off; flags (RWF_DSYNC) go to pwritev2. */
+static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off, int flags)
 {
     while (n > 0) {
-        ssize_t w = pwrite(fd, p, n, (off_t)off);
+        struct iovec v = {(void *)p, n};
+        ssize_t w = flags ? pwritev2(fd, &v, 1, (off_t)off, flags) : pwrite(fd, p, n, (off_t)off);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -718,7 +736,7 @@ static int write_frame(vt_seglog *log, uint8_t codec, size_t stored, size_t len,
     int rc;
     size_t at = log->tail; /* where frame_prepare left room */
     uint64_t fsize = VT_SEGLOG_HEADER_SIZE + stored;
-    if (log->tail + fsize > GROUP_MAX_BYTES && (rc = write_staged(log)) < 0) {
+    if (log->tail + fsize > GROUP_MAX_BYTES && (rc = write_staged(log, false)) < 0) {
         log->group_err = rc; /* the staged appends are lost too: the next sync says so */
         return rc;
     }
@@ -794,7 +812,7 @@ static int write_frame(vt_seglog *log, uint8_t codec, size_t stored, size_t len,
             *first_seq = seq;
         return 0; /* the fsync policy applies at vt_seglog_sync */
     }
-    rc = write_all(log->active_fd, h, (size_t)fsize, a->bytes);
+    rc = write_all(log->active_fd, h, (size_t)fsize, a->bytes, 0);
     if (rc < 0) {
         /* Cut a partial frame so the file stays "good frames only". */
         if (ftruncate(log->active_fd, (off_t)a->bytes) != 0)
@@ -929,7 +947,7 @@ int vt_seglog_checkpoint_save(vt_seglog *log, const char *name, uint64_t seq)
     int fd = openat(log->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (fd < 0)
         return -errno;
-    int rc = write_all(fd, b, sizeof b, 0);
+    int rc = write_all(fd, b, sizeof b, 0, 0);
     if (rc == 0 && fsync(fd) != 0)
         rc = -errno;
     if (close(fd) != 0 && rc == 0)

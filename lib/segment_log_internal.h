@@ -59,6 +59,7 @@ struct vt_seglog {
     bool direct;          /* O_DIRECT writes: wbuf is DIO_ALIGN-aligned and starts with */
     size_t lead;          /* the active segment's last partial block, wbuf[0, lead) */
     bool padded;          /* the active file has zeros past its last frame */
+    bool no_dsync;        /* RWF_DSYNC refused: direct groups are synced with fdatasync */
     size_t tail;
     struct {             /* grouped: the frames in wbuf[0, tail), not in segs[] yet */
         uint64_t bytes, frames, records, raw, stored;

@@ -12,13 +12,15 @@
 #include <string.h>
 
 #include "pb_wire.h"
+#include "series.h"
 
-static int copy_id(char *dst, size_t max, const struct pbf *f)
+static int copy_id(char *dst, uint32_t *len, size_t max, const struct pbf *f)
 {
     if (f->len > max || memchr(f->ptr, 0, f->len))
         return -1;
     memcpy(dst, f->ptr, f->len);
     dst[f->len] = 0;
+    *len = (uint32_t)f->len;
     return 0;
 }
 
@@ -55,7 +57,7 @@ int vt_batch_parse(struct vt_batch *b, const uint8_t *buf, size_t len, char *err
         switch (f.num) {
         case 1: b->schema_version = (uint32_t)f.u; break;
         case 2:
-            if (copy_id(b->agent_id, VT_BATCH_MAX_AGENT_ID, &f)) {
+            if (copy_id(b->agent_id, &b->agent_id_len, VT_BATCH_MAX_AGENT_ID, &f)) {
                 snprintf(err, errlen, "agent_id: must be at most %d bytes, no NUL",
                          VT_BATCH_MAX_AGENT_ID);
                 return -EBADMSG;
@@ -65,7 +67,7 @@ int vt_batch_parse(struct vt_batch *b, const uint8_t *buf, size_t len, char *err
         case 4: b->spool_first = f.u; break;
         case 5: b->spool_last = f.u; break;
         case 6:
-            if (f.len == 0 || copy_id(b->batch_id, VT_BATCH_MAX_ID, &f)) {
+            if (f.len == 0 || copy_id(b->batch_id, &b->batch_id_len, VT_BATCH_MAX_ID, &f)) {
                 snprintf(err, errlen, "batch_id: must be 1..%d bytes, no NUL", VT_BATCH_MAX_ID);
                 return -EBADMSG;
             }
@@ -80,6 +82,8 @@ int vt_batch_parse(struct vt_batch *b, const uint8_t *buf, size_t len, char *err
         snprintf(err, errlen, "batch_id: must be 1..%d bytes, no NUL", VT_BATCH_MAX_ID);
         return -EBADMSG;
     }
+    b->id_hash = vt_series_hash(b->batch_id, b->batch_id_len) ^
+                 vt_series_hash(b->agent_id, b->agent_id_len) * 0x9e3779b97f4a7c15ull;
     return 0;
 }
 

@@ -58,6 +58,8 @@ struct vt_batch {
     uint32_t schema_version;
     char agent_id[VT_BATCH_MAX_AGENT_ID + 1]; /* may be empty */
     char batch_id[VT_BATCH_MAX_ID + 1];       /* 1..VT_BATCH_MAX_ID bytes */
+    uint32_t agent_id_len, batch_id_len;
+    uint64_t id_hash; /* of (agent_id, batch_id): different ids mostly differ here */
     int64_t window_start_ms;
     uint64_t spool_first, spool_last;
     uint64_t records;

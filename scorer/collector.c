@@ -150,7 +150,8 @@ static bool token_ok(const vt_collector *c, const char *auth)
 
 static bool same_batch(const struct vt_batch *a, const struct vt_batch *b)
 {
-    return strcmp(a->batch_id, b->batch_id) == 0 && strcmp(a->agent_id, b->agent_id) == 0;
+    return a->id_hash == b->id_hash && strcmp(a->batch_id, b->batch_id) == 0 &&
+           strcmp(a->agent_id, b->agent_id) == 0;
 }
 
 static bool queued(const struct pend *list, const struct vt_batch *b)

@@ -193,45 +193,41 @@ int64_t vt_store_horizon_ms(const vt_store *st)
 
 /* ---- dedupe ------------------------------------------------------------ */
 
-static size_t id_key(char *buf, size_t cap, const char *agent, const char *batch_id)
+/* b's key in the dedupe table: agent_id NUL batch_id. */
+static size_t id_key(char *buf, size_t cap, const struct vt_batch *b)
 {
-    size_t a = strlen(agent), b = strlen(batch_id);
-    if (a + 1 + b > cap)
+    size_t a = b->agent_id_len, n = b->batch_id_len;
+    if (a + 1 + n > cap)
         return 0;
-    memcpy(buf, agent, a);
+    memcpy(buf, b->agent_id, a);
     buf[a] = 0;
-    memcpy(buf + a + 1, batch_id, b);
-    return a + 1 + b;
+    memcpy(buf + a + 1, b->batch_id, n);
+    return a + 1 + n;
 }
 
 /* Covered by the agent's watermark (ids older than the dedupe horizon). */
-static bool below_watermark(const vt_store *st, const char *agent, uint64_t spool_last)
+static bool below_watermark(const vt_store *st, const struct vt_batch *b)
 {
     vt_store *m = (vt_store *)st; /* the tables' find is not const; nothing is changed */
-    size_t an = strlen(agent);
-    struct vt_series_entry *e = vt_series_table_find(&m->agents, agent, an, vt_series_hash(agent, an));
-    return e && spool_last != 0 && spool_last <= *(uint64_t *)e->value;
-}
-
-static bool seen_batch(const vt_store *st, const char *agent, const char *batch_id,
-                       uint64_t spool_last)
-{
-    vt_store *m = (vt_store *)st;
-    size_t n = id_key(m->key, sizeof m->key, agent, batch_id);
-    if (n && vt_series_table_find(&m->ids, m->key, n, vt_series_hash(m->key, n)))
-        return true;
-    return below_watermark(st, agent, spool_last);
+    size_t an = b->agent_id_len;
+    struct vt_series_entry *e =
+        vt_series_table_find(&m->agents, b->agent_id, an, vt_series_hash(b->agent_id, an));
+    return e && b->spool_last != 0 && b->spool_last <= *(uint64_t *)e->value;
 }
 
 bool vt_store_seen(const vt_store *st, const struct vt_batch *b)
 {
-    return seen_batch(st, b->agent_id, b->batch_id, b->spool_last);
+    vt_store *m = (vt_store *)st;
+    size_t n = id_key(m->key, sizeof m->key, b);
+    if (n && vt_series_table_find(&m->ids, m->key, n, vt_series_hash(m->key, n)))
+        return true;
+    return below_watermark(st, b);
 }
 
 /* Record b's id: 0 if it is new, 1 if it was known already, or -errno. */
 static int remember(vt_store *st, const struct vt_batch *b)
 {
-    size_t n = id_key(st->key, sizeof st->key, b->agent_id, b->batch_id);
+    size_t n = id_key(st->key, sizeof st->key, b);
     if (!n)
         return -EBADMSG;
     int created = 0;
@@ -761,7 +757,7 @@ int64_t vt_store_apply(vt_store *st, const struct vt_batch *b, uint64_t *dropped
 {
     if (dropped)
         *dropped = 0;
-    if (below_watermark(st, b->agent_id, b->spool_last))
+    if (below_watermark(st, b))
         return 0;
     int rc = remember(st, b); /* one lookup: a known id is a duplicate */
     if (rc)
