@@ -421,6 +421,7 @@ static double measured_push(const struct daemon *d, int64_t ws, enum vt_grpc_enc
     double u0, s0, u1, s1;
     double g0 = metric(d, "vitals_scorer_wal_group_batches_count");
     double snaps = metric(d, "vitals_scorer_snapshots_total");
+    double reused = metric(d, "vitals_scorer_wal_reused_segments_total");
     bench_proc_times(d->pid, &u0, &s0);
     uint64_t ok = n - push_run_enc(d, n, next_steady, ws, 0, enc, &ready);
     for (int i = 0; !push_batches && i < 300 && metric(d, "vitals_scorer_snapshots_total") < snaps + 1; i++)
@@ -428,11 +429,13 @@ static double measured_push(const struct daemon *d, int64_t ws, enum vt_grpc_enc
     bench_proc_times(d->pid, &u1, &s1);
     double groups = metric(d, "vitals_scorer_wal_group_batches_count") - g0;
     snaps = metric(d, "vitals_scorer_snapshots_total") - snaps;
+    reused = metric(d, "vitals_scorer_wal_reused_segments_total") - reused;
     fprintf(stderr, "bench_scorer: push %s: %llu batches, %.0f snapshot(s), %.1f us user + %.1f us"
-                    " system per batch, %.1f KB/batch sent, %.1f batches per WAL group\n",
+                    " system per batch, %.1f KB/batch sent, %.1f batches per WAL group, %.0f WAL"
+                    " segments reused\n",
             enc == VT_GRPC_ENC_ZSTD ? "zstd" : "identity", (unsigned long long)ok, snaps,
             (u1 - u0) / (double)ok * 1e6, (s1 - s0) / (double)ok * 1e6,
-            (double)ready.off[n] / (double)n / 1e3, groups > 0 ? (double)ok / groups : 0);
+            (double)ready.off[n] / (double)n / 1e3, groups > 0 ? (double)ok / groups : 0, reused);
     if (snaps != 1 && !push_batches)
         fprintf(stderr, "bench_scorer: expected one snapshot in the run: figure off by its share\n");
     free(ready.buf);

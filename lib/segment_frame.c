@@ -63,6 +63,7 @@ void vt_seglog_scan(const uint8_t *buf, size_t len, uint32_t max_frame_bytes, ui
                 if (bad)
                     res->corrupt_frames++;
                 bad = 0;
+                res->stale_tail = 0;
                 f.offset = off;
                 res->frames++;
                 res->records += f.records;
@@ -73,10 +74,12 @@ void vt_seglog_scan(const uint8_t *buf, size_t len, uint32_t max_frame_bytes, ui
                     return;
                 continue;
             }
-            /* Intact but stale (sequence going backwards): skip it whole. */
-            if (bad)
-                res->corrupt_frames++; /* the region before this frame */
+            /* Intact but stale (sequence going backwards): skip it whole, as
+             * part of the bad region it is in - counted once, if a good frame
+             * follows. A reused file's earlier frames are such a region that
+             * nothing follows (stale_tail). */
             bad = 1;
+            res->stale_tail++;
             off += size;
             continue;
         }

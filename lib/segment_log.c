@@ -62,11 +62,18 @@ void vt__seglog_seg_name(char buf[SEG_NAME_LEN + 1], uint64_t first_seq)
     snprintf(buf, SEG_NAME_LEN + 1, "%016" PRIx64 ".seg", first_seq);
 }
 
-/* 1 and *seq if name is exactly 16 lower-case hex digits + ".seg". */
-static int seg_parse_name(const char *name, uint64_t *seq)
+/* A spare's name: the segment it was, "<16 hex digits>.spare". */
+#define SPARE_NAME_LEN 22
+static void spare_name(char buf[SPARE_NAME_LEN + 1], uint64_t seq)
+{
+    snprintf(buf, SPARE_NAME_LEN + 1, "%016" PRIx64 ".spare", seq);
+}
+
+/* 1 and *seq if name is exactly 16 lower-case hex digits + suffix. */
+static int parse_name(const char *name, const char *suffix, uint64_t *seq)
 {
     uint64_t v = 0;
-    if (strlen(name) != SEG_NAME_LEN || strcmp(name + 16, ".seg") != 0)
+    if (strlen(name) != 16 + strlen(suffix) || strcmp(name + 16, suffix) != 0)
         return 0;
     for (int i = 0; i < 16; i++) {
         char c = name[i];
@@ -77,6 +84,11 @@ static int seg_parse_name(const char *name, uint64_t *seq)
     }
     *seq = v;
     return 1;
+}
+
+static int seg_parse_name(const char *name, uint64_t *seq)
+{
+    return parse_name(name, ".seg", seq);
 }
 
 /* ---- options ---------------------------------------------------------- */
@@ -283,14 +295,16 @@ static int sync_active(vt_seglog *log)
     return pending;
 }
 
-/* The active file cut back to its last frame (O_DIRECT wrote whole blocks). */
+/* The active file cut back to its last frame: O_DIRECT wrote whole blocks,
+ * and a reused file holds its earlier frames past them. */
 static void cut_padding(vt_seglog *log)
 {
-    if (!log->padded || log->active_fd < 0)
+    if (!(log->padded || log->reused) || log->active_fd < 0)
         return;
     if (ftruncate(log->active_fd, (off_t)log->segs[log->nsegs - 1].bytes) != 0)
-        vt_warn("seglog: cannot cut padding: %s (recovery takes it for padding)", strerror(errno));
-    log->padded = false;
+        vt_warn("seglog: cannot cut the active segment to its frames: %s (recovery will)",
+                strerror(errno));
+    log->padded = log->reused = false;
 }
 
 /* Start writing the active segment with O_DIRECT: the flag set on its fd,
@@ -352,9 +366,19 @@ static void drop_first(vt_seglog *log, struct seg *gone, uint64_t *to_seq)
     log->nsegs--;
     pthread_mutex_unlock(&log->mu);
     vt__seglog_seg_name(name, gone->first_seq);
+    log->dir_dirty = 1;
+    if (log->n_spares < log->recycle) { /* kept for a new segment to overwrite */
+        char spare[SPARE_NAME_LEN + 1];
+        spare_name(spare, gone->first_seq);
+        if (renameat(log->dirfd, name, log->dirfd, spare) == 0) {
+            log->spares[log->n_spares++] = gone->first_seq;
+            count(log, &log->st.spares, 1);
+            return;
+        }
+        vt_warn("seglog: cannot keep segment %s as a spare: %s", name, strerror(errno));
+    }
     if (unlinkat(log->dirfd, name, 0) != 0 && errno != ENOENT)
         vt_warn("seglog: cannot delete segment %s: %s", name, strerror(errno));
-    log->dir_dirty = 1;
 }
 
 static uint64_t total_bytes(const vt_seglog *log)
@@ -382,6 +406,19 @@ static int is_own_name(const char *name)
         || (n > 9 && strcmp(name + n - 9, ".ckpt.tmp") == 0);
 }
 
+/* A spare file found at open: kept while there is room, else deleted. */
+static void adopt_spare(vt_seglog *log, const char *name, uint64_t seq)
+{
+    if (log->n_spares < log->recycle) {
+        log->spares[log->n_spares++] = seq;
+        log->st.spares++; /* (open: no reader yet) */
+        return;
+    }
+    if (unlinkat(log->dirfd, name, 0) != 0 && errno != ENOENT)
+        vt_warn("seglog: cannot delete spare %s: %s", name, strerror(errno));
+    log->dir_dirty = 1;
+}
+
 /* List segment sequence numbers, sorted. *out is malloc'd. */
 static int list_segments(vt_seglog *log, uint64_t **out, size_t *nout, uint64_t *ignored)
 {
@@ -399,6 +436,10 @@ static int list_segments(vt_seglog *log, uint64_t **out, size_t *nout, uint64_t 
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         uint64_t seq;
+        if (parse_name(de->d_name, ".spare", &seq)) {
+            adopt_spare(log, de->d_name, seq);
+            continue;
+        }
         if (!seg_parse_name(de->d_name, &seq) || seq >= VT_SEGLOG_SEQ_LIMIT) {
             if (!is_own_name(de->d_name))
                 (*ignored)++;
@@ -456,13 +497,16 @@ static int recover_segment(vt_seglog *log, uint64_t seq, uint64_t min_seq, int k
         }
         vt_seglog_scan(map, (size_t)size, log->max_frame, min_seq, NULL, NULL, &res);
         /* zeros to a block boundary after the last frame: O_DIRECT's padding
-         * of a log that stopped without closing, not a torn write */
+         * of a log that stopped without closing, not a torn write; and a
+         * reused file's earlier frames (recycle) are no torn write either */
         pad = size - res.good_end;
         if (pad >= DIO_ALIGN || size % DIO_ALIGN)
             pad = 0;
         for (uint64_t i = res.good_end; pad && i < size; i++)
             if (((const uint8_t *)map)[i])
                 pad = 0;
+        if (res.stale_tail)
+            pad = size - res.good_end;
         munmap(map, (size_t)size);
     } else {
         vt_seglog_scan(NULL, 0, log->max_frame, min_seq, NULL, NULL, &res);
@@ -536,6 +580,11 @@ int vt_seglog_open(vt_seglog **out, const vt_seglog_opts *opts, vt_seglog_recove
     log->grouped = opts->grouped;
     log->drop_cache = opts->drop_cache;
     log->direct = opts->direct && opts->grouped;
+    log->recycle = opts->recycle;
+    if (log->recycle && !(log->spares = calloc(log->recycle, sizeof *log->spares))) {
+        rc = -ENOMEM;
+        goto fail;
+    }
     log->fsync = opts->fsync;
     log->interval_ms = opts->fsync_interval_ms ? opts->fsync_interval_ms : VT_SEGLOG_DEFAULT_INTERVAL_MS;
     log->on_drop = opts->on_drop;
@@ -629,6 +678,7 @@ void vt_seglog_close(vt_seglog *log)
         close(log->dirfd);
     ZSTD_freeCCtx(log->cctx);
     pthread_mutex_destroy(&log->mu);
+    free(log->spares);
     free(log->segs);
     free(log->wbuf);
     free(log);
@@ -636,11 +686,34 @@ void vt_seglog_close(vt_seglog *log)
 
 /* ---- append ----------------------------------------------------------- */
 
+/* The newest spare renamed to `name` and opened for overwriting, or -1 (no
+ * spare, or it could not be used: deleted then). */
+static int reuse_spare(vt_seglog *log, const char *name)
+{
+    while (log->n_spares) {
+        char spare[SPARE_NAME_LEN + 1];
+        spare_name(spare, log->spares[log->n_spares - 1]);
+        int r = renameat2(log->dirfd, spare, log->dirfd, name, RENAME_NOREPLACE);
+        if (r != 0 && errno == EEXIST)
+            return -1; /* the name is taken: open_new_segment steps past it */
+        log->n_spares--;
+        count(log, &log->st.spares, (uint64_t)-1);
+        int fd = r == 0 ? openat(log->dirfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
+        if (fd >= 0)
+            return fd;
+        vt_warn("seglog: cannot reuse %s: %s", spare, strerror(errno));
+        unlinkat(log->dirfd, r == 0 ? name : spare, 0); /* not renamed, or not openable */
+    }
+    return -1;
+}
+
 static int open_new_segment(vt_seglog *log)
 {
     char name[SEG_NAME_LEN + 1];
     assert(log->active_fd < 0);
-    int fd = -1;
+    vt__seglog_seg_name(name, log->next_seq);
+    int fd = reuse_spare(log, name);
+    bool reused = fd >= 0;
     for (int tries = 0; fd < 0; tries++) {
         vt__seglog_seg_name(name, log->next_seq);
         fd = openat(log->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
@@ -664,6 +737,9 @@ static int open_new_segment(vt_seglog *log)
         return rc;
     }
     log->active_fd = fd;
+    log->reused = reused;
+    if (reused)
+        count(log, &log->st.reused_segments, 1);
     log->cached_from = 0;
     log->dir_dirty = 1;
     return direct_start(log); /* empty: reads nothing, cannot fail */

@@ -145,6 +145,21 @@ typedef struct vt_seglog_opts {
                                    4096, ending on a boundary) for padding, not a
                                    torn tail. Where the file system refuses
                                    O_DIRECT, writes go through the page cache. */
+    uint32_t recycle;           /* keep up to this many trimmed segment files
+                                   ("<seq>.spare") and reuse them for new segments,
+                                   overwritten in place: no block allocation, and
+                                   an fsync that writes no file size (a third less
+                                   CPU and wait per synced group, measured with
+                                   O_DIRECT on ext4). A reused file is longer than
+                                   its frames until sealed, which cuts it; after a
+                                   crash, recovery cuts the earlier use's frames
+                                   (older sequence numbers) like padding, neither
+                                   counted nor warned about. Disk: up to recycle x
+                                   segment_bytes more. 0 (default): trimmed files
+                                   are deleted. Only for logs whose readers never
+                                   read a segment while it is trimmed (a WAL read
+                                   back at startup): a reader's open file could be
+                                   reused under it. */
     vt_seglog_fsync fsync;      /* default NONE */
     uint32_t fsync_interval_ms; /* for INTERVAL (1000) */
     vt_seglog_drop_cb on_drop;  /* optional */
@@ -179,6 +194,8 @@ typedef struct vt_seglog_stats {
     uint64_t raw_bytes;       /* payload bytes appended since open, uncompressed */
     uint64_t stored_bytes;    /* frame bytes written since open (headers included) */
     uint64_t syncs;           /* fsync/fdatasync calls made since open */
+    uint64_t spares;          /* trimmed files kept for reuse (opts.recycle) */
+    uint64_t reused_segments; /* segments started in a spare since open */
 } vt_seglog_stats;
 
 typedef struct vt_seglog vt_seglog;
@@ -307,7 +324,8 @@ void vt_seglog_reader_close(vt_seglog_reader *r);
  * (header fields decoded, CRCs checked, payload NOT decompressed; `stored`
  * points into buf) in order; a nonzero return from cb stops the scan.
  * Frames whose first_seq is below min_seq or below the end of the previous
- * good frame are counted as corrupt. Never reads outside buf.
+ * good frame are skipped as stale: part of a corrupt region if a good frame
+ * follows, else of the tail (stale_tail). Never reads outside buf.
  */
 typedef struct vt_seglog_frame_info {
     uint64_t offset;      /* of the header in buf */
@@ -325,6 +343,8 @@ typedef struct vt_seglog_scan_result {
     uint64_t good_end;  /* offset just past the last good frame (0 if none):
                            bytes from here on are a torn tail */
     uint64_t end_seq;   /* end of the last good frame, or min_seq if none */
+    uint64_t stale_tail; /* intact frames after good_end with older sequence
+                            numbers: what a reused file held before (recycle) */
 } vt_seglog_scan_result;
 
 typedef int (*vt_seglog_scan_cb)(void *ud, const vt_seglog_frame_info *f,

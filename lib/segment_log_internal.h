@@ -60,6 +60,10 @@ struct vt_seglog {
     size_t lead;          /* the active segment's last partial block, wbuf[0, lead) */
     bool padded;          /* the active file has zeros past its last frame */
     bool no_dsync;        /* RWF_DSYNC refused: direct groups are synced with fdatasync */
+    uint32_t recycle;     /* spares kept at most (opts.recycle) */
+    uint64_t *spares;     /* the names (first_seq) of the n_spares spare files */
+    uint32_t n_spares;
+    bool reused;          /* the active file is a spare: longer than its frames until cut */
     size_t tail;
     struct {             /* grouped: the frames in wbuf[0, tail), not in segs[] yet */
         uint64_t bytes, frames, records, raw, stored;

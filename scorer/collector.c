@@ -449,6 +449,16 @@ static double m_wal_written(void *d)
     return (double)((vt_collector *)d)->wal_stats.stored_bytes;
 }
 
+static double m_wal_spares(void *d)
+{
+    return (double)((vt_collector *)d)->wal_stats.spares;
+}
+
+static double m_wal_reused(void *d)
+{
+    return (double)((vt_collector *)d)->wal_stats.reused_segments;
+}
+
 static double m_series(void *d)
 {
     struct vt_store_stats s;
@@ -530,6 +540,11 @@ static int register_metrics(vt_collector *c, vt_metrics *reg)
         vt_metrics_counter_fn(reg, "vitals_scorer_wal_written_bytes_total",
                               "WAL bytes written since start (frame headers included).",
                               m_wal_written, c) ||
+        vt_metrics_gauge_fn(reg, "vitals_scorer_wal_spare_files",
+                            "Trimmed WAL segment files kept for new segments to overwrite.",
+                            m_wal_spares, c) ||
+        vt_metrics_counter_fn(reg, "vitals_scorer_wal_reused_segments_total",
+                              "WAL segments started in a spare file since start.", m_wal_reused, c) ||
         vt_metrics_gauge_fn(reg, "vitals_scorer_series", "Series held in the rollups.", m_series, c) ||
         vt_metrics_gauge_fn(reg, "vitals_scorer_rollup_buckets", "Rollup buckets, all tiers.",
                             m_buckets, c) ||
@@ -638,7 +653,16 @@ int vt_collector_open(vt_collector **out, uv_loop_t *loop, vt_store *store, vt_g
                          .drop_cache = true,
                          /* each group waits for its fsync anyway: write it
                           * past the page cache, at half the CPU */
-                         .direct = c->o.wal_fsync};
+                         .direct = c->o.wal_fsync,
+                         /* and into files that a snapshot trimmed, kept for
+                          * it: an overwrite's fsync writes no metadata. As
+                          * many as one snapshot period trims (disk: the WAL
+                          * grows back into them); the WAL is read only at
+                          * start, before anything is trimmed */
+                         .recycle = !c->o.wal_fsync ? 0
+                                    : c->o.snapshot_wal_bytes / c->o.wal_segment_bytes < 256
+                                        ? (uint32_t)(c->o.snapshot_wal_bytes / c->o.wal_segment_bytes + 1)
+                                        : 256};
     vt_seglog_recovery rec;
     rc = vt_seglog_open(&c->wal, &so, &rec);
     if (rc) {

@@ -150,6 +150,8 @@ static const char *scratch_dir(void)
 static uint64_t torn_bytes(const uint8_t *b, size_t n, const vt_seglog_scan_result *res)
 {
     uint64_t tail = n - res->good_end;
+    if (res->stale_tail) /* a reused file's earlier frames: not torn */
+        return 0;
     if (tail == 0 || tail >= 4096 || n % 4096)
         return tail;
     for (size_t i = res->good_end; i < n; i++)

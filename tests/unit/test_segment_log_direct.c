@@ -8,7 +8,8 @@
  * have none; a log that stopped without closing recovers with its padding
  * taken for padding (nothing counted as torn), resumes appending inside the
  * padded block, and reads back whole; junk after the padding is still a
- * torn tail.
+ * torn tail; and recycling (opts.recycle): spares kept and overwritten,
+ * their earlier frames never read, after a close or a stop.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -245,12 +246,156 @@ static void test_stop_without_close(void **state)
     free(db);
 }
 
+static size_t count_suffix(const char *dir, const char *suffix)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    size_t n = 0, sl = strlen(suffix);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += strlen(e->d_name) > sl && strcmp(e->d_name + strlen(e->d_name) - sl, suffix) == 0;
+    closedir(d);
+    return n;
+}
+
+/* Frames [k0, k1) in groups of four, each synced. */
+static void append_synced(vt_seglog *log, int k0, int k1, uint64_t *seqs)
+{
+    for (int k = k0; k < k1; k += 4) {
+        append_frames(log, k, k + 4 < k1 ? k + 4 : k1, seqs);
+        assert_int_equal(vt_seglog_sync(log), 0);
+    }
+}
+
+/* Frames [k0, k1) read back from the log, in order, and nothing after. */
+static void expect_range(vt_seglog *log, int k0, int k1, const uint64_t *seqs)
+{
+    int *want = malloc(sizeof *want * (size_t)(k1 - k0));
+    for (int k = k0; k < k1; k++)
+        want[k - k0] = k;
+    expect_frames(log, seqs[k0], want, k1 - k0, seqs);
+    free(want);
+}
+
+/* Frames from k0 on, synced one by one, in a child that stops without
+ * closing the log three frames after it started a segment in a spare (so
+ * that file still holds whole frames of its earlier use). Returns the end
+ * of the frames written. */
+static int stop_in_spare(const vt_seglog_opts *o, int k0)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        vt_seglog *log;
+        vt_seglog_stats st = {0};
+        if (vt_seglog_open(&log, o, NULL))
+            _exit(1);
+        int k = k0, after = -1;
+        while (after < 2 && k < k0 + 1000) {
+            append_frames(log, k, k + 1, NULL);
+            k++;
+            if (vt_seglog_sync(log))
+                _exit(2);
+            vt_seglog_stats_get(log, &st);
+            after += after >= 0 || st.reused_segments;
+        }
+        if (write(fds[1], &k, sizeof k) != sizeof k)
+            _exit(3);
+        _exit(st.reused_segments == 1 ? 0 : 4);
+    }
+    close(fds[1]);
+    int k1 = -1, status;
+    assert_int_equal(read(fds[0], &k1, sizeof k1), sizeof k1);
+    close(fds[0]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    return k1;
+}
+
+/* opts.recycle: trimmed files become spares (at most `recycle`), new
+ * segments overwrite them; readers and recovery never see what a spare
+ * held before, whether the log was closed (the file cut to its frames) or
+ * stopped (recovery cuts the earlier frames without counting them torn). */
+static void test_recycle(void **state)
+{
+    (void)state;
+    for (int direct = 0; direct < 2; direct++) {
+        char *dir = mktemp_dir();
+        vt_seglog_opts o = grouped(dir, direct);
+        o.recycle = 2;
+        static uint64_t seqs[600];
+        vt_seglog *log;
+        vt_seglog_stats st;
+        assert_int_equal(vt_seglog_open(&log, &o, NULL), 0);
+        append_synced(log, 0, 200, seqs);
+        assert_true(vt_seglog_trim(log, seqs[150]) >= 3);
+        vt_seglog_stats_get(log, &st);
+        assert_int_equal(st.spares, 2);
+        assert_int_equal(count_suffix(dir, ".spare"), 2);
+        append_synced(log, 200, 400, seqs); /* rotates into both spares */
+        vt_seglog_stats_get(log, &st);
+        assert_int_equal(st.reused_segments, 2);
+        assert_int_equal(st.spares, 0);
+        assert_int_equal(count_suffix(dir, ".spare"), 0);
+        uint64_t first = st.first_seq;
+        int k0 = 0;
+        while (seqs[k0] < first)
+            k0++;
+        expect_range(log, k0, 400, seqs);
+        vt_seglog_close(log);
+        vt_seglog_recovery rep;
+        assert_int_equal(vt_seglog_open(&log, &o, &rep), 0);
+        assert_int_equal(rep.truncated_bytes, 0);
+        assert_int_equal(rep.corrupt_frames, 0);
+        assert_int_equal(rep.frames, 400 - k0);
+        assert_true(vt_seglog_trim(log, seqs[350]) >= 2); /* spares for the child */
+        vt_seglog_close(log);
+
+        /* stopped without closing, a few frames into a reused file */
+        int k1 = stop_in_spare(&o, 400);
+        char p[512];
+        newest(dir, p, sizeof p);
+        size_t len;
+        uint8_t *b = read_file(p, &len);
+        vt_seglog_scan_result res;
+        uint64_t name_seq = strtoull(strrchr(p, '/') + 1, NULL, 16);
+        vt_seglog_scan(b, len, 0, name_seq, NULL, NULL, &res);
+        assert_true(res.stale_tail > 0); /* the spare's earlier frames are there */
+        free(b);
+        assert_int_equal(vt_seglog_open(&log, &o, &rep), 0);
+        assert_int_equal(rep.truncated_bytes, 0);
+        assert_int_equal(rep.corrupt_frames, 0);
+        vt_seglog_stats_get(log, &st);
+        for (k0 = 0; k0 < 400 && seqs[k0] < st.first_seq; k0++)
+            ;
+        for (int k = 400; k < k1; k++) /* the child's seqs follow on */
+            seqs[k] = seqs[k - 1] + frame_records(k - 1);
+        expect_range(log, k0, k1, seqs);
+        append_synced(log, k1, k1 + 20, seqs); /* appends resume after the cut */
+        expect_range(log, k0, k1 + 20, seqs);
+        vt_seglog_close(log);
+
+        /* spares beyond opts.recycle are deleted at open */
+        assert_true(count_suffix(dir, ".spare") <= 2);
+        o.recycle = 0;
+        assert_int_equal(vt_seglog_open(&log, &o, &rep), 0);
+        assert_int_equal(count_suffix(dir, ".spare"), 0);
+        assert_int_equal(rep.ignored_files, 0);
+        vt_seglog_close(log);
+        rmtree(dir);
+        free(dir);
+    }
+}
+
 int main(void)
 {
     vt_log_set_level(VT_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_bytes_as_buffered),
         cmocka_unit_test(test_stop_without_close),
+        cmocka_unit_test(test_recycle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
