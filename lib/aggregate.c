@@ -8,6 +8,7 @@
  */
 #include "aggregate.h"
 #include "pb_wire.h"
+#include "pb_write.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -451,6 +452,68 @@ out:
     if (rc)
         vt_aggregate_proto_release(msg);
     return rc;
+}
+
+/* A CountByName message as field `num`. */
+static void encode_count(struct pbw *w, uint32_t num, const char *name, uint64_t n)
+{
+    size_t at = pbw_open(w, num);
+    pbw_string(w, 1, name);
+    pbw_uint(w, 2, n);
+    pbw_close(w, at);
+}
+
+static void encode_sketch(struct pbw *w, uint32_t num, const vt_sketch *s)
+{
+    size_t at = pbw_open(w, num);
+    vt_sketch_encode(s, w);
+    pbw_close(w, at);
+}
+
+/* Field by field what vt_aggregate_to_proto fills, in field order. */
+void vt_aggregate_encode(const struct vt_aggregate *a, struct pbw *w)
+{
+    pbw_uint(w, 4, a->count);
+    pbw_uint(w, 5, a->errors);
+    for (uint32_t i = 0; i < a->n_error_types; i++)
+        encode_count(w, 6, a->errors_by_type[i].name, a->errors_by_type[i].count);
+    for (int i = 0; i < N_FIXED; i++)
+        if (vt_sketch_count(fixed_sketch((struct vt_aggregate *)a, i)))
+            encode_sketch(w, 7 + (uint32_t)i, fixed_sketch((struct vt_aggregate *)a, i));
+    for (uint32_t i = 0; i < a->n_metrics; i++) {
+        size_t at = pbw_open(w, 12);
+        pbw_bytes(w, 1, a->metrics[i].name, a->metrics[i].name_len);
+        encode_sketch(w, 2, &a->metrics[i].sketch);
+        pbw_close(w, at);
+    }
+    if (a->embedding_sum) {
+        if (a->embedding_dim) { /* packed doubles */
+            size_t at = pbw_open(w, 13);
+            for (uint32_t i = 0; i < a->embedding_dim && !pbw_room(w, 8); i++) {
+                uint64_t u;
+                memcpy(&u, &a->embedding_sum[i], 8);
+                for (int b = 0; b < 8; b++)
+                    w->p[w->len++] = (uint8_t)(u >> (8 * b));
+            }
+            pbw_close(w, at);
+        }
+        pbw_uint(w, 14, a->embedding_count);
+    }
+    for (int r = 1; r < VT_REJECT__COUNT; r++)
+        if (a->invalid_by_reason[r])
+            encode_count(w, 15, vt_record_reject_name(r), a->invalid_by_reason[r]);
+    for (int f = VT_FIELD_FIRST; f <= VT_FIELD_LAST; f++)
+        if (a->missing_by_field[f])
+            encode_count(w, 16, vt_record_field_name(f), a->missing_by_field[f]);
+    for (uint32_t i = 0; i < a->n_exemplars; i++) {
+        const struct vt_exemplar *x = &a->exemplars[i];
+        size_t at = pbw_open(w, 17);
+        pbw_string(w, 1, x->request_id);
+        pbw_string(w, 2, x->kind == VT_EXEMPLAR_FAILED ? "failed" : "slowest");
+        pbw_double(w, 3, x->latency_ms);
+        pbw_uint(w, 4, (uint64_t)x->ts_ms);
+        pbw_close(w, at);
+    }
 }
 
 static void free_sketch_msg(Vitals__V1__Sketch *m)

@@ -120,6 +120,13 @@ uint64_t vt_aggregate_invalid_total(const struct vt_aggregate *a);
 int vt_aggregate_to_proto(const struct vt_aggregate *a, Vitals__V1__WindowAggregate *msg);
 void vt_aggregate_proto_release(Vitals__V1__WindowAggregate *msg);
 
+/* Append a's WindowAggregate fields from count (4) on to w: the bytes
+ * protobuf-c packs from vt_aggregate_to_proto(a), without building that
+ * message. A caller writing series (1) and the window (2, 3) writes them
+ * first. On ENOMEM w->err is set (pb_write.h). */
+struct pbw;
+void vt_aggregate_encode(const struct vt_aggregate *a, struct pbw *w);
+
 /* Decoding reads a serialized vitals.v1.WindowAggregate where it lies (no
  * protobuf-c unpack; sketches as vt_sketch_merge_wire). Validation: known
  * fields of the right wire type, each fixed sketch at most once, count <=

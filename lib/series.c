@@ -5,6 +5,7 @@
  */
 #include "series.h"
 #include "pb_wire.h"
+#include "pb_write.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -170,6 +171,21 @@ int vt_series_key_to_proto(const char *key, size_t len, Vitals__V1__SeriesKey *m
 nomem:
     vt_series_key_proto_release(msg);
     return -ENOMEM;
+}
+
+void vt_series_key_encode(const char *key, size_t len, struct pbw *w)
+{
+    struct vt_str part, k, v;
+    for (int i = 0; i < 4; i++)
+        if (vt_series_key_part(key, len, i, &part) == 0)
+            pbw_bytes(w, 1 + (uint32_t)i, part.ptr, part.len);
+    size_t pos = 0;
+    while (vt_series_key_next_label(key, len, &pos, &k, &v)) {
+        size_t at = pbw_open(w, 5);
+        pbw_bytes(w, 1, k.ptr, k.len);
+        pbw_bytes(w, 2, v.ptr, v.len);
+        pbw_close(w, at);
+    }
 }
 
 void vt_series_key_proto_release(Vitals__V1__SeriesKey *msg)

@@ -52,6 +52,11 @@ int vt_series_key_next_label(const char *key, size_t len, size_t *pos, struct vt
 /* Fill msg (overwritten) with views into key: the strings are malloc'ed
  * copies, released by vt_series_key_proto_release(msg). Returns 0 or -ENOMEM. */
 int vt_series_key_to_proto(const char *key, size_t len, Vitals__V1__SeriesKey *msg);
+
+/* Append the SeriesKey message fields of key to w (pb_write.h): the bytes
+ * protobuf-c packs from vt_series_key_to_proto, without the copies. */
+struct pbw;
+void vt_series_key_encode(const char *key, size_t len, struct pbw *w);
 void vt_series_key_proto_release(Vitals__V1__SeriesKey *msg);
 
 /* Canonical key from a received, serialized vitals.v1.SeriesKey, read in

@@ -269,6 +269,12 @@ struct vt_sketch_kept {
     uint64_t priv_[16];
 };
 
+/* Append s's Sketch message fields (not a tag or length) to w: the bytes
+ * protobuf-c packs from vt_sketch_to_proto(s), without building that
+ * message (pb_write.h; on ENOMEM w->err is set). */
+struct pbw;
+void vt_sketch_encode(const vt_sketch *s, struct pbw *w);
+
 /* vt_sketch_check_wire that fills *k as well (*k is undefined on error). */
 int vt_sketch_check_wire_kept(const uint8_t *buf, size_t len, struct vt_sketch_kept *k);
 

@@ -17,6 +17,7 @@
  */
 #include "sketch.h"
 #include "pb_wire.h"
+#include "pb_write.h"
 #include "sketch_index.h"
 #include "sketch_store.h"
 
@@ -766,4 +767,83 @@ int vt_sketch_merge_kept(vt_sketch *dst, const struct vt_sketch_kept *out)
     w.pos = kept_sum(&k.pos, &ps);
     w.neg = kept_sum(&k.neg, &ns);
     return merge_summed(dst, &w, &ps, &ns, k.pcol, k.ncol);
+}
+
+/* ---- direct encoding ---------------------------------------------------- */
+
+/* The first non-zero counter of st at a position in [k, end), or end. One-
+ * byte counters are skipped eight at a time (little-endian: the lowest set
+ * byte of a word is its first non-zero counter). */
+static size_t nz_next(const vt_sketch_store *st, size_t k, size_t end)
+{
+    if (st->width == 1) {
+        const uint8_t *b = st->bins;
+        for (; end - k >= 8; k += 8) {
+            uint64_t x;
+            memcpy(&x, b + k, 8);
+            if (x)
+                return k + ((unsigned)__builtin_ctzll(x) >> 3);
+        }
+        while (k < end && !b[k])
+            k++;
+        return k;
+    }
+    while (k < end && !cnt_get(st->bins, st->width, k))
+        k++;
+    return k;
+}
+
+/* Buckets field `num` for st, in the form vt_sketch_to_proto picks: dense,
+ * unless the (zeros skipped, count) pairs take fewer bytes. */
+static void store_encode(struct pbw *w, uint32_t num, const vt_sketch_store *st)
+{
+    if (st->total == 0)
+        return;
+    size_t a = (size_t)((int64_t)st->lo - st->offset), e = (size_t)((int64_t)st->hi - st->offset) + 1;
+    size_t dense = e - a, sparse = 0, next = a; /* next: the position after the last pair */
+    for (size_t k = nz_next(st, a, e); k < e; k = nz_next(st, k + 1, e)) {
+        size_t cl = pbw_varint_len(cnt_get(st->bins, st->width, k));
+        dense += cl - 1;
+        sparse += pbw_varint_len(k - next) + cl;
+        next = k + 1;
+    }
+    size_t at = pbw_open(w, num);
+    pbw_sint32(w, 1, st->lo);
+    bool pairs = sparse < dense;
+    size_t n = pairs ? sparse : dense;
+    pbw_tag(w, pairs ? 3 : 2, PB_LEN);
+    pbw_varint(w, n);
+    if (pbw_room(w, n))
+        return;
+    uint8_t *p = w->p + w->len;
+    if (pairs) {
+        next = a;
+        for (size_t k = nz_next(st, a, e); k < e; k = nz_next(st, k + 1, e)) {
+            p += pbw_put_varint(p, k - next);
+            p += pbw_put_varint(p, cnt_get(st->bins, st->width, k));
+            next = k + 1;
+        }
+    } else if (st->width == 1 && st->peak < 0x80) { /* every count is its own varint */
+        memcpy(p, (const uint8_t *)st->bins + a, n);
+        p += n;
+    } else {
+        for (size_t k = a; k < e; k++)
+            p += pbw_put_varint(p, cnt_get(st->bins, st->width, k));
+    }
+    w->len = (size_t)(p - w->p);
+    pbw_close(w, at);
+}
+
+void vt_sketch_encode(const vt_sketch *s, struct pbw *w)
+{
+    pbw_sint32(w, 1, s->scale);
+    pbw_uint(w, 2, s->count);
+    pbw_double(w, 3, s->sum);
+    pbw_double(w, 4, s->count ? s->min : 0);
+    pbw_double(w, 5, s->count ? s->max : 0);
+    pbw_uint(w, 6, s->zero_count);
+    store_encode(w, 7, &s->pos);
+    store_encode(w, 8, &s->neg);
+    pbw_double(w, 9, s->zero_threshold);
+    pbw_uint(w, 10, vt_sketch_collapsed_count(s));
 }

@@ -183,6 +183,7 @@ void vt_store_free(vt_store *st)
     vt_series_table_free(&st->ids);
     vt_series_table_free(&st->agents);
     vt_aggregate_free(&st->cold);
+    free(st->pack.p);
     free(st);
 }
 
@@ -464,17 +465,15 @@ static int bucket_merge_into(const struct bucket *bk, struct vt_aggregate *dst)
 int vt_store__bucket_pack(vt_store *st, int tier, struct bucket *bk, struct vt_aggregate *a)
 {
     make_cold(st, tier, a);
-    Vitals__V1__WindowAggregate m;
-    int rc = vt_aggregate_to_proto(a, &m);
-    if (rc)
-        return rc;
-    size_t n = vitals__v1__window_aggregate__get_packed_size(&m);
-    uint8_t *p = malloc(n ? n : 1);
-    if (p)
-        vitals__v1__window_aggregate__pack(&m, p);
-    vt_aggregate_proto_release(&m);
-    if (!p)
+    st->pack.len = 0; /* encoded in the store's scratch buffer, kept at its exact size */
+    vt_aggregate_encode(a, &st->pack);
+    size_t n = st->pack.len;
+    uint8_t *p = st->pack.err ? NULL : malloc(n ? n : 1);
+    if (!p) {
+        st->pack.err = 0; /* (the next encode starts over) */
         return -ENOMEM;
+    }
+    memcpy(p, st->pack.p, n);
     free(bk->packed);
     bk->packed = p;
     bk->len = (uint32_t)n;

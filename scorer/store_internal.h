@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pb_write.h"
 #include "series.h"
 #include "store.h"
 
@@ -61,6 +62,7 @@ struct vt_store {
     int64_t hot_boundary;          /* first-tier buckets before it are packed */
     int64_t now_ms;                /* of the last vt_store_expire (0: none yet) */
     struct vt_aggregate cold;      /* unpacked cold bucket being changed */
+    struct pbw pack;               /* scratch of vt_store__bucket_pack */
     uint64_t n_buckets, n_panes, records, dropped_late, overflow;
     int64_t pane_ms;               /* 0: no panes */
     char key[VT_SERIES_KEY_MAX];

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "pb_wire.h"
+#include "pb_write.h"
 #include "series.h"
 
 #define SNAP_MAGIC "VTSNAP01"
@@ -75,48 +76,25 @@ static void w_entry(struct wbuf *w, uint8_t type, const void *a, size_t an, cons
     w_bytes(w, b, bn);
 }
 
-/* One bucket as a type-1 entry. A packed bucket is written as it is, after
- * a small message holding its series and window: two encodings of one
- * message concatenated are the encoding of their merge (protobuf), and the
- * packed bytes carry neither field. */
+/* One bucket as a type-1 entry, encoded in *pw (reused). A packed bucket is
+ * written as it is, after a small message holding its series and window:
+ * two encodings of one message concatenated are the encoding of their merge
+ * (protobuf), and the packed bytes carry neither field. */
 static int write_bucket(struct wbuf *w, const char *key, size_t len, const struct bucket *bk,
-                        int64_t res, uint8_t **buf, size_t *cap)
+                        int64_t res, struct pbw *pw)
 {
-    Vitals__V1__WindowAggregate msg;
-    Vitals__V1__SeriesKey sk;
-    int rc = 0;
+    pw->len = 0;
+    size_t at = pbw_open(pw, 1);
+    vt_series_key_encode(key, len, pw);
+    pbw_close(pw, at);
+    pbw_uint(pw, 2, (uint64_t)bk->start);
+    pbw_uint(pw, 3, (uint32_t)res);
     if (bk->agg)
-        rc = vt_aggregate_to_proto(bk->agg, &msg);
-    else
-        vitals__v1__window_aggregate__init(&msg);
-    if (rc)
-        return rc;
-    rc = vt_series_key_to_proto(key, len, &sk);
-    if (rc) {
-        if (bk->agg)
-            vt_aggregate_proto_release(&msg);
-        return rc;
-    }
-    msg.series = &sk;
-    msg.window_start_ms = bk->start;
-    msg.window_ms = (uint32_t)res;
-    size_t n = vitals__v1__window_aggregate__get_packed_size(&msg);
-    if (n > *cap) {
-        uint8_t *nb = realloc(*buf, n);
-        if (!nb)
-            rc = -ENOMEM;
-        else
-            *buf = nb, *cap = n;
-    }
-    if (!rc) {
-        vitals__v1__window_aggregate__pack(&msg, *buf);
-        w_entry(w, 1, *buf, n, bk->agg ? NULL : bk->packed, bk->agg ? 0 : bk->len);
-    }
-    msg.series = NULL;
-    vt_series_key_proto_release(&sk);
-    if (bk->agg)
-        vt_aggregate_proto_release(&msg);
-    return rc;
+        vt_aggregate_encode(bk->agg, pw);
+    if (pw->err)
+        return pw->err;
+    w_entry(w, 1, pw->p, pw->len, bk->agg ? NULL : bk->packed, bk->agg ? 0 : bk->len);
+    return 0;
 }
 
 /* Every bucket of every series, in table order: at->e and at->tier say
@@ -158,8 +136,7 @@ int vt_store_snapshot_write(const vt_store *st, const char *path, uint64_t wal_s
     setvbuf(w.f, NULL, _IOFBF, 1 << 20); /* a snapshot is tens of MB: few, large writes */
     w_bytes(&w, SNAP_MAGIC, 8);
     w_bytes(&w, &wal_seq, 8);
-    uint8_t *buf = NULL;
-    size_t cap = 0;
+    struct pbw pw = {0};
     /* the rollups are cold: fetch ahead what each will read, in three
      * steps as apply does (the aggregate, its parts, its metrics) */
     struct bucket_it at = {.st = st}, ahead[3];
@@ -177,12 +154,11 @@ int vt_store_snapshot_write(const vt_store *st, const char *path, uint64_t wal_s
             vt_aggregate_prefetch_parts(p->agg);
         if ((p = bucket_next(&ahead[0])) && p->agg)
             vt_aggregate_prefetch_metrics(p->agg);
-        int rc = write_bucket(&w, at.e->key, at.e->len, bk, st->o.tiers[at.tier].resolution_ms,
-                              &buf, &cap);
+        int rc = write_bucket(&w, at.e->key, at.e->len, bk, st->o.tiers[at.tier].resolution_ms, &pw);
         if (rc)
             w.err = rc;
     }
-    free(buf);
+    free(pw.p);
     uint32_t it = 0;
     struct vt_series_entry *e;
     struct vt_series_table *t = (struct vt_series_table *)&st->ids;

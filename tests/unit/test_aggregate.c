@@ -12,6 +12,7 @@
 
 #include "../../bench/gen.h"
 #include "aggregate.h"
+#include "pb_write.h"
 #include "series.h"
 
 static struct vt_record_decoder *dec;
@@ -237,6 +238,73 @@ static void test_bounds(void **state)
     vt_aggregate_free(&a);
 }
 
+/* vt_aggregate_encode and vt_series_key_encode write what protobuf-c packs
+ * from the to_proto messages, byte for byte. */
+static void expect_encode_same(const struct vt_aggregate *a)
+{
+    Vitals__V1__WindowAggregate msg;
+    assert_int_equal(vt_aggregate_to_proto(a, &msg), 0);
+    size_t n = vitals__v1__window_aggregate__get_packed_size(&msg);
+    uint8_t *ref = malloc(n ? n : 1);
+    vitals__v1__window_aggregate__pack(&msg, ref);
+    vt_aggregate_proto_release(&msg);
+    struct pbw w = {0};
+    vt_aggregate_encode(a, &w);
+    assert_int_equal(w.err, 0);
+    assert_int_equal(w.len, n);
+    if (n)
+        assert_memory_equal(w.p, ref, n);
+    free(ref);
+    free(w.p);
+}
+
+static void test_encode(void **state)
+{
+    (void)state;
+    struct vt_aggregate a;
+    vt_aggregate_init(&a);
+    expect_encode_same(&a); /* empty */
+    struct gen g;
+    gen_init(&g, 11);
+    char line[1024];
+    struct vt_record rec;
+    for (int i = 0; i < 3000; i++) { /* every field of the record generator */
+        size_t n = gen_record(&g, line, sizeof line);
+        assert_int_equal(vt_record_decode(dec, line, n, 1000, &rec), VT_RECORD_DATA);
+        assert_int_equal(vt_aggregate_add(&a, &rec), 0);
+        if (i < 10 || i % 500 == 0)
+            expect_encode_same(&a);
+    }
+    vt_aggregate_add_invalid(&a, VT_REJECT_PARSE_ERROR);
+    vt_aggregate_add_invalid(&a, VT_REJECT_TOO_MANY_LABELS);
+    decode("{\"service\":\"s\",\"status\":\"error\",\"error_type\":\"\",\"embedding\":[0,-0.0,2.5]}", &rec);
+    vt_aggregate_add(&a, &rec);
+    expect_encode_same(&a);
+    vt_aggregate_free(&a);
+
+    const char *keys[][2] = {{"{\"service\":\"s\"}", NULL},
+                             {"{\"service\":\"svc\",\"model\":\"m\",\"provider\":\"p\","
+                              "\"version\":\"v1\",\"labels\":{\"a\":\"1\",\"b\":\"\"}}", NULL}};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        decode(keys[i][0], &rec);
+        char key[1024];
+        size_t kl = vt_series_key_from_record(&rec, key, sizeof key);
+        assert_true(kl > 0);
+        Vitals__V1__SeriesKey sk;
+        assert_int_equal(vt_series_key_to_proto(key, kl, &sk), 0);
+        size_t n = vitals__v1__series_key__get_packed_size(&sk);
+        uint8_t *ref = malloc(n ? n : 1);
+        vitals__v1__series_key__pack(&sk, ref);
+        vt_series_key_proto_release(&sk);
+        struct pbw w = {0};
+        vt_series_key_encode(key, kl, &w);
+        assert_int_equal(w.len, n);
+        assert_memory_equal(w.p, ref, n);
+        free(ref);
+        free(w.p);
+    }
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -258,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_series_table),
         cmocka_unit_test(test_add_and_merge),
         cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_encode),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -2,7 +2,8 @@
  * test_sketch_wire.c - the sketch's wire form: round trips through bytes,
  * both Buckets forms (dense and sparse) decoding and merging alike, the
  * in-place merges against merging the decoded sketch, and hand-made bad
- * messages refused without side effects.
+ * messages refused without side effects; the direct encoder against
+ * protobuf-c, byte for byte.
  */
 #include <errno.h>
 #include <float.h>
@@ -17,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "pb_write.h"
 #include "sketch.h"
 #include "sketch_test_util.h"
 
@@ -615,6 +617,59 @@ static void test_sparse_form(void **state)
     assert_int_equal(vt_sketch_check_wire(wire, ml, NULL), -EBADMSG);
 }
 
+/* vt_sketch_encode writes what protobuf-c packs, byte for byte: empty,
+ * one value, sparse and dense stores, negative values, counters of every
+ * width (and one-byte counters of 128+, two-byte varints), a collapsed
+ * store, zeros, another scale. */
+static void expect_encode_same(const vt_sketch *s)
+{
+    uint8_t *ref;
+    size_t n;
+    assert_int_equal(vt_sketch_pack(s, &ref, &n), 0);
+    struct pbw w = {0};
+    vt_sketch_encode(s, &w);
+    assert_int_equal(w.err, 0);
+    assert_int_equal(w.len, n);
+    if (n)
+        assert_memory_equal(w.p, ref, n);
+    free(ref);
+    free(w.p);
+}
+
+static void test_encode(void **state)
+{
+    (void)state;
+    vt_sketch s;
+    vt_sketch_init_default(&s);
+    expect_encode_same(&s);
+    vt_sketch_add(&s, 812.5);
+    expect_encode_same(&s);
+    for (uint64_t seed = 1; seed < 40; seed++) { /* few values wide apart: sparse */
+        vt_sketch_reset(&s);
+        fill_mixed(&s, (int)(seed * seed % 200) + 1, seed);
+        expect_encode_same(&s);
+    }
+    vt_sketch_reset(&s);
+    fill_mixed(&s, 20000, 99); /* dense */
+    expect_encode_same(&s);
+    const uint64_t big[] = {127, 128, 255, 300, 70000, 5000000000ull};
+    for (size_t i = 0; i < sizeof big / sizeof *big; i++) { /* widths 1, 2, 4, 8 */
+        vt_sketch_reset(&s);
+        for (int k = 0; k < 40; k++)
+            vt_sketch_add_n(&s, 1.0 + k * 0.37, k % 3 ? 1 : big[i]);
+        vt_sketch_add_n(&s, -3.5, big[i]);
+        vt_sketch_add_n(&s, 0, 2);
+        expect_encode_same(&s);
+    }
+    vt_sketch_free(&s);
+    vt_sketch c; /* collapsed, another scale, no zero threshold */
+    assert_int_equal(vt_sketch_init(&c, 3, 16, 0), 0);
+    fill_mixed(&c, 3000, 5);
+    assert_true(vt_sketch_collapsed_count(&c) > 0);
+    expect_encode_same(&c);
+    vt_sketch_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -625,6 +680,7 @@ int main(void)
         cmocka_unit_test(test_wire_long_zeros),
         cmocka_unit_test(test_merge_wire_fast_path),
         cmocka_unit_test(test_kept_other_scale),
+        cmocka_unit_test(test_encode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
