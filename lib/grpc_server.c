@@ -38,6 +38,7 @@ struct method {
 
 struct conn;
 
+#define CALL_POOL 128               /* finished calls kept, for the next streams */
 #define BUF_POOL 128                /* request buffers kept */
 #define BUF_POOL_MIN 1024           /* ... of at least this size (malloc's large ones) */
 #define BUF_POOL_MAX (256u << 10)   /* ... and at most this */
@@ -68,6 +69,10 @@ struct vt_grpc_server {
         size_t cap;
     } pool[BUF_POOL];
     uint32_t n_pool;
+    /* finished calls (linked by next), their timer and metadata buffer
+     * kept: a call costs no allocation, and no timer to set up and close */
+    struct vt_grpc_call *free_calls;
+    uint32_t n_free_calls;
 };
 
 struct conn {
@@ -100,23 +105,43 @@ struct vt_grpc_call {
     uint64_t timeout_ms;
     uint64_t deadline; /* uv_now() ms */
     char *path;
-    char *md; /* "name\0value\0" pairs */
-    size_t md_len, md_cap;
+    size_t md_len; /* of md: "name\0value\0" pairs */
     struct vt_grpc_reader reader;
     const uint8_t *req;
     size_t req_len;
     vt_grpc_handler_cb cb;
     void *cb_data;
-    uv_timer_t timer;
-    int timer_init;
     uint8_t *resp; /* framed response message */
     size_t resp_len, resp_off;
+    /* kept when the call is pooled (everything above is zeroed for reuse) */
+    uv_timer_t timer;
+    int timer_init;
+    char *md;
+    size_t md_cap;
 };
 
 static void conn_close(struct conn *c);
 static void server_maybe_finish(vt_grpc_server_t *srv);
 
 /* ---------------------------------------------------------------- calls */
+
+static void call_free(struct vt_grpc_call *call)
+{
+    free(call->md);
+    vt_grpc_free_with_timer(call, &call->timer, call->timer_init);
+}
+
+/* A zeroed call, from the pool (its timer and metadata buffer kept) or new. */
+static struct vt_grpc_call *call_new(vt_grpc_server_t *srv)
+{
+    struct vt_grpc_call *call = srv->free_calls;
+    if (!call)
+        return calloc(1, sizeof(*call));
+    srv->free_calls = call->next;
+    srv->n_free_calls--;
+    memset(call, 0, offsetof(struct vt_grpc_call, timer));
+    return call;
+}
 
 static void call_unref(struct vt_grpc_call *call)
 {
@@ -135,12 +160,16 @@ static void call_unref(struct vt_grpc_call *call)
     }
     vt_grpc_reader_free(&call->reader);
     free(call->path);
-    free(call->md);
     free(call->resp);
     call->path = NULL;
-    call->md = NULL;
     call->resp = NULL;
-    vt_grpc_free_with_timer(call, &call->timer, call->timer_init);
+    if (!srv->closing && srv->n_free_calls < CALL_POOL) {
+        call->next = srv->free_calls;
+        srv->free_calls = call;
+        srv->n_free_calls++;
+        return;
+    }
+    call_free(call);
 }
 
 static void call_stop_timer(struct vt_grpc_call *call)
@@ -308,10 +337,14 @@ static void call_check_headers(struct vt_grpc_call *call)
         submit_status(call, 200, VT_GRPC_UNIMPLEMENTED, "unknown method", 0);
         return;
     }
-    if (call->has_timeout)
+    if (call->has_timeout && call->timer_init) { /* a pooled call's timer */
+        call->deadline = uv_now(srv->loop) + call->timeout_ms;
+        uv_timer_start(&call->timer, call_deadline_cb, call->timeout_ms, 0);
+    } else if (call->has_timeout) {
         call->timer_init = vt_grpc_deadline_arm(srv->loop, &call->timer,
                                                 call->timeout_ms, call_deadline_cb,
                                                 call, &call->deadline) == 0;
+    }
 }
 
 /* END_STREAM: the request is whole. */
@@ -364,7 +397,7 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame,
     if (frame->hd.type != NGHTTP2_HEADERS ||
         frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
-    struct vt_grpc_call *call = calloc(1, sizeof(*call));
+    struct vt_grpc_call *call = call_new(c->srv);
     if (!call)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     call->srv = c->srv;
@@ -776,6 +809,12 @@ void vt_grpc_server_close(vt_grpc_server_t *srv, vt_grpc_server_close_cb cb,
     srv->closing = 1;
     srv->close_cb = cb;
     srv->close_data = data;
+    while (srv->free_calls) { /* (closing: no call is pooled from here on) */
+        struct vt_grpc_call *call = srv->free_calls;
+        srv->free_calls = call->next;
+        call_free(call);
+    }
+    srv->n_free_calls = 0;
     uv_close((uv_handle_t *)&srv->listener, listener_closed);
     for (struct conn *c = srv->conns; c; c = c->next)
         conn_close(c);
