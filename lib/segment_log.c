@@ -62,7 +62,9 @@ void vt__seglog_seg_name(char buf[SEG_NAME_LEN + 1], uint64_t first_seq)
     snprintf(buf, SEG_NAME_LEN + 1, "%016" PRIx64 ".seg", first_seq);
 }
 
-/* A spare's name: the segment it was, "<16 hex digits>.spare". */
+/* A spare's name: the end_seq of the segment it was, "<16 hex digits>.spare":
+ * every frame in it lies below that sequence number, so it may become a
+ * segment starting there or later (its frames then read as stale). */
 #define SPARE_NAME_LEN 22
 static void spare_name(char buf[SPARE_NAME_LEN + 1], uint64_t seq)
 {
@@ -369,13 +371,14 @@ static void drop_first(vt_seglog *log, struct seg *gone, uint64_t *to_seq)
     log->dir_dirty = 1;
     if (log->n_spares < log->recycle) { /* kept for a new segment to overwrite */
         char spare[SPARE_NAME_LEN + 1];
-        spare_name(spare, gone->first_seq);
-        if (renameat(log->dirfd, name, log->dirfd, spare) == 0) {
-            log->spares[log->n_spares++] = gone->first_seq;
+        spare_name(spare, gone->end_seq);
+        if (renameat2(log->dirfd, name, log->dirfd, spare, RENAME_NOREPLACE) == 0) {
+            log->spares[log->n_spares++] = gone->end_seq;
             count(log, &log->st.spares, 1);
             return;
         }
-        vt_warn("seglog: cannot keep segment %s as a spare: %s", name, strerror(errno));
+        if (errno != EEXIST) /* (an empty segment's: that spare is there already) */
+            vt_warn("seglog: cannot keep segment %s as a spare: %s", name, strerror(errno));
     }
     if (unlinkat(log->dirfd, name, 0) != 0 && errno != ENOENT)
         vt_warn("seglog: cannot delete segment %s: %s", name, strerror(errno));
@@ -406,17 +409,36 @@ static int is_own_name(const char *name)
         || (n > 9 && strcmp(name + n - 9, ".ckpt.tmp") == 0);
 }
 
-/* A spare file found at open: kept while there is room, else deleted. */
-static void adopt_spare(vt_seglog *log, const char *name, uint64_t seq)
+static void delete_spare(vt_seglog *log, uint64_t end)
 {
-    if (log->n_spares < log->recycle) {
-        log->spares[log->n_spares++] = seq;
-        log->st.spares++; /* (open: no reader yet) */
-        return;
-    }
+    char name[SPARE_NAME_LEN + 1];
+    spare_name(name, end);
     if (unlinkat(log->dirfd, name, 0) != 0 && errno != ENOENT)
         vt_warn("seglog: cannot delete spare %s: %s", name, strerror(errno));
     log->dir_dirty = 1;
+}
+
+/* A spare file found at open: kept while there is room, else deleted. */
+static void adopt_spare(vt_seglog *log, uint64_t end)
+{
+    if (log->n_spares < log->recycle)
+        log->spares[log->n_spares++] = end;
+    else
+        delete_spare(log, end);
+}
+
+/* After recovery: a spare whose frames may reach next_seq (its segments
+ * deleted by hand, say) could pass for new frames in a new segment: gone. */
+static void prune_spares(vt_seglog *log)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < log->n_spares; i++)
+        if (log->spares[i] <= log->next_seq)
+            log->spares[n++] = log->spares[i];
+        else
+            delete_spare(log, log->spares[i]);
+    log->n_spares = n;
+    log->st.spares = n; /* (open: no reader yet) */
 }
 
 /* List segment sequence numbers, sorted. *out is malloc'd. */
@@ -437,7 +459,7 @@ static int list_segments(vt_seglog *log, uint64_t **out, size_t *nout, uint64_t 
     while ((de = readdir(d)) != NULL) {
         uint64_t seq;
         if (parse_name(de->d_name, ".spare", &seq)) {
-            adopt_spare(log, de->d_name, seq);
+            adopt_spare(log, seq);
             continue;
         }
         if (!seg_parse_name(de->d_name, &seq) || seq >= VT_SEGLOG_SEQ_LIMIT) {
@@ -646,6 +668,7 @@ int vt_seglog_open(vt_seglog **out, const vt_seglog_opts *opts, vt_seglog_recove
         log->active_fd = -1;
     }
     log->next_seq = end;
+    prune_spares(log);
     log->st.corrupt_frames = rep->corrupt_frames;
     log->st.truncated_bytes = rep->truncated_bytes;
     rep->first_seq = log->nsegs ? log->segs[0].first_seq : log->next_seq;
@@ -686,8 +709,9 @@ void vt_seglog_close(vt_seglog *log)
 
 /* ---- append ----------------------------------------------------------- */
 
-/* The newest spare renamed to `name` and opened for overwriting, or -1 (no
- * spare, or it could not be used: deleted then). */
+/* The newest spare renamed to `name` (a segment starting at next_seq, at or
+ * above every spare's end) and opened for overwriting, or -1 (no spare, or
+ * it could not be used: deleted then). */
 static int reuse_spare(vt_seglog *log, const char *name)
 {
     while (log->n_spares) {

@@ -146,7 +146,8 @@ typedef struct vt_seglog_opts {
                                    torn tail. Where the file system refuses
                                    O_DIRECT, writes go through the page cache. */
     uint32_t recycle;           /* keep up to this many trimmed segment files
-                                   ("<seq>.spare") and reuse them for new segments,
+                                   ("<end_seq>.spare": its frames all lie below)
+                                   and reuse them for new segments,
                                    overwritten in place: no block allocation, and
                                    an fsync that writes no file size (a third less
                                    CPU and wait per synced group, measured with
@@ -156,7 +157,9 @@ typedef struct vt_seglog_opts {
                                    (older sequence numbers) like padding, neither
                                    counted nor warned about. Disk: up to recycle x
                                    segment_bytes more. 0 (default): trimmed files
-                                   are deleted. Only for logs whose readers never
+                                   are deleted, as are spares found at open that
+                                   are too many or whose frames reach the log's
+                                   next_seq. Only for logs whose readers never
                                    read a segment while it is trimmed (a WAL read
                                    back at startup): a reader's open file could be
                                    reused under it. */
