@@ -35,45 +35,79 @@ struct wire_sketch {
     struct pb pos, neg; /* Buckets message bytes; p == NULL when absent */
 };
 
-/* Syntax only: every field well formed with its declared wire type. A
- * Buckets field given twice (protobuf would merge the two; our encoders
- * never split one) is refused. Unknown fields are skipped. 0 or -EBADMSG. */
+/* One field of a Sketch message read with pb_next: syntax only, every field
+ * well formed with its declared wire type. A Buckets field given twice
+ * (protobuf would merge the two; our encoders never split one) is refused.
+ * Unknown fields are skipped. 0 or -EBADMSG. */
+static int parse_field(struct wire_sketch *w, struct pb *b)
+{
+    struct pbf f;
+    if (pb_next(b, &f) != 1)
+        return -EBADMSG;
+    switch (f.num) {
+    case 1: /* sint32 */
+        if (f.wt != PB_VARINT || f.u > UINT32_MAX)
+            return -EBADMSG;
+        w->scale = pb_zigzag32(f.u);
+        break;
+    case 2: case 6: case 10: /* uint64 */
+        if (f.wt != PB_VARINT)
+            return -EBADMSG;
+        *(f.num == 2 ? &w->count : f.num == 6 ? &w->zero_count : &w->collapsed_count) = f.u;
+        break;
+    case 3: case 4: case 5: case 9: /* double */
+        if (f.wt != PB_FIXED64)
+            return -EBADMSG;
+        *(f.num == 3 ? &w->sum : f.num == 4 ? &w->min : f.num == 5 ? &w->max
+                                                               : &w->zero_threshold) =
+            pb_double(f.u);
+        break;
+    case 7: case 8: { /* Buckets */
+        struct pb *to = f.num == 7 ? &w->pos : &w->neg;
+        if (f.wt != PB_LEN || to->p)
+            return -EBADMSG;
+        *to = pb_of(&f);
+        break;
+    }
+    default: break; /* a field of a newer schema */
+    }
+    return 0;
+}
+
+/* The whole message, as parse_field reads it. The scalars nearly every
+ * sketch has - their tags one byte each - are decoded in place first,
+ * without the generic field record (a third of a batch's check time was
+ * this parse). 0 or -EBADMSG. */
 static int wire_parse(struct wire_sketch *w, const uint8_t *buf, size_t len)
 {
     memset(w, 0, sizeof *w);
     struct pb b = pb_make(buf, len);
-    struct pbf f;
-    int r;
-    while ((r = pb_next(&b, &f)) == 1) {
-        switch (f.num) {
-        case 1: /* sint32 */
-            if (f.wt != PB_VARINT || f.u > UINT32_MAX)
+    while (b.p < b.end) {
+        uint64_t *u = NULL;
+        double *d = NULL;
+        switch (*b.p) { /* (field number << 3 | wire type) */
+        case 2 << 3 | PB_VARINT: u = &w->count; break;
+        case 6 << 3 | PB_VARINT: u = &w->zero_count; break;
+        case 3 << 3 | PB_FIXED64: d = &w->sum; break;
+        case 4 << 3 | PB_FIXED64: d = &w->min; break;
+        case 5 << 3 | PB_FIXED64: d = &w->max; break;
+        case 9 << 3 | PB_FIXED64: d = &w->zero_threshold; break;
+        default:
+            if (parse_field(w, &b))
                 return -EBADMSG;
-            w->scale = pb_zigzag32(f.u);
-            break;
-        case 2: case 6: case 10: /* uint64 */
-            if (f.wt != PB_VARINT)
-                return -EBADMSG;
-            *(f.num == 2 ? &w->count : f.num == 6 ? &w->zero_count : &w->collapsed_count) = f.u;
-            break;
-        case 3: case 4: case 5: case 9: /* double */
-            if (f.wt != PB_FIXED64)
-                return -EBADMSG;
-            *(f.num == 3 ? &w->sum : f.num == 4 ? &w->min : f.num == 5 ? &w->max
-                                                                   : &w->zero_threshold) =
-                pb_double(f.u);
-            break;
-        case 7: case 8: { /* Buckets */
-            struct pb *to = f.num == 7 ? &w->pos : &w->neg;
-            if (f.wt != PB_LEN || to->p)
-                return -EBADMSG;
-            *to = pb_of(&f);
-            break;
+            continue;
         }
-        default: break; /* a field of a newer schema */
+        b.p++;
+        if (u && pb_varint(&b, u))
+            return -EBADMSG;
+        if (d) {
+            if (b.end - b.p < 8)
+                return -EBADMSG;
+            *d = pb_double(pb_le64(b.p));
+            b.p += 8;
         }
     }
-    return r == 0 ? 0 : -EBADMSG;
+    return 0;
 }
 
 /* Walks the counts of a Buckets message {sint32 offset = 1; repeated uint64

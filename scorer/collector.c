@@ -642,6 +642,9 @@ int vt_collector_open(vt_collector **out, uv_loop_t *loop, vt_store *store, vt_g
     sprintf(c->snap_path, "%s/snapshot.bin", opts->data_dir);
     if (vt_collector_set_token(c, opts->token))
         goto fail;
+    uint64_t spares = c->o.snapshot_wal_bytes / c->o.wal_segment_bytes + 1; /* a period's */
+    if (spares > 256)
+        spares = 256;
     vt_seglog_opts so = {.dir = waldir,
                          .segment_bytes = c->o.wal_segment_bytes,
                          .fsync = VT_SEGLOG_FSYNC_NONE, /* we sync per group ourselves */
@@ -659,10 +662,7 @@ int vt_collector_open(vt_collector **out, uv_loop_t *loop, vt_store *store, vt_g
                           * many as one snapshot period trims (disk: the WAL
                           * grows back into them); the WAL is read only at
                           * start, before anything is trimmed */
-                         .recycle = !c->o.wal_fsync ? 0
-                                    : c->o.snapshot_wal_bytes / c->o.wal_segment_bytes < 256
-                                        ? (uint32_t)(c->o.snapshot_wal_bytes / c->o.wal_segment_bytes + 1)
-                                        : 256};
+                         .recycle = c->o.wal_fsync ? (uint32_t)spares : 0};
     vt_seglog_recovery rec;
     rc = vt_seglog_open(&c->wal, &so, &rec);
     if (rc) {
