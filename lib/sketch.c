@@ -813,117 +813,38 @@ uint64_t vt_sketch_bucket_get(const vt_sketch *s, int negative, int32_t index)
 /* Wire form                                                                */
 /* ---------------------------------------------------------------------- */
 
-static size_t varint_len(uint64_t v)
-{
-    return (size_t)(64 - __builtin_clzll(v | 1) + 6) / 7;
-}
-
-/* The counters of [lo, lo + span) widened into v, and what the two forms
- * of them would take: *dense and *sparse bytes, *nonzero counts. One pass
- * per counter width, so the loop reads its counters without a switch. */
-#define SCAN_COUNTERS(T)                                                                     \
-    do {                                                                                     \
-        const T *b = (const T *)st->bins + at;                                               \
-        for (size_t k = 0; k < span; k++) {                                                  \
-            uint64_t c = b[k];                                                               \
-            v[k] = c;                                                                        \
-            size_t cl = varint_len(c);                                                       \
-            dense += cl;                                                                     \
-            if (c) {                                                                         \
-                sparse += varint_len(skip) + cl;                                             \
-                nonzero++;                                                                   \
-                skip = 0;                                                                    \
-            } else {                                                                         \
-                skip++;                                                                      \
-            }                                                                                \
-        }                                                                                    \
-    } while (0)
-
-/* SCAN_COUNTERS for one-byte counters, most of them zero (a window of few
- * records over a wide range): eight at a time, only the non-zero ones
- * visited (v must be zeroed). */
-static void scan_bytes(const uint8_t *b, size_t span, uint64_t *v, size_t *dense, size_t *sparse,
-                       size_t *nonzero)
-{
-    const uint64_t low7 = 0x7f7f7f7f7f7f7f7full, high = 0x8080808080808080ull;
-    memset(v, 0, span * sizeof *v);
-    size_t last = SIZE_MAX, d = span, sp = 0, nz = 0; /* last: position of the last non-zero */
-    for (size_t k = 0; k < span; k += 8) {
-        uint64_t w = 0; /* little-endian: byte j is bits 8j.. */
-        if (span - k >= 8)
-            memcpy(&w, b + k, 8);
-        else
-            for (size_t j = 0; j < span - k; j++)
-                w |= (uint64_t)b[k + j] << (8 * j);
-        uint64_t m = (((w & low7) + low7) | w) & high; /* the high bit of each non-zero byte */
-        while (m) {
-            size_t pos = k + ((unsigned)__builtin_ctzll(m) >> 3);
-            m &= m - 1;
-            uint64_t c = b[pos];
-            size_t cl = varint_len(c);
-            v[pos] = c;
-            d += cl - 1;
-            sp += varint_len(pos - last - 1) + cl; /* last + 1 == 0 at first */
-            nz++;
-            last = pos;
-        }
-    }
-    *dense = d, *sparse = sp, *nonzero = nz;
-}
-
-/* A store as Buckets, in the smaller of the two forms (see the proto):
- * dense, every count of [lo, hi]; or sparse, (zeros skipped, count) pairs
- * for the non-zero ones - what a store of few records spread over a wide
- * range (most of the scorer's series, most windows) ships in half the
- * bytes, and what the scorer then scans and merges in half the time. */
+/* A store as Buckets, in the form store_forms says is smaller. */
 static int store_to_proto(const vt_sketch_store *st, Vitals__V1__Buckets **out)
 {
     *out = NULL;
     if (st->total == 0)
         return 0;
-    size_t span = (size_t)((int64_t)st->hi - st->lo + 1), dense = 0, sparse = 0, nonzero = 0;
-    size_t at = (size_t)((int64_t)st->lo - st->offset); /* [lo, hi] lies in the window */
-    uint64_t skip = 0;
+    size_t a = (size_t)((int64_t)st->lo - st->offset), e = (size_t)((int64_t)st->hi - st->offset) + 1;
+    size_t dense, sparse, nonzero;
+    store_forms(st, &dense, &sparse, &nonzero);
+    bool pairs = sparse < dense;
     Vitals__V1__Buckets *bk = malloc(sizeof *bk);
-    uint64_t *v = malloc(span * sizeof *v); /* dense; the sparse form is built apart */
+    uint64_t *v = malloc((pairs ? 2 * nonzero : e - a) * sizeof *v);
     if (!bk || !v) {
         free(bk);
         free(v);
         return -ENOMEM;
     }
-    switch (st->width) {
-    case 1: scan_bytes((const uint8_t *)st->bins + at, span, v, &dense, &sparse, &nonzero); break;
-    case 2: SCAN_COUNTERS(uint16_t); break;
-    case 4: SCAN_COUNTERS(uint32_t); break;
-    default: SCAN_COUNTERS(uint64_t); break;
-    }
     vitals__v1__buckets__init(bk);
     bk->offset = st->lo;
-    if (sparse >= dense) {
-        bk->n_counts = span, bk->counts = v;
-        *out = bk;
-        return 0;
-    }
-    uint64_t *pairs = malloc(2 * nonzero * sizeof *pairs);
-    if (!pairs) {
-        free(bk);
-        free(v);
-        return -ENOMEM;
-    }
     size_t i = 0;
-    skip = 0;
-    for (size_t k = 0; k < span; k++) {
-        if (v[k]) {
-            pairs[i++] = skip;
-            pairs[i++] = v[k];
-            skip = 0;
-        } else {
-            skip++;
+    if (pairs) {
+        for (size_t k = store_nz_next(st, a, e), next = a; k < e; k = store_nz_next(st, k + 1, e)) {
+            v[i++] = k - next;
+            v[i++] = cnt_get(st->bins, st->width, k);
+            next = k + 1;
         }
+        bk->n_sparse = i, bk->sparse = v;
+    } else {
+        for (size_t k = a; k < e; k++)
+            v[i++] = cnt_get(st->bins, st->width, k);
+        bk->n_counts = i, bk->counts = v;
     }
-    assert(i == 2 * nonzero);
-    free(v);
-    bk->n_sparse = i, bk->sparse = pairs;
     *out = bk;
     return 0;
 }

@@ -15,7 +15,9 @@
 #include <assert.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
+#include "pb_write.h"
 #include "sketch.h"
 
 static inline uint64_t width_max(unsigned w)
@@ -61,6 +63,54 @@ static inline void store_raise_peak(vt_sketch_store *st, uint64_t v)
 {
     if (v > st->peak)
         st->peak = v >= UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
+/* ---- the wire form of a store (Buckets) --------------------------------
+ * Positions are counter positions in st->bins; [a, e) = [lo, hi] of a
+ * non-empty store. */
+
+/* The first non-zero counter of st at a position in [k, end), or end. One-
+ * byte counters are skipped eight at a time (little-endian: the lowest set
+ * byte of a word is its first non-zero counter). */
+static inline size_t store_nz_next(const vt_sketch_store *st, size_t k, size_t end)
+{
+    if (st->width == 1) {
+        const uint8_t *b = st->bins;
+        for (; end - k >= 8; k += 8) {
+            uint64_t x;
+            memcpy(&x, b + k, 8);
+            if (x)
+                return k + ((unsigned)__builtin_ctzll(x) >> 3);
+        }
+        while (k < end && !b[k])
+            k++;
+        return k;
+    }
+    while (k < end && !cnt_get(st->bins, st->width, k))
+        k++;
+    return k;
+}
+
+/* The bytes of the two Buckets forms of a non-empty store: dense (every
+ * count of [lo, hi], one varint each) and sparse ((zeros skipped, count)
+ * pairs for the non-zero ones); *nonzero counts those. The encoders write
+ * the sparse form when it is smaller: what a store of few records spread
+ * over a wide range (most of the scorer's series, most windows) ships in
+ * half the bytes, and what the scorer then scans and merges in half the
+ * time. */
+static inline void store_forms(const vt_sketch_store *st, size_t *dense, size_t *sparse,
+                               size_t *nonzero)
+{
+    size_t a = (size_t)((int64_t)st->lo - st->offset), e = (size_t)((int64_t)st->hi - st->offset) + 1;
+    size_t d = e - a, sp = 0, nz = 0, next = a; /* next: the position after the last pair */
+    for (size_t k = store_nz_next(st, a, e); k < e; k = store_nz_next(st, k + 1, e)) {
+        size_t cl = pbw_varint_len(cnt_get(st->bins, st->width, k));
+        d += cl - 1;
+        sp += pbw_varint_len(k - next) + cl;
+        nz++;
+        next = k + 1;
+    }
+    *dense = d, *sparse = sp, *nonzero = nz;
 }
 
 /* Prepare st to receive `extra` more counts at indexes in [lo, hi], at most

@@ -805,42 +805,15 @@ int vt_sketch_merge_kept(vt_sketch *dst, const struct vt_sketch_kept *out)
 
 /* ---- direct encoding ---------------------------------------------------- */
 
-/* The first non-zero counter of st at a position in [k, end), or end. One-
- * byte counters are skipped eight at a time (little-endian: the lowest set
- * byte of a word is its first non-zero counter). */
-static size_t nz_next(const vt_sketch_store *st, size_t k, size_t end)
-{
-    if (st->width == 1) {
-        const uint8_t *b = st->bins;
-        for (; end - k >= 8; k += 8) {
-            uint64_t x;
-            memcpy(&x, b + k, 8);
-            if (x)
-                return k + ((unsigned)__builtin_ctzll(x) >> 3);
-        }
-        while (k < end && !b[k])
-            k++;
-        return k;
-    }
-    while (k < end && !cnt_get(st->bins, st->width, k))
-        k++;
-    return k;
-}
-
-/* Buckets field `num` for st, in the form vt_sketch_to_proto picks: dense,
- * unless the (zeros skipped, count) pairs take fewer bytes. */
+/* Buckets field `num` for st, in the form store_forms says is smaller (the
+ * bytes store_to_proto + protobuf-c make). */
 static void store_encode(struct pbw *w, uint32_t num, const vt_sketch_store *st)
 {
     if (st->total == 0)
         return;
     size_t a = (size_t)((int64_t)st->lo - st->offset), e = (size_t)((int64_t)st->hi - st->offset) + 1;
-    size_t dense = e - a, sparse = 0, next = a; /* next: the position after the last pair */
-    for (size_t k = nz_next(st, a, e); k < e; k = nz_next(st, k + 1, e)) {
-        size_t cl = pbw_varint_len(cnt_get(st->bins, st->width, k));
-        dense += cl - 1;
-        sparse += pbw_varint_len(k - next) + cl;
-        next = k + 1;
-    }
+    size_t dense, sparse, nonzero;
+    store_forms(st, &dense, &sparse, &nonzero);
     size_t at = pbw_open(w, num);
     pbw_sint32(w, 1, st->lo);
     bool pairs = sparse < dense;
@@ -851,8 +824,7 @@ static void store_encode(struct pbw *w, uint32_t num, const vt_sketch_store *st)
         return;
     uint8_t *p = w->p + w->len;
     if (pairs) {
-        next = a;
-        for (size_t k = nz_next(st, a, e); k < e; k = nz_next(st, k + 1, e)) {
+        for (size_t k = store_nz_next(st, a, e), next = a; k < e; k = store_nz_next(st, k + 1, e)) {
             p += pbw_put_varint(p, k - next);
             p += pbw_put_varint(p, cnt_get(st->bins, st->width, k));
             next = k + 1;
