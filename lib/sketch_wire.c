@@ -75,9 +75,9 @@ static int parse_field(struct wire_sketch *w, struct pb *b)
 }
 
 /* The whole message, as parse_field reads it. The scalars nearly every
- * sketch has - their tags one byte each - are decoded in place first,
- * without the generic field record (a third of a batch's check time was
- * this parse). 0 or -EBADMSG. */
+ * sketch has - their tags one byte each - are decoded in place, without
+ * the generic field record (this parse was a fifth of a batch's check;
+ * 367 -> 254 instructions per sketch). 0 or -EBADMSG. */
 static int wire_parse(struct wire_sketch *w, const uint8_t *buf, size_t len)
 {
     memset(w, 0, sizeof *w);
