@@ -775,12 +775,16 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst,
             if (fixed_seen & (1u << f.num)) /* protobuf would merge the two: refused */
                 return -EBADMSG;
             fixed_seen |= 1u << f.num;
+            if (kc && !dst)
+                kc->kept[kc->n].field = f.num;
             rc = walk_sketch(f.ptr, f.len, dst, dst ? fixed_sketch(dst, (int)f.num - 7) : NULL,
                              kc, &sketch_max);
             break;
         case 12:
             if (++n_metrics > VT_AGG_MAX_METRICS || wire_metric(pb_of(&f), dst, &name, &sk))
                 return -EBADMSG;
+            if (kc && !dst)
+                kc->kept[kc->n].field = f.num;
             rc = walk_sketch(sk.p, (size_t)(sk.end - sk.p), dst,
                              dst ? metric_sketch(dst, name.ptr, name.len) : NULL, kc, &sketch_max);
             break;
@@ -897,6 +901,17 @@ void vt_aggregate_prefetch_parts(const struct vt_aggregate *a)
                                 &a->output_tokens, &a->cost_usd};
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
         vt_sketch_prefetch(fixed[i]);
+    for (size_t i = 0; i < a->n_metrics * sizeof *a->metrics; i += 64)
+        __builtin_prefetch((const char *)a->metrics + i, 1);
+}
+
+void vt_aggregate_prefetch_kept(const struct vt_aggregate *a, const struct vt_sketch_kept *k,
+                                uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (k[i].field >= 7 && k[i].field <= 11)
+            vt_sketch_prefetch_range(fixed_sketch((struct vt_aggregate *)a, (int)k[i].field - 7),
+                                     k[i].lo, k[i].hi);
     for (size_t i = 0; i < a->n_metrics * sizeof *a->metrics; i += 64)
         __builtin_prefetch((const char *)a->metrics + i, 1);
 }

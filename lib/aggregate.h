@@ -177,6 +177,11 @@ int vt_aggregate_wire_head(const uint8_t *buf, size_t len, struct vt_agg_head *h
 void vt_aggregate_prefetch(const struct vt_aggregate *a);
 void vt_aggregate_prefetch_parts(const struct vt_aggregate *a);
 void vt_aggregate_prefetch_metrics(const struct vt_aggregate *a);
+/* vt_aggregate_prefetch_parts for a merge of the n sketches a check kept:
+ * of the fixed sketches only the counters their buckets land on (a
+ * window's few records cover about half of a rollup's range). */
+void vt_aggregate_prefetch_kept(const struct vt_aggregate *a, const struct vt_sketch_kept *k,
+                                uint32_t n);
 
 /* dst += the aggregate in buf, which passed vt_aggregate_check_wire (a
  * caller that validates a whole batch first, then merges). 0 or -ENOMEM. */

@@ -782,16 +782,25 @@ int vt_sketch_same(const vt_sketch *a, const vt_sketch *b)
     return store_same(&a->pos, &b->pos) && store_same(&a->neg, &b->neg);
 }
 
-void vt_sketch_prefetch(const vt_sketch *s)
+void vt_sketch_prefetch_range(const vt_sketch *s, int32_t lo, int32_t hi)
 {
     const vt_sketch_store *st = &s->pos; /* negative values are rare */
     if (!st->total)
         return;
-    const char *p = (const char *)st->bins + (size_t)(st->lo - st->offset) * st->width;
-    size_t n = (size_t)((int64_t)st->hi - st->lo + 1) * st->width;
+    lo = lo > st->lo ? lo : st->lo;
+    hi = hi < st->hi ? hi : st->hi;
+    if (lo > hi)
+        return;
+    const char *p = (const char *)st->bins + (size_t)(lo - st->offset) * st->width;
+    size_t n = (size_t)((int64_t)hi - lo + 1) * st->width;
     for (size_t i = 0; i < n; i += 64)
         __builtin_prefetch(p + i, 1);
     __builtin_prefetch(p + n - 1, 1);
+}
+
+void vt_sketch_prefetch(const vt_sketch *s)
+{
+    vt_sketch_prefetch_range(s, INT32_MIN, INT32_MAX);
 }
 
 int vt_sketch_bucket_range(const vt_sketch *s, int negative, int32_t *first, int32_t *last)

@@ -191,6 +191,8 @@ int vt_sketch_same(const vt_sketch *a, const vt_sketch *b);
  * that know which sketch they merge into next while still busy with the
  * one before (the scorer's rollups are cold at 10k series). */
 void vt_sketch_prefetch(const vt_sketch *s);
+/* ... of its positive counters, only those of indexes [lo, hi]. */
+void vt_sketch_prefetch_range(const vt_sketch *s, int32_t lo, int32_t hi);
 
 /* --- buckets (for exporters: OTLP, Prometheus, PSI) ------------------- */
 
@@ -266,6 +268,8 @@ struct vt_sketch_kept {
     const uint8_t *buf;
     size_t len;
     uint64_t count;
+    int32_t lo, hi;  /* the positive buckets it has (lo > hi: none) */
+    uint32_t field;  /* set by the caller: which sketch of its message it is */
     uint64_t priv_[16];
 };
 

@@ -776,6 +776,8 @@ int vt_sketch_check_wire_kept(const uint8_t *buf, size_t len, struct vt_sketch_k
     out->buf = buf;
     out->len = len;
     out->count = w.count;
+    out->lo = k.pos.lo;
+    out->hi = k.pos.hi;
     memcpy(out->priv_, &k, sizeof k); /* (copied: priv_ is not a struct kept) */
     return 0;
 }

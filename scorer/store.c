@@ -715,6 +715,16 @@ static void target_rollup(const vt_store *st, struct target *t)
         vt_aggregate_prefetch(t->hot);
 }
 
+/* Pass 5, ahead of the merges: the parts of its rollup the merge will write
+ * - with what the check kept, only the counters its buckets land on. */
+static void prefetch_parts(const struct target *t)
+{
+    if (t->kept)
+        vt_aggregate_prefetch_kept(t->hot, t->kept, t->n_kept);
+    else
+        vt_aggregate_prefetch_parts(t->hot);
+}
+
 /* The merge of one aggregate: the records merged (0 if dropped), or -ENOMEM. */
 static int64_t target_merge(vt_store *st, const struct target *t, uint64_t *dropped)
 {
@@ -798,12 +808,12 @@ int64_t vt_store_apply(vt_store *st, const struct vt_batch *b, uint64_t *dropped
         /* fetch steps run ahead of the merges: parts two ahead, metrics one */
         for (uint32_t i = 0; i < 2 && i < n; i++)
             if (t[i].hot)
-                vt_aggregate_prefetch_parts(t[i].hot);
+                prefetch_parts(&t[i]);
         if (t[0].hot)
             vt_aggregate_prefetch_metrics(t[0].hot);
         for (uint32_t i = 0; i < n; i++) {
             if (i + 2 < n && t[i + 2].hot)
-                vt_aggregate_prefetch_parts(t[i + 2].hot);
+                prefetch_parts(&t[i + 2]);
             if (i + 1 < n && t[i + 1].hot)
                 vt_aggregate_prefetch_metrics(t[i + 1].hot);
             int64_t m = target_merge(st, &t[i], dropped);
