@@ -12,7 +12,7 @@
 
 #include "../../bench/gen.h"
 #include "aggregate.h"
-#include "pb_write.h"
+#include "pbw_test_util.h"
 #include "series.h"
 
 static struct vt_record_decoder *dec;
@@ -250,12 +250,7 @@ static void expect_encode_same(const struct vt_aggregate *a)
     vt_aggregate_proto_release(&msg);
     struct pbw w = {0};
     vt_aggregate_encode(a, &w);
-    assert_int_equal(w.err, 0);
-    assert_int_equal(w.len, n);
-    if (n)
-        assert_memory_equal(w.p, ref, n);
-    free(ref);
-    free(w.p);
+    expect_same_bytes(&w, ref, n);
 }
 
 static void test_encode(void **state)
@@ -298,10 +293,7 @@ static void test_encode(void **state)
         vt_series_key_proto_release(&sk);
         struct pbw w = {0};
         vt_series_key_encode(key, kl, &w);
-        assert_int_equal(w.len, n);
-        assert_memory_equal(w.p, ref, n);
-        free(ref);
-        free(w.p);
+        expect_same_bytes(&w, ref, n);
     }
 }
 
