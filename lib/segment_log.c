@@ -377,8 +377,12 @@ static void drop_first(vt_seglog *log, struct seg *gone, uint64_t *to_seq)
             count(log, &log->st.spares, 1);
             return;
         }
-        if (errno != EEXIST) /* (an empty segment's: that spare is there already) */
+        if (errno == EINVAL || errno == ENOSYS) { /* no such rename here: no recycling */
+            vt_warn("seglog: cannot keep segments as spares (%s): deleting them", strerror(errno));
+            log->recycle = 0;
+        } else if (errno != EEXIST) { /* (EEXIST: an empty segment's spare is there already) */
             vt_warn("seglog: cannot keep segment %s as a spare: %s", name, strerror(errno));
+        }
     }
     if (unlinkat(log->dirfd, name, 0) != 0 && errno != ENOENT)
         vt_warn("seglog: cannot delete segment %s: %s", name, strerror(errno));
