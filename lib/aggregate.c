@@ -699,16 +699,18 @@ struct keep {
 /* One sketch: checked (dst == NULL; *count_max raised to its count), else
  * merged into s - or, s == NULL, counted as dropped into dst. From what the
  * check kept when kc. */
-static int walk_sketch(const uint8_t *p, size_t len, struct vt_aggregate *dst, vt_sketch *s,
-                       struct keep *kc, uint64_t *count_max)
+static int walk_sketch(const uint8_t *p, size_t len, uint32_t field, struct vt_aggregate *dst,
+                       vt_sketch *s, struct keep *kc, uint64_t *count_max)
 {
     if (!dst) {
         uint64_t n;
         if (kc ? vt_sketch_check_wire_kept(p, len, &kc->kept[kc->n])
                : vt_sketch_check_wire(p, len, &n))
             return -EBADMSG;
-        if (kc)
+        if (kc) {
+            kc->kept[kc->n].field = field;
             n = kc->kept[kc->n++].count;
+        }
         *count_max = n > *count_max ? n : *count_max;
         return 0;
     }
@@ -775,17 +777,13 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst,
             if (fixed_seen & (1u << f.num)) /* protobuf would merge the two: refused */
                 return -EBADMSG;
             fixed_seen |= 1u << f.num;
-            if (kc && !dst)
-                kc->kept[kc->n].field = f.num;
-            rc = walk_sketch(f.ptr, f.len, dst, dst ? fixed_sketch(dst, (int)f.num - 7) : NULL,
-                             kc, &sketch_max);
+            rc = walk_sketch(f.ptr, f.len, f.num, dst,
+                             dst ? fixed_sketch(dst, (int)f.num - 7) : NULL, kc, &sketch_max);
             break;
         case 12:
             if (++n_metrics > VT_AGG_MAX_METRICS || wire_metric(pb_of(&f), dst, &name, &sk))
                 return -EBADMSG;
-            if (kc && !dst)
-                kc->kept[kc->n].field = f.num;
-            rc = walk_sketch(sk.p, (size_t)(sk.end - sk.p), dst,
+            rc = walk_sketch(sk.p, (size_t)(sk.end - sk.p), f.num, dst,
                              dst ? metric_sketch(dst, name.ptr, name.len) : NULL, kc, &sketch_max);
             break;
         case 13: /* packed doubles, in one field (proto3 packs repeated scalars) */

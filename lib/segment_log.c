@@ -526,13 +526,13 @@ static int recover_segment(vt_seglog *log, uint64_t seq, uint64_t min_seq, int k
          * of a log that stopped without closing, not a torn write; and a
          * reused file's earlier frames (recycle) are no torn write either */
         pad = size - res.good_end;
-        if (pad >= DIO_ALIGN || size % DIO_ALIGN)
-            pad = 0;
-        for (uint64_t i = res.good_end; pad && i < size; i++)
-            if (((const uint8_t *)map)[i])
+        if (!res.stale_tail) {
+            if (pad >= DIO_ALIGN || size % DIO_ALIGN)
                 pad = 0;
-        if (res.stale_tail)
-            pad = size - res.good_end;
+            for (uint64_t i = res.good_end; pad && i < size; i++)
+                if (((const uint8_t *)map)[i])
+                    pad = 0;
+        }
         munmap(map, (size_t)size);
     } else {
         vt_seglog_scan(NULL, 0, log->max_frame, min_seq, NULL, NULL, &res);

@@ -828,7 +828,8 @@ static int store_to_proto(const vt_sketch_store *st, Vitals__V1__Buckets **out)
     *out = NULL;
     if (st->total == 0)
         return 0;
-    size_t a = (size_t)((int64_t)st->lo - st->offset), e = (size_t)((int64_t)st->hi - st->offset) + 1;
+    size_t a, e;
+    store_span(st, &a, &e);
     size_t dense, sparse, nonzero;
     store_forms(st, &dense, &sparse, &nonzero);
     bool pairs = sparse < dense;

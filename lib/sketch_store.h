@@ -66,8 +66,14 @@ static inline void store_raise_peak(vt_sketch_store *st, uint64_t v)
 }
 
 /* ---- the wire form of a store (Buckets) --------------------------------
- * Positions are counter positions in st->bins; [a, e) = [lo, hi] of a
- * non-empty store. */
+ * Positions are counter positions in st->bins. */
+
+/* [*a, *e): the positions of [lo, hi] of a non-empty store. */
+static inline void store_span(const vt_sketch_store *st, size_t *a, size_t *e)
+{
+    *a = (size_t)((int64_t)st->lo - st->offset);
+    *e = (size_t)((int64_t)st->hi - st->offset) + 1;
+}
 
 /* The first non-zero counter of st at a position in [k, end), or end. One-
  * byte counters are skipped eight at a time (little-endian: the lowest set
@@ -101,7 +107,8 @@ static inline size_t store_nz_next(const vt_sketch_store *st, size_t k, size_t e
 static inline void store_forms(const vt_sketch_store *st, size_t *dense, size_t *sparse,
                                size_t *nonzero)
 {
-    size_t a = (size_t)((int64_t)st->lo - st->offset), e = (size_t)((int64_t)st->hi - st->offset) + 1;
+    size_t a, e;
+    store_span(st, &a, &e);
     size_t d = e - a, sp = 0, nz = 0, next = a; /* next: the position after the last pair */
     for (size_t k = store_nz_next(st, a, e); k < e; k = store_nz_next(st, k + 1, e)) {
         size_t cl = pbw_varint_len(cnt_get(st->bins, st->width, k));

@@ -813,7 +813,8 @@ static void store_encode(struct pbw *w, uint32_t num, const vt_sketch_store *st)
 {
     if (st->total == 0)
         return;
-    size_t a = (size_t)((int64_t)st->lo - st->offset), e = (size_t)((int64_t)st->hi - st->offset) + 1;
+    size_t a, e;
+    store_span(st, &a, &e);
     size_t dense, sparse, nonzero;
     store_forms(st, &dense, &sparse, &nonzero);
     size_t at = pbw_open(w, num);
