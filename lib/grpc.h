@@ -173,6 +173,15 @@ bool vt_grpc_call_alive(const vt_grpc_call_t *call);
 int vt_grpc_respond(vt_grpc_call_t *call, int status, const char *message,
                     const void *resp, size_t len);
 
+/* Hold the writes of responses until vt_grpc_server_uncork(), which sends
+ * what each connection has in one write: for a handler that answers many
+ * calls at once (the scorer acks a whole WAL group), one write per
+ * connection instead of one for the first answer and one for the rest.
+ * Uncork in the same callback that corked; the server is not freed in
+ * between (uncork frees it if it closed meanwhile and no call is held). */
+void vt_grpc_server_cork(vt_grpc_server_t *srv);
+void vt_grpc_server_uncork(vt_grpc_server_t *srv);
+
 /* ------------------------------------------------------------------------
  * Client
  * ------------------------------------------------------------------------ */

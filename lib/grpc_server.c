@@ -59,6 +59,7 @@ struct vt_grpc_server {
     int closing;
     int listener_open; /* handle not yet closed */
     int close_done;    /* close_cb has run */
+    int corked;        /* responses wait for vt_grpc_server_uncork */
     vt_grpc_server_close_cb close_cb;
     void *close_data;
     /* request buffers of finished calls, for the next ones: a buffer of a
@@ -85,6 +86,7 @@ struct conn {
     uint32_t n_streams;
     uint64_t last_active;
     int handles; /* open libuv handles (tcp, idle) */
+    int flush_wanted; /* a response was submitted while the server was corked */
 };
 
 struct vt_grpc_call {
@@ -888,10 +890,30 @@ int vt_grpc_respond(vt_grpc_call_t *call, int status, const char *message,
             submit_ok(call, resp, len);
         else
             submit_status(call, 200, status, message, 0);
-        vt_grpc_conn_flush(&c->io); /* no-op while inside mem_recv: flushed after it */
+        if (srv->corked)
+            c->flush_wanted = 1;
+        else
+            vt_grpc_conn_flush(&c->io); /* no-op while inside mem_recv: flushed after it */
     }
     call_unref(call);
-    if (srv->close_done && srv->held_calls == 0)
+    if (srv->close_done && srv->held_calls == 0 && !srv->corked)
         server_free(srv);
     return rc;
+}
+
+void vt_grpc_server_cork(vt_grpc_server_t *srv)
+{
+    srv->corked = 1;
+}
+
+void vt_grpc_server_uncork(vt_grpc_server_t *srv)
+{
+    srv->corked = 0;
+    for (struct conn *c = srv->conns; c; c = c->next)
+        if (c->flush_wanted) {
+            c->flush_wanted = 0;
+            vt_grpc_conn_flush(&c->io);
+        }
+    if (srv->close_done && srv->held_calls == 0)
+        server_free(srv);
 }

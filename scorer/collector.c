@@ -291,6 +291,7 @@ static void finish_wal_job(vt_collector *c)
     struct pend *p = c->job_list;
     c->job_list = NULL;
     bool ok = true, merged = false;
+    vt_grpc_server_cork(c->srv); /* the group's acks in one write per connection */
     while (p) {
         struct pend *next = p->next;
         uint64_t t0 = uv_hrtime();
@@ -324,6 +325,7 @@ static void finish_wal_job(vt_collector *c)
         pend_put(c, p);
         p = next;
     }
+    vt_grpc_server_uncork(c->srv);
     c->ready = ok;
     if (merged && c->o.on_merged)
         c->o.on_merged(c->o.on_merged_data);

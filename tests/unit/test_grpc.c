@@ -25,6 +25,8 @@
 #define M_ECHO "/vitals.test.Echo/Unary"
 #define M_DEFER "/vitals.test.Echo/Deferred"
 #define M_HOLD "/vitals.test.Echo/Hold"
+#define M_PARK "/vitals.test.Echo/Park"
+#define MAX_PARKED 4
 
 struct fx {
     uv_loop_t loop;
@@ -33,6 +35,8 @@ struct fx {
     int port;
     int srv_closed, cli_closed;
     vt_grpc_call_t *held; /* M_HOLD handler parks its call here */
+    vt_grpc_call_t *parked[MAX_PARKED]; /* M_PARK: calls in arrival order */
+    int n_parked;
     char last_auth[64];
     int handled;
 };
@@ -109,6 +113,13 @@ static void hold_handler(vt_grpc_call_t *call, void *data)
     f->held = call;
 }
 
+static void park_handler(vt_grpc_call_t *call, void *data)
+{
+    struct fx *f = data;
+    assert_true(f->n_parked < MAX_PARKED);
+    f->parked[f->n_parked++] = call;
+}
+
 static void wake(uv_timer_t *t) { (void)t; }
 
 /* Run the loop until *flag becomes non-zero; fail after `ms`. */
@@ -135,6 +146,7 @@ static void start_server(struct fx *f, const struct vt_grpc_server_opts *o, int 
     assert_int_equal(vt_grpc_server_register(f->srv, M_ECHO, echo_handler, f), 0);
     assert_int_equal(vt_grpc_server_register(f->srv, M_DEFER, deferred_handler, f), 0);
     assert_int_equal(vt_grpc_server_register(f->srv, M_HOLD, hold_handler, f), 0);
+    assert_int_equal(vt_grpc_server_register(f->srv, M_PARK, park_handler, f), 0);
     char addr[32];
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
     assert_int_equal(vt_grpc_server_listen(f->srv, addr), 0);
@@ -293,6 +305,51 @@ static void test_deadline_exceeded(void **state)
     call_sync(f, M_ECHO, "ok", 2, 5000, &r);
     assert_int_equal(r.status, VT_GRPC_OK);
     free(r.resp);
+}
+
+/* Answers given while the server is corked stay unsent until it is
+ * uncorked; then all of them arrive. */
+static void test_cork_holds_responses(void **state)
+{
+    struct fx *f = *state;
+    start_server(f, NULL, 0);
+    start_client(f, VT_GRPC_ENC_IDENTITY, 0);
+    static struct result r[3];
+    static const char *body[3] = {"one", "two", "three"};
+    memset(r, 0, sizeof r);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(vt_grpc_call(f->cli, M_PARK, body[i], strlen(body[i]), 5000, on_result,
+                                      &r[i]), 0);
+    for (int i = 0; i < 200 && f->n_parked < 3; i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    assert_int_equal(f->n_parked, 3);
+    vt_grpc_server_cork(f->srv);
+    for (int i = 0; i < 3; i++) {
+        size_t len;
+        const uint8_t *req = vt_grpc_call_request(f->parked[i], &len);
+        assert_int_equal(vt_grpc_respond(f->parked[i], VT_GRPC_OK, NULL, req, len), 0);
+    }
+    for (int i = 0; i < 50; i++) { /* 50 ms: long enough for a loopback reply */
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(r[i].done, 0);
+    vt_grpc_server_uncork(f->srv);
+    for (int i = 0; i < 3; i++) {
+        run_until(f, &r[i].done, 5000);
+        assert_int_equal(r[i].status, VT_GRPC_OK);
+        assert_int_equal(r[i].len, strlen(body[i]));
+        assert_memory_equal(r[i].resp, body[i], r[i].len);
+        free(r[i].resp);
+    }
+    f->n_parked = 0;
+    struct result e; /* and answers flow at once again */
+    call_sync(f, M_ECHO, "ok", 2, 5000, &e);
+    assert_int_equal(e.status, VT_GRPC_OK);
+    free(e.resp);
 }
 
 static void test_reconnect_after_server_restart(void **state)
@@ -767,6 +824,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_timeout_and_message_codec),
         cmocka_unit_test(test_reader_rules),
         cmocka_unit_test_setup_teardown(test_echo_small, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cork_holds_responses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_echo_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_echo_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_echo_zstd, setup, teardown),
