@@ -26,6 +26,14 @@
 #include <stdbool.h>
 #include <string.h>
 
+/* SSE2 is part of x86-64: everywhere else the word-at-a-time code runs. */
+#if defined(__SSE2__) && defined(__x86_64__)
+#define VT_SSE2 1
+#include <emmintrin.h>
+#else
+#define VT_SSE2 0
+#endif
+
 /* A vitals.v1.Sketch parsed in place: scalars decoded, the two Buckets
  * messages left where they lie (their counts are walked, never copied). */
 struct wire_sketch {
@@ -269,14 +277,66 @@ static int sum_run(struct counts_sum *s, struct pb r)
 #define LANES16 0x0001000100010001ull /* one in each 16-bit lane */
 #define LOW_BYTES 0x00ff00ff00ff00ffull
 
+#if VT_SSE2
+/* The sum of the bytes of v, all below 128 (two 64-bit sums, added). */
+static inline uint64_t bytes_sum16(__m128i v)
+{
+    __m128i s = _mm_sad_epu8(v, _mm_setzero_si128());
+    return (uint64_t)_mm_cvtsi128_si64(s) + (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(s, s));
+}
+
+/* Eight pairs of one-byte varints at p (16 bytes: SSE2, baseline on x86-64):
+ * 1 with the sums of their skips and counts and the bound of their largest
+ * count (as byte_top), 0 when a byte has its high bit (a longer varint: the
+ * caller reads word by word), -1 on a count of 0. */
+static inline int sparse_block(const uint8_t *p, uint64_t *skips, uint64_t *counts,
+                               uint64_t *top)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)p), zero = _mm_setzero_si128();
+    if (_mm_movemask_epi8(v))
+        return 0;
+    __m128i odd = _mm_set1_epi16((short)0xff00); /* the counts' bytes */
+    __m128i c = _mm_and_si128(v, odd);
+    if (_mm_movemask_epi8(_mm_cmpeq_epi16(c, zero)))
+        return -1;
+    *skips = bytes_sum16(_mm_andnot_si128(odd, v));
+    *counts = bytes_sum16(c);
+    __m128i big = _mm_and_si128(c, _mm_set1_epi8(0x78));
+    *top = _mm_movemask_epi8(_mm_cmpeq_epi8(big, zero)) == 0xffff ? 7 : 127;
+    return 1;
+}
+#endif
+
 /* Fill *s from the sparse form's run: pairs (zeros skipped, count), every
  * count non-zero, positions below VT_SKETCH_MAX_BINS_LIMIT. -1 on anything
  * else (an odd number of varints included). Pairs of one-byte varints -
- * nearly all of them - are read four at a time: skips in the even bytes of
- * a word, counts in the odd ones, each set summed by a multiply. */
+ * nearly all of them - are read eight at a time where SSE2 is there
+ * (sparse_block; this summary was a sixth of a batch's check), else four at
+ * a time: skips in the even bytes of a word, counts in the odd ones, each
+ * set summed by a multiply. */
 static int sum_sparse(struct counts_sum *s, struct pb r)
 {
     while (r.p < r.end) {
+#if VT_SSE2
+        uint64_t bskips, bcounts, btop;
+        int b;
+        if (r.end - r.p >= 16 && s->total < UINT64_MAX - 8 * 127 &&
+            (b = sparse_block(r.p, &bskips, &bcounts, &btop)) != 0) {
+            uint64_t end = s->n + bskips + 8; /* past the 8th */
+            if (b < 0 || end > VT_SKETCH_MAX_BINS_LIMIT)
+                return -1;
+            if (s->lo == INT64_MAX) {
+                s->lo = (int64_t)(s->n + r.p[0]);
+                s->low = r.p[1];
+            }
+            s->hi = (int64_t)end - 1;
+            s->total += bcounts;
+            s->top = btop > s->top ? btop : s->top;
+            s->n = end;
+            r.p += 16;
+            continue;
+        }
+#endif
         if (r.end - r.p >= 8 && s->total < UINT64_MAX - 4 * 127) {
             uint64_t w = pb_le64(r.p);
             if (!(w & HIGH_BITS)) {

@@ -583,6 +583,42 @@ static void test_sparse_form(void **state)
     assert_int_equal(vt_sketch_bucket_get(&s, 0, 17), 1);
     assert_int_equal(vt_sketch_bucket_get(&s, 0, 18), 1);
     vt_sketch_free(&s);
+    /* runs of sixteen one-byte varints and more (eight pairs at once where
+     * SSE2 is there): a zero count inside such a block, and counts of
+     * every size class - the counters must be made wide enough for them */
+    uint64_t block[22] = {0, 2, 1, 1, 0, 1, 0, 1, 2, 1, 0, 0, 0, 1, 3, 1, 0, 1, 0, 1, 0, 1};
+    good_msg(&m), pb.n_counts = 0, pb.counts = NULL, pb.n_sparse = 22, pb.sparse = block;
+    m.count = 5 + 4 + 11;
+    expect_bad(&m, "a sparse count of 0 in an eight-pair block");
+    block[11] = 1;
+    m.count = 5 + 4 + 12;
+    assert_int_equal(from_msg(&s, &m, 0), 0);
+    assert_int_equal(vt_sketch_bucket_get(&s, 0, 18), 1); /* pair 5, inside the block */
+    assert_int_equal(vt_sketch_bucket_get(&s, 0, 26), 1); /* pair 10, after it */
+    assert_int_equal(vt_sketch_bucket_get(&s, 0, 27), 0);
+    vt_sketch_free(&s);
+    /* 100 twice, then 127, into one bucket: one-byte counters while the
+     * block's bound says so, two-byte ones once 200 + 127 would not fit */
+    uint64_t big[20];
+    for (int i = 0; i < 20; i += 2)
+        big[i] = (uint64_t)i % 3, big[i + 1] = i == 8 ? 8 : 7;
+    good_msg(&m), pb.n_counts = 0, pb.counts = NULL, pb.n_sparse = 20, pb.sparse = big;
+    m.zero_threshold = VT_SKETCH_DEFAULT_ZERO_THRESHOLD; /* merged in place, not via a copy */
+    vt_sketch_init_default(&s);
+    for (int i = 0; i < 3; i++) {
+        big[5] = i < 2 ? 100 : 127;
+        m.count = 5 + 4 + big[5] + 8 + 8 * 7;
+        assert_int_equal(merge_msg(&s, &m, i == 2 ? 3 : i), 0);
+    }
+    assert_int_equal(vt_sketch_count(&s), 3 * (5 + 4 + 8 + 8 * 7) + 100 + 100 + 127);
+    int64_t at = 10;
+    for (int i = 0; i < 20; i += 2) {
+        at += (int64_t)big[i];
+        uint64_t want = i == 4 ? 327 : 3 * big[i + 1];
+        assert_int_equal(vt_sketch_bucket_get(&s, 0, (int32_t)at), want);
+        at++;
+    }
+    vt_sketch_free(&s);
     uint64_t *wide = calloc(1040, sizeof *wide); /* 520 pairs, skips of 127 */
     for (int i = 0; i < 1040; i += 2)
         wide[i] = 127, wide[i + 1] = 1;
