@@ -619,6 +619,30 @@ static void test_sparse_form(void **state)
         at++;
     }
     vt_sketch_free(&s);
+    /* the same run merged into counters already 2, 4 and 8 bytes wide (one
+     * big count first, in a message of its own) */
+    const uint64_t wide_counts[3] = {300, 70000, 5000000000ull};
+    for (int wi = 0; wi < 3; wi++) {
+        vt_sketch_init_default(&s);
+        uint64_t one[2] = {3, wide_counts[wi]}; /* bucket 13, one of the run's */
+        good_msg(&m), pb.n_counts = 0, pb.counts = NULL, pb.n_sparse = 2, pb.sparse = one;
+        m.zero_threshold = VT_SKETCH_DEFAULT_ZERO_THRESHOLD;
+        m.count = 5 + 4 + one[1];
+        assert_int_equal(merge_msg(&s, &m, 0), 0);
+        assert_int_equal(s.pos.width, wi == 0 ? 2 : wi == 1 ? 4 : 8);
+        good_msg(&m), pb.n_counts = 0, pb.counts = NULL, pb.n_sparse = 20, pb.sparse = big;
+        m.zero_threshold = VT_SKETCH_DEFAULT_ZERO_THRESHOLD;
+        m.count = 5 + 4 + big[5] + 8 + 8 * 7;
+        assert_int_equal(merge_msg(&s, &m, wi == 1 ? 3 : 1), 0);
+        at = 10;
+        for (int i = 0; i < 20; i += 2) {
+            at += (int64_t)big[i];
+            uint64_t want = big[i + 1] + (at == 13 ? one[1] : 0);
+            assert_int_equal(vt_sketch_bucket_get(&s, 0, (int32_t)at), want);
+            at++;
+        }
+        vt_sketch_free(&s);
+    }
     uint64_t *wide = calloc(1040, sizeof *wide); /* 520 pairs, skips of 127 */
     for (int i = 0; i < 1040; i += 2)
         wide[i] = 127, wide[i + 1] = 1;
