@@ -689,16 +689,17 @@ static int field_of(struct vt_str name)
     return -1;
 }
 
-/* The sketches a check keeps (kept[n++]) and the merge then reads
- * (kept[i++], in the same order). */
+/* What a check keeps: each sketch's (kept[n++]) and the rest (NULL: only
+ * the sketches'). */
 struct keep {
     struct vt_sketch_kept *kept;
-    uint32_t n, i;
+    uint32_t n;
+    struct vt_agg_kept *rest;
 };
 
-/* One sketch: checked (dst == NULL; *count_max raised to its count), else
- * merged into s - or, s == NULL, counted as dropped into dst. From what the
- * check kept when kc. */
+/* One sketch: checked (dst == NULL; *count_max raised to its count, and
+ * kept when kc), else merged into s - or, s == NULL, counted as dropped
+ * into dst. */
 static int walk_sketch(const uint8_t *p, size_t len, uint32_t field, struct vt_aggregate *dst,
                        vt_sketch *s, struct keep *kc, uint64_t *count_max)
 {
@@ -709,22 +710,63 @@ static int walk_sketch(const uint8_t *p, size_t len, uint32_t field, struct vt_a
             return -EBADMSG;
         if (kc) {
             kc->kept[kc->n].field = field;
+            kc->kept[kc->n].name = NULL;
+            kc->kept[kc->n].name_len = 0;
             n = kc->kept[kc->n++].count;
         }
         *count_max = n > *count_max ? n : *count_max;
         return 0;
     }
-    assert(!kc || kc->i < kc->n); /* the check kept every sketch it passed, in this order */
-    const struct vt_sketch_kept *k = kc && kc->i < kc->n ? &kc->kept[kc->i++] : NULL;
     if (!s)
-        dst->metrics_dropped += k ? k->count : wire_sketch_count(pb_make(p, len));
-    else if (k ? vt_sketch_merge_kept(s, k) : vt_sketch_merge_wire_checked(s, p, len))
+        dst->metrics_dropped += wire_sketch_count(pb_make(p, len));
+    else if (vt_sketch_merge_wire_checked(s, p, len))
         return -ENOMEM;
     return 0;
 }
 
-/* The walker. dst == NULL: check only (nothing allocated); else merge into
- * dst a message that passed the check. kc: the sketches' checks kept. */
+/* Named counts - error types (field 6), invalid reasons (15), missing
+ * fields (16): the longest name, and how many one message may hold. */
+static size_t count_name_max(uint32_t field)
+{
+    return field == 6 ? VT_AGG_MAX_ERROR_TYPE_LEN : VT_AGG_MAX_METRIC_NAME;
+}
+
+static uint32_t count_limit(uint32_t field)
+{
+    return field == 6 ? VT_AGG_MAX_ERROR_TYPES : field == 15 ? VT_REJECT__COUNT : VT_FIELD_LAST + 1;
+}
+
+/* A named count merged: an error type (field 6), an invalid reason (15) or
+ * a missing field (16); names of a newer schema are ignored. */
+static void merge_count(struct vt_aggregate *a, uint32_t field, struct vt_str name, uint64_t n)
+{
+    if (field == 6) {
+        count_name(a, name.ptr, name.len, n);
+        return;
+    }
+    int at = field == 15 ? reason_of(name) : field_of(name);
+    if (at >= 0)
+        *(field == 15 ? &a->invalid_by_reason[at] : &a->missing_by_field[at]) += n;
+}
+
+/* The totals, merged last. 0 or -ENOMEM (the embedding). */
+static int merge_totals(struct vt_aggregate *a, uint64_t count, uint64_t errors,
+                        const uint8_t *emb, uint32_t n_emb, uint64_t emb_count)
+{
+    int rc = 0;
+    a->count += count;
+    a->errors += errors;
+    if (n_emb) {
+        double *sum = embedding_room(a, n_emb, emb_count, &rc);
+        for (uint32_t i = 0; sum && i < n_emb; i++)
+            sum[i] += pb_double(pb_le64(emb + 8 * i));
+    }
+    return rc;
+}
+
+/* The walker. dst == NULL: check only (nothing allocated), keeping what
+ * it learned in kc if given; else merge into dst a message that passed the
+ * check (vt_aggregate_merge_kept merges from what a check kept instead). */
 static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst,
                 struct vt_agg_head *head, struct keep *kc)
 {
@@ -766,13 +808,21 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst,
             break;
         case 4: count = f.u; break;
         case 5: errors = f.u; break;
-        case 6:
-            if (++n_err > VT_AGG_MAX_ERROR_TYPES ||
-                wire_count(pb_of(&f), VT_AGG_MAX_ERROR_TYPE_LEN, dst, &name, &n))
+        case 6: case 15: case 16: {
+            uint32_t *seen = f.num == 6 ? &n_err : f.num == 15 ? &n_invalid : &n_missing;
+            if (++*seen > count_limit(f.num) ||
+                wire_count(pb_of(&f), count_name_max(f.num), dst, &name, &n))
                 return -EBADMSG;
             if (dst)
-                count_name(dst, name.ptr, name.len, n);
+                merge_count(dst, f.num, name, n);
+            else if (kc && kc->rest) { /* bounded by the three limits above */
+                struct vt_agg_kept *k = kc->rest;
+                k->counts[k->n_counts].off = (uint32_t)(f.ptr - buf);
+                k->counts[k->n_counts].len = (uint16_t)f.len;
+                k->counts[k->n_counts++].field = (uint16_t)f.num;
+            }
             break;
+        }
         case 7: case 8: case 9: case 10: case 11:
             if (fixed_seen & (1u << f.num)) /* protobuf would merge the two: refused */
                 return -EBADMSG;
@@ -785,6 +835,10 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst,
                 return -EBADMSG;
             rc = walk_sketch(sk.p, (size_t)(sk.end - sk.p), f.num, dst,
                              dst ? metric_sketch(dst, name.ptr, name.len) : NULL, kc, &sketch_max);
+            if (!rc && !dst && kc) {
+                kc->kept[kc->n - 1].name = name.ptr;
+                kc->kept[kc->n - 1].name_len = (uint32_t)name.len;
+            }
             break;
         case 13: /* packed doubles, in one field (proto3 packs repeated scalars) */
             if (emb.p || f.len % 8 || f.len / 8 > VT_AGG_MAX_EMBEDDING)
@@ -796,21 +850,9 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst,
                     return -EBADMSG;
             break;
         case 14: emb_count = f.u; break;
-        case 15:
-        case 16:
-            if (++*(f.num == 15 ? &n_invalid : &n_missing) >
-                    (f.num == 15 ? VT_REJECT__COUNT : VT_FIELD_LAST + 1) ||
-                wire_count(pb_of(&f), VT_AGG_MAX_METRIC_NAME, dst, &name, &n))
-                return -EBADMSG;
-            if (dst) {
-                int at = f.num == 15 ? reason_of(name) : field_of(name);
-                if (at >= 0)
-                    *(f.num == 15 ? &dst->invalid_by_reason[at] : &dst->missing_by_field[at]) += n;
-            }
-            break;
         case 17: {
-            struct vt_exemplar x;
-            if (++n_ex > VT_AGG_MAX_EXEMPLARS || wire_exemplar(pb_of(&f), dst, &x))
+            struct vt_exemplar x, *to = kc && kc->rest ? &kc->rest->exemplars[n_ex] : &x;
+            if (++n_ex > VT_AGG_MAX_EXEMPLARS || wire_exemplar(pb_of(&f), dst, to))
                 return -EBADMSG;
             if (dst)
                 add_exemplar(dst, &x);
@@ -828,16 +870,15 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst,
         return -EBADMSG;
     if (head)
         head->count = count;
-    if (dst) {
-        dst->count += count;
-        dst->errors += errors;
-        if (n_emb) {
-            double *sum = embedding_room(dst, n_emb, emb_count, &rc);
-            for (uint32_t i = 0; sum && i < n_emb; i++)
-                sum[i] += pb_double(pb_le64(emb.p + 8 * i));
-        }
+    if (dst)
+        return merge_totals(dst, count, errors, emb.p, n_emb, emb_count);
+    if (kc && kc->rest) {
+        struct vt_agg_kept *k = kc->rest;
+        k->count = count, k->errors = errors, k->emb_count = emb_count;
+        k->emb = emb.p, k->n_emb = n_emb;
+        k->n_exemplars = n_ex;
     }
-    return rc;
+    return 0;
 }
 
 int vt_aggregate_check_wire(const uint8_t *buf, size_t len, struct vt_agg_head *head)
@@ -850,20 +891,41 @@ int vt_aggregate_check_wire(const uint8_t *buf, size_t len, struct vt_agg_head *
 }
 
 int vt_aggregate_check_wire_kept(const uint8_t *buf, size_t len, struct vt_agg_head *head,
-                                 struct vt_sketch_kept *kept, uint32_t *n_kept)
+                                 struct vt_sketch_kept *kept, uint32_t *n_kept,
+                                 struct vt_agg_kept *rest)
 {
-    struct keep kc = {kept, 0, 0};
+    struct keep kc = {kept, 0, rest};
     memset(head, 0, sizeof *head);
+    if (rest)
+        rest->buf = buf, rest->n_counts = 0;
     int rc = walk(buf, len, NULL, head, &kc);
     *n_kept = kc.n;
     return rc;
 }
 
-int vt_aggregate_merge_wire_kept(struct vt_aggregate *dst, const uint8_t *buf, size_t len,
-                                 const struct vt_sketch_kept *kept, uint32_t n_kept)
+int vt_aggregate_merge_kept(struct vt_aggregate *dst, const struct vt_sketch_kept *kept,
+                            uint32_t n_kept, const struct vt_agg_kept *rest)
 {
-    struct keep kc = {(struct vt_sketch_kept *)kept, n_kept, 0};
-    return walk(buf, len, dst, NULL, &kc);
+    for (uint32_t i = 0; i < rest->n_counts; i++) {
+        struct vt_str name;
+        uint64_t n;
+        uint32_t field = rest->counts[i].field;
+        wire_count(pb_make(rest->buf + rest->counts[i].off, rest->counts[i].len),
+                   count_name_max(field), true, &name, &n); /* checked: cannot fail */
+        merge_count(dst, field, name, n);
+    }
+    for (uint32_t i = 0; i < n_kept; i++) {
+        const struct vt_sketch_kept *k = &kept[i];
+        vt_sketch *s = k->field == 12 ? metric_sketch(dst, k->name, k->name_len)
+                                      : fixed_sketch(dst, (int)k->field - 7);
+        if (!s)
+            dst->metrics_dropped += k->count;
+        else if (vt_sketch_merge_kept(s, k))
+            return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < rest->n_exemplars; i++)
+        add_exemplar(dst, &rest->exemplars[i]);
+    return merge_totals(dst, rest->count, rest->errors, rest->emb, rest->n_emb, rest->emb_count);
 }
 
 int vt_aggregate_wire_head(const uint8_t *buf, size_t len, struct vt_agg_head *head)

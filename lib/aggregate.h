@@ -154,16 +154,35 @@ int vt_aggregate_check_wire(const uint8_t *buf, size_t len, struct vt_agg_head *
 /* The most sketches an aggregate holds: the five fixed ones and the metrics. */
 #define VT_AGG_MAX_SKETCHES (5 + VT_AGG_MAX_METRICS)
 
-/* vt_aggregate_check_wire (head required) that also keeps what it learned
- * of each sketch, in order, in kept[0 .. *n_kept): room for
- * VT_AGG_MAX_SKETCHES. Points into buf. */
-int vt_aggregate_check_wire_kept(const uint8_t *buf, size_t len, struct vt_agg_head *head,
-                                 struct vt_sketch_kept *kept, uint32_t *n_kept);
+/* What a check keeps of an aggregate's fields other than its sketches, so
+ * that the merge parses nothing again: the totals, the embedding, the
+ * exemplars decoded, and where each named count (errors by type, invalid,
+ * missing) lies. Points into the message. */
+#define VT_AGG_MAX_NAMED_COUNTS (VT_AGG_MAX_ERROR_TYPES + VT_REJECT__COUNT + VT_FIELD_LAST + 1)
+struct vt_agg_kept {
+    const uint8_t *buf; /* the message */
+    uint64_t count, errors, emb_count;
+    const uint8_t *emb; /* n_emb packed doubles */
+    uint32_t n_emb, n_exemplars, n_counts;
+    struct vt_exemplar exemplars[VT_AGG_MAX_EXEMPLARS];
+    struct {
+        uint32_t off;          /* the CountByName message, at buf + off */
+        uint16_t len, field;   /* (a valid one is at most 140 bytes) */
+    } counts[VT_AGG_MAX_NAMED_COUNTS];
+};
 
-/* vt_aggregate_merge_wire_checked of the same bytes, from what
- * vt_aggregate_check_wire_kept kept: no sketch is parsed again. */
-int vt_aggregate_merge_wire_kept(struct vt_aggregate *dst, const uint8_t *buf, size_t len,
-                                 const struct vt_sketch_kept *kept, uint32_t n_kept);
+/* vt_aggregate_check_wire (head required) that also keeps what it learned:
+ * of each sketch, in order, in kept[0 .. *n_kept) (room for
+ * VT_AGG_MAX_SKETCHES), and of the rest in *rest. Points into buf. */
+int vt_aggregate_check_wire_kept(const uint8_t *buf, size_t len, struct vt_agg_head *head,
+                                 struct vt_sketch_kept *kept, uint32_t *n_kept,
+                                 struct vt_agg_kept *rest);
+
+/* vt_aggregate_merge_wire_checked of the bytes that
+ * vt_aggregate_check_wire_kept kept all this of: nothing is parsed again
+ * but the named counts' small messages. */
+int vt_aggregate_merge_kept(struct vt_aggregate *dst, const struct vt_sketch_kept *kept,
+                            uint32_t n_kept, const struct vt_agg_kept *rest);
 
 /* The head alone of an aggregate that passed vt_aggregate_check_wire (reads
  * the top-level fields only: cheap). 0 or -EBADMSG (malformed). */

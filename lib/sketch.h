@@ -270,6 +270,8 @@ struct vt_sketch_kept {
     uint64_t count;
     int32_t lo, hi;  /* the positive buckets it has (lo > hi: none) */
     uint32_t field;  /* set by the caller: which sketch of its message it is */
+    uint32_t name_len; /* set by the caller: the name of a named one ... */
+    const char *name;  /* ... (not NUL-terminated; inside the message) */
     uint64_t priv_[16];
 };
 

@@ -33,6 +33,7 @@ struct vt_batch_agg {
     struct vt_agg_head h;
     uint32_t key_off, key_len; /* its canonical series key, in keys */
     uint32_t sk, n_sk;         /* its sketches, in sketches */
+    struct vt_agg_kept rest;   /* and the rest */
 };
 
 struct vt_batch_kept {

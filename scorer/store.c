@@ -325,7 +325,8 @@ int vt_store_validate(vt_store *st, const struct vt_batch *b, char *err, size_t 
             ka = &k->aggs[k->n_aggs];
             *ka = (struct vt_batch_agg){.buf = agg, .len = len, .sk = k->n_sketches};
         }
-        if (ka ? vt_aggregate_check_wire_kept(agg, len, &h, k->sketches + ka->sk, &ka->n_sk)
+        if (ka ? vt_aggregate_check_wire_kept(agg, len, &h, k->sketches + ka->sk, &ka->n_sk,
+                                              &ka->rest)
                : vt_aggregate_check_wire(agg, len, &h)) {
             snprintf(err, errlen, "aggregates[%u]: invalid aggregate (counts, names, sketches or "
                      "embedding out of bounds)", i);
@@ -629,6 +630,7 @@ struct target {
     size_t len;
     const struct vt_sketch_kept *kept; /* its sketches' checks, if kept */
     uint32_t n_kept;
+    const struct vt_agg_kept *rest; /* and what the check kept of the rest */
     struct vt_agg_head h;
     const char *key; /* its series key, in st->key */
     size_t key_len;
@@ -666,6 +668,7 @@ static void target_kept(vt_store *st, struct target *t, const struct vt_batch_ke
     t->len = a->len;
     t->kept = k->sketches + a->sk;
     t->n_kept = a->n_sk;
+    t->rest = &a->rest;
     t->h = a->h;
     t->key = k->keys + a->key_off;
     t->key_len = a->key_len;
@@ -675,7 +678,7 @@ static void target_kept(vt_store *st, struct target *t, const struct vt_batch_ke
 
 static int merge_target(struct vt_aggregate *dst, const struct target *t)
 {
-    return t->kept ? vt_aggregate_merge_wire_kept(dst, t->agg, t->len, t->kept, t->n_kept)
+    return t->kept ? vt_aggregate_merge_kept(dst, t->kept, t->n_kept, t->rest)
                    : vt_aggregate_merge_wire_checked(dst, t->agg, t->len);
 }
 

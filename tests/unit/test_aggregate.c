@@ -151,6 +151,7 @@ static void test_add_and_merge(void **state)
     assert_null(vt_aggregate_sketch(&a, "nope"));
 
     /* wire round trip: pack, merge the bytes into an empty aggregate */
+    a.missing_by_field[VT_FIELD_TTFT_MS] += 3;
     Vitals__V1__WindowAggregate msg;
     assert_int_equal(vt_aggregate_to_proto(&a, &msg), 0);
     size_t len = vitals__v1__window_aggregate__get_packed_size(&msg);
@@ -173,6 +174,30 @@ static void test_add_and_merge(void **state)
     assert_int_equal(c.invalid_by_reason[VT_REJECT_PARSE_ERROR], 1);
     assert_int_equal(c.n_exemplars, a.n_exemplars);
     assert_int_equal(c.embedding_count, a.embedding_count);
+
+    /* merged from what the check kept (sketches, named counts, exemplars,
+     * totals, embedding), twice over: the same as from the bytes */
+    struct vt_aggregate from_wire, from_kept;
+    vt_aggregate_init(&from_wire);
+    vt_aggregate_init(&from_kept);
+    struct vt_sketch_kept kept[VT_AGG_MAX_SKETCHES];
+    struct vt_agg_kept rest;
+    uint32_t n_kept;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(vt_aggregate_merge_wire(&from_wire, buf, len), 0);
+        assert_int_equal(vt_aggregate_check_wire_kept(buf, len, &h, kept, &n_kept, &rest), 0);
+        assert_int_equal(n_kept, 5 + a.n_metrics);
+        assert_int_equal(rest.n_counts, 3); /* timeout, parse_error, ttft_ms */
+        assert_int_equal(rest.n_exemplars, VT_AGG_MAX_EXEMPLARS);
+        assert_int_equal(vt_aggregate_merge_kept(&from_kept, kept, n_kept, &rest), 0);
+    }
+    assert_int_equal(from_kept.missing_by_field[VT_FIELD_TTFT_MS], 6);
+    struct pbw ww = {0}, wk = {0};
+    vt_aggregate_encode(&from_wire, &ww);
+    vt_aggregate_encode(&from_kept, &wk);
+    expect_same_bytes(&wk, ww.p, ww.len);
+    vt_aggregate_free(&from_wire);
+    vt_aggregate_free(&from_kept);
 
     /* a corrupted message is refused and leaves dst untouched: more errors
      * than records, a truncated message, a metric name with a NUL byte, a
