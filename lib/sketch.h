@@ -262,8 +262,17 @@ int vt_sketch_merge_wire_checked(vt_sketch *dst, const uint8_t *buf, size_t len)
 /* What a check learned of one serialized Sketch, kept for the merge that
  * follows so the message is parsed once (the scorer checks a batch on
  * receipt and merges it after the WAL made it durable). It points into the
- * message, which must outlive it. buf, len and count are public; the rest
- * belongs to sketch_wire.c. */
+ * message, which must outlive it. buf, len, count, lo and hi are public;
+ * the fields ending in _ belong to sketch_wire.c (they are here, not behind
+ * an opaque array, so that the check writes them in place: copying a struct
+ * just built field by field stalled on store forwarding). */
+struct vt__kept_store {
+    const uint8_t *p, *end; /* the sparse run, or else the Buckets message */
+    int32_t lo, hi, offset; /* bucket indexes (32 bits: the mapping's); lo > hi: none */
+    uint32_t sparse;
+    uint64_t top;
+};
+
 struct vt_sketch_kept {
     const uint8_t *buf;
     size_t len;
@@ -272,7 +281,11 @@ struct vt_sketch_kept {
     uint32_t field;  /* set by the caller: which sketch of its message it is */
     uint32_t name_len; /* set by the caller: the name of a named one ... */
     const char *name;  /* ... (not NUL-terminated; inside the message) */
-    uint64_t priv_[16];
+    uint64_t zero_count_;
+    double sum_, min_, max_, zero_threshold_;
+    int32_t scale_;
+    uint8_t pcol_, ncol_;
+    struct vt__kept_store pos_, neg_;
 };
 
 /* Append s's Sketch message fields (not a tag or length) to w: the bytes

@@ -206,9 +206,12 @@ static inline int counts_next(struct counts_it *it, int64_t *index, uint64_t *va
  * range of the non-zero ones (lo > hi when none) and the lowest-index
  * non-zero count. */
 struct counts_sum {
+    int64_t lo;
     uint64_t n, total, low;
+    int64_t hi; /* (not next to lo: GCC would add the offset to both with one
+                 * 16-byte load of two fields just stored one by one - a
+                 * store-forwarding stall that was a sixth of this summary) */
     uint64_t top;     /* >= the largest count (7 or 127 for one-byte counts) */
-    int64_t lo, hi;
     int64_t offset; /* of the Buckets message */
     struct pb sparse; /* the sparse form's one packed run; p == NULL: dense */
 };
@@ -791,27 +794,7 @@ int vt_sketch_merge_wire_checked(vt_sketch *dst, const uint8_t *buf, size_t len)
 
 /* ---- kept: what a check learned, for the merge that follows ---------------- */
 
-/* A store's range and counts as a check summed them. Bucket indexes fit in
- * 32 bits (the mapping's, VT_SKETCH_MAX_SCALE included); lo > hi: none. */
-struct kept_store {
-    const uint8_t *p, *end; /* the sparse run, or else the Buckets message */
-    int32_t lo, hi, offset;
-    uint32_t sparse;
-    uint64_t top;
-};
-
-struct kept {
-    uint64_t zero_count;
-    double sum, min, max, zero_threshold;
-    int32_t scale;
-    uint8_t pcol, ncol;
-    struct kept_store pos, neg;
-};
-
-_Static_assert(sizeof(struct kept) <= sizeof(((struct vt_sketch_kept *)0)->priv_),
-               "struct kept fits vt_sketch_kept");
-
-static void keep_store(struct kept_store *k, struct pb msg, const struct counts_sum *s)
+static void keep_store(struct vt__kept_store *k, struct pb msg, const struct counts_sum *s)
 {
     k->sparse = s->sparse.p != NULL;
     k->p = k->sparse ? s->sparse.p : msg.p;
@@ -824,7 +807,7 @@ static void keep_store(struct kept_store *k, struct pb msg, const struct counts_
 
 /* The summary merge_summed reads (lo, hi, top, offset, sparse) and the
  * Buckets message add_counts walks when dense. */
-static struct pb kept_sum(const struct kept_store *k, struct counts_sum *s)
+static struct pb kept_sum(const struct vt__kept_store *k, struct counts_sum *s)
 {
     *s = (struct counts_sum){.top = k->top, .offset = k->offset};
     s->lo = k->lo <= k->hi ? k->lo : INT64_MAX;
@@ -836,24 +819,28 @@ static struct pb kept_sum(const struct kept_store *k, struct counts_sum *s)
     return (struct pb){k->p, k->end};
 }
 
-int vt_sketch_check_wire_kept(const uint8_t *buf, size_t len, struct vt_sketch_kept *out)
+int vt_sketch_check_wire_kept(const uint8_t *buf, size_t len, struct vt_sketch_kept *k)
 {
     struct wire_sketch w;
     struct counts_sum ps, ns;
     int pcol, ncol;
     if (wire_parse(&w, buf, len) || check_msg(&w, &ps, &ns, &pcol, &ncol))
         return -EBADMSG;
-    struct kept k = {.zero_count = w.zero_count, .sum = w.sum, .min = w.min, .max = w.max,
-                     .zero_threshold = w.zero_threshold, .scale = w.scale,
-                     .pcol = (uint8_t)pcol, .ncol = (uint8_t)ncol};
-    keep_store(&k.pos, w.pos, &ps);
-    keep_store(&k.neg, w.neg, &ns);
-    out->buf = buf;
-    out->len = len;
-    out->count = w.count;
-    out->lo = k.pos.lo;
-    out->hi = k.pos.hi;
-    memcpy(out->priv_, &k, sizeof k); /* (copied: priv_ is not a struct kept) */
+    k->buf = buf;
+    k->len = len;
+    k->count = w.count;
+    k->zero_count_ = w.zero_count;
+    k->sum_ = w.sum;
+    k->min_ = w.min;
+    k->max_ = w.max;
+    k->zero_threshold_ = w.zero_threshold;
+    k->scale_ = w.scale;
+    k->pcol_ = (uint8_t)pcol;
+    k->ncol_ = (uint8_t)ncol;
+    keep_store(&k->pos_, w.pos, &ps);
+    keep_store(&k->neg_, w.neg, &ns);
+    k->lo = k->pos_.lo;
+    k->hi = k->pos_.hi;
     return 0;
 }
 
@@ -866,18 +853,16 @@ int vt_sketch_check_wire(const uint8_t *buf, size_t len, uint64_t *count)
     return rc;
 }
 
-int vt_sketch_merge_kept(vt_sketch *dst, const struct vt_sketch_kept *out)
+int vt_sketch_merge_kept(vt_sketch *dst, const struct vt_sketch_kept *k)
 {
-    struct kept k;
-    memcpy(&k, out->priv_, sizeof k);
-    if (k.scale != dst->scale || k.zero_threshold != dst->zero_threshold)
-        return vt_sketch_merge_wire(dst, out->buf, out->len);
-    struct wire_sketch w = {.count = out->count, .zero_count = k.zero_count, .sum = k.sum,
-                            .min = k.min, .max = k.max};
+    if (k->scale_ != dst->scale || k->zero_threshold_ != dst->zero_threshold)
+        return vt_sketch_merge_wire(dst, k->buf, k->len);
+    struct wire_sketch w = {.count = k->count, .zero_count = k->zero_count_, .sum = k->sum_,
+                            .min = k->min_, .max = k->max_};
     struct counts_sum ps, ns;
-    w.pos = kept_sum(&k.pos, &ps);
-    w.neg = kept_sum(&k.neg, &ns);
-    return merge_summed(dst, &w, &ps, &ns, k.pcol, k.ncol);
+    w.pos = kept_sum(&k->pos_, &ps);
+    w.neg = kept_sum(&k->neg_, &ns);
+    return merge_summed(dst, &w, &ps, &ns, k->pcol_, k->ncol_);
 }
 
 /* ---- direct encoding ---------------------------------------------------- */
