@@ -951,7 +951,7 @@ int vt_aggregate_wire_head(const uint8_t *buf, size_t len, struct vt_agg_head *h
 
 void vt_aggregate_prefetch(const struct vt_aggregate *a)
 {
-    for (size_t i = 0; i < sizeof *a; i += 64)
+    for (size_t i = 0; i < offsetof(struct vt_aggregate, metrics_dropped); i += 64)
         __builtin_prefetch((const char *)a + i, 1);
 }
 

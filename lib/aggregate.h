@@ -65,6 +65,7 @@ struct vt_exemplar {
 };
 
 struct vt_aggregate {
+    /* what a merge touches first (see vt_aggregate_prefetch) ... */
     uint64_t count;                 /* records */
     uint64_t errors;                /* records with status "error" */
     struct vt_agg_count *errors_by_type; /* n_error_types used; allocated on the first error */
@@ -73,15 +74,16 @@ struct vt_aggregate {
     vt_sketch latency_ms, ttft_ms, input_tokens, output_tokens, cost_usd;
     struct vt_agg_metric *metrics;  /* n_metrics used, sorted by name */
     uint32_t n_metrics, cap_metrics;
-    uint64_t metrics_dropped;       /* metric values beyond VT_AGG_MAX_METRICS names */
     double *embedding_sum;          /* embedding_dim doubles, NULL before the first */
     uint32_t embedding_dim;
+    uint32_t n_exemplars;
     uint64_t embedding_count;
+    struct vt_exemplar exemplars[VT_AGG_MAX_EXEMPLARS];
+    /* ... and what few merges touch */
+    uint64_t metrics_dropped;       /* metric values beyond VT_AGG_MAX_METRICS names */
     uint64_t embedding_mismatch;    /* embeddings of another dimension, not summed */
     uint64_t invalid_by_reason[VT_REJECT__COUNT]; /* rejected records (data quality) */
     uint64_t missing_by_field[VT_FIELD_LAST + 1]; /* accepted records lacking an optional field */
-    struct vt_exemplar exemplars[VT_AGG_MAX_EXEMPLARS];
-    uint32_t n_exemplars;
 };
 
 /* Set up an empty aggregate (sketches at the default scale). Allocates nothing. */
