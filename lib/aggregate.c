@@ -818,8 +818,8 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst,
             else if (kc && kc->rest) { /* bounded by the three limits above */
                 struct vt_agg_kept *k = kc->rest;
                 k->counts[k->n_counts].off = (uint32_t)(f.ptr - buf);
-                k->counts[k->n_counts].len = (uint16_t)f.len;
-                k->counts[k->n_counts++].field = (uint16_t)f.num;
+                k->counts[k->n_counts].len = (uint32_t)f.len;
+                k->counts[k->n_counts++].field = f.num;
             }
             break;
         }

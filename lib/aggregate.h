@@ -168,14 +168,15 @@ struct vt_agg_kept {
     uint32_t n_emb, n_exemplars, n_counts;
     struct vt_exemplar exemplars[VT_AGG_MAX_EXEMPLARS];
     struct {
-        uint32_t off;          /* the CountByName message, at buf + off */
-        uint16_t len, field;   /* (a valid one is at most 140 bytes) */
+        uint32_t off, len; /* the CountByName message, at buf + off */
+        uint32_t field;
     } counts[VT_AGG_MAX_NAMED_COUNTS];
 };
 
 /* vt_aggregate_check_wire (head required) that also keeps what it learned:
  * of each sketch, in order, in kept[0 .. *n_kept) (room for
- * VT_AGG_MAX_SKETCHES), and of the rest in *rest. Points into buf. */
+ * VT_AGG_MAX_SKETCHES), and of the rest in *rest. Points into buf, which
+ * is at most UINT32_MAX bytes long. */
 int vt_aggregate_check_wire_kept(const uint8_t *buf, size_t len, struct vt_agg_head *head,
                                  struct vt_sketch_kept *kept, uint32_t *n_kept,
                                  struct vt_agg_kept *rest);

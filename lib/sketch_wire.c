@@ -280,6 +280,26 @@ static int sum_run(struct counts_sum *s, struct pb r)
 #define LANES16 0x0001000100010001ull /* one in each 16-bit lane */
 #define LOW_BYTES 0x00ff00ff00ff00ffull
 
+/* Fold into *s n pairs of one-byte varints, the first (skip0, count0), all
+ * their skips summing to skips and counts to counts, top bounding the
+ * counts. -1 when they reach past the bucket limit. */
+static inline int sum_pairs(struct counts_sum *s, unsigned n, uint64_t skip0, uint64_t count0,
+                            uint64_t skips, uint64_t counts, uint64_t top)
+{
+    uint64_t end = s->n + skips + n; /* past the last */
+    if (end > VT_SKETCH_MAX_BINS_LIMIT)
+        return -1;
+    if (s->lo == INT64_MAX) {
+        s->lo = (int64_t)(s->n + skip0);
+        s->low = count0;
+    }
+    s->hi = (int64_t)end - 1;
+    s->total += counts;
+    s->top = top > s->top ? top : s->top;
+    s->n = end;
+    return 0;
+}
+
 #if VT_SSE2
 /* The sum of the bytes of v, all below 128 (two 64-bit sums, added). */
 static inline uint64_t bytes_sum16(__m128i v)
@@ -325,17 +345,8 @@ static int sum_sparse(struct counts_sum *s, struct pb r)
         int b;
         if (r.end - r.p >= 16 && s->total < UINT64_MAX - 8 * 127 &&
             (b = sparse_block(r.p, &bskips, &bcounts, &btop)) != 0) {
-            uint64_t end = s->n + bskips + 8; /* past the 8th */
-            if (b < 0 || end > VT_SKETCH_MAX_BINS_LIMIT)
+            if (b < 0 || sum_pairs(s, 8, r.p[0], r.p[1], bskips, bcounts, btop))
                 return -1;
-            if (s->lo == INT64_MAX) {
-                s->lo = (int64_t)(s->n + r.p[0]);
-                s->low = r.p[1];
-            }
-            s->hi = (int64_t)end - 1;
-            s->total += bcounts;
-            s->top = btop > s->top ? btop : s->top;
-            s->n = end;
             r.p += 16;
             continue;
         }
@@ -346,18 +357,9 @@ static int sum_sparse(struct counts_sum *s, struct pb r)
                 uint64_t skips = w & LOW_BYTES, counts = (w >> 8) & LOW_BYTES;
                 if ((counts - LANES16) & ~counts & (LANES16 << 15))
                     return -1; /* a count of 0 */
-                uint64_t end = s->n + ((skips * LANES16) >> 48) + 4; /* past the 4th */
-                if (end > VT_SKETCH_MAX_BINS_LIMIT)
+                if (sum_pairs(s, 4, w & 0xff, (w >> 8) & 0xff, (skips * LANES16) >> 48,
+                              (counts * LANES16) >> 48, byte_top(counts)))
                     return -1;
-                if (s->lo == INT64_MAX) {
-                    s->lo = (int64_t)(s->n + (w & 0xff));
-                    s->low = (w >> 8) & 0xff;
-                }
-                s->hi = (int64_t)end - 1;
-                s->total += (counts * LANES16) >> 48;
-                uint64_t t = byte_top(counts);
-                s->top = t > s->top ? t : s->top;
-                s->n = end;
                 r.p += 8;
                 continue;
             }
@@ -573,12 +575,6 @@ static inline uint64_t bump(void *bins, unsigned w, size_t p, uint64_t c)
     }
 }
 
-/* add_counts where nothing folds - every count above the zero bucket and
- * inside the window, the common case: no per-count range checks, and the
- * range added is the message's own [s->lo, s->hi]. Returns the sum added.
- * The sparse pairs are read here as in sum_sparse and add_counts, not
- * through a shared iterator: one cost this merge 1-2 us per batch
- * (bench_ingest apply 13.7 -> 15.7). */
 /* The sparse pairs of add_direct into counters of w bytes: called with a
  * constant w, so that bump() compiles to one add (the width switch inside
  * this loop was a third of the merge's instructions). *peak is raised to
@@ -613,6 +609,12 @@ add_sparse(void *bins, unsigned w, struct pb r, size_t p, uint64_t *peak)
     return added;
 }
 
+/* add_counts where nothing folds - every count above the zero bucket and
+ * inside the window, the common case: no per-count range checks, and the
+ * range added is the message's own [s->lo, s->hi]. Returns the sum added.
+ * The sparse pairs are read here as in sum_sparse and add_counts, not
+ * through a shared iterator: one cost this merge 1-2 us per batch
+ * (bench_ingest apply 13.7 -> 15.7). */
 static uint64_t add_direct(vt_sketch_store *d, struct pb msg, const struct counts_sum *s)
 {
     uint64_t added = 0, peak = 0, v;

@@ -318,8 +318,9 @@ int vt_store_validate(vt_store *st, const struct vt_batch *b, char *err, size_t 
         struct vt_agg_head h;
         struct vt_batch_agg *ka = NULL;
         if (k && ((size_t)(k->n_sketches + VT_AGG_MAX_SKETCHES) * sizeof *k->sketches +
-                      (size_t)(k->n_aggs + 1) * sizeof *k->aggs + k->keys_len > budget ||
-                  vt_batch_kept_reserve(k, sizeof st->key)))
+                          (size_t)(k->n_aggs + 1) * sizeof *k->aggs + k->keys_len > budget ||
+                      len > UINT32_MAX || /* vt_agg_kept's offsets are 32-bit */
+                      vt_batch_kept_reserve(k, sizeof st->key)))
             k = NULL;
         if (k) {
             ka = &k->aggs[k->n_aggs];
