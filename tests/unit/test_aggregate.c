@@ -192,15 +192,16 @@ static void test_add_and_merge(void **state)
         assert_int_equal(vt_aggregate_merge_kept(&from_kept, kept, n_kept, &rest), 0);
     }
     assert_int_equal(from_kept.missing_by_field[VT_FIELD_TTFT_MS], 6);
-    /* and an error type whose message carries 70,000 bytes of a field of a
-     * newer schema (kept by where it lies, not cut to 16 bits) */
-    size_t big_len = len + 4 + 12 + 70000;
+    /* and an error type whose message starts with 70,000 bytes of a field
+     * of a newer schema (kept by where it lies, not cut to 16 bits) */
+    uint8_t head[] = {0x32, 0xfc, 0xa2, 0x04,         /* errors_by_type, 70,012 bytes */
+                      0x9a, 0x06, 0xf0, 0xa2, 0x04};  /* field 99, 70,000 bytes */
+    uint8_t tail[] = {0x0a, 3, 'b', 'i', 'g', 0x10, 5}; /* name "big", count 5 */
+    size_t big_len = len + sizeof head + 70000 + sizeof tail;
     uint8_t *big = calloc(1, big_len);
     memcpy(big, buf, len);
-    uint8_t head[] = {0x32, 0xfc, 0xa2, 0x04,             /* errors_by_type, 70,012 bytes */
-                      0x0a, 3, 'b', 'i', 'g', 0x10, 5,    /* name "big", count 5 */
-                      0x9a, 0x06, 0xf0, 0xa2, 0x04};      /* field 99, 70,000 bytes */
     memcpy(big + len, head, sizeof head);
+    memcpy(big + big_len - sizeof tail, tail, sizeof tail);
     assert_int_equal(vt_aggregate_merge_wire(&from_wire, big, big_len), 0);
     assert_int_equal(vt_aggregate_check_wire_kept(big, big_len, &h, kept, &n_kept, &rest), 0);
     assert_int_equal(vt_aggregate_merge_kept(&from_kept, kept, n_kept, &rest), 0);
