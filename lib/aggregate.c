@@ -855,7 +855,7 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst,
             if (++n_ex > VT_AGG_MAX_EXEMPLARS || wire_exemplar(pb_of(&f), dst, to))
                 return -EBADMSG;
             if (dst)
-                add_exemplar(dst, &x);
+                add_exemplar(dst, to);
             break;
         }
         default: break; /* a field of a newer schema */
