@@ -479,6 +479,41 @@ static void other_form(Vitals__V1__Buckets *b)
 
 /* The two forms of Buckets decode and merge alike; the encoder ships the
  * shorter one; a malformed sparse run is refused. */
+/* Sketch s holds, from index 10 (good_msg's offset), the buckets of sparse
+ * run `run` (n varints) `times` over, plus `extra` at index extra_at, and
+ * nothing in the bucket after the last. */
+static void expect_run(const vt_sketch *s, const uint64_t *run, size_t n, uint64_t times,
+                       int64_t extra_at, uint64_t extra)
+{
+    int64_t at = 10;
+    for (size_t i = 0; i < n; i += 2, at++) {
+        at += (int64_t)run[i];
+        uint64_t want = times * run[i + 1] + (at == extra_at ? extra : 0);
+        assert_int_equal(vt_sketch_bucket_get(s, 0, (int32_t)at), want);
+    }
+    assert_int_equal(vt_sketch_bucket_get(s, 0, (int32_t)at), 0);
+}
+
+/* Sparse run `run` (n varints) with a count of 0 at zero_at: refused; with
+ * 1 there: read back bucket for bucket. */
+static void check_sparse_run(uint64_t *run, size_t n, size_t zero_at, const char *what)
+{
+    Vitals__V1__Sketch m;
+    vt_sketch s;
+    run[zero_at] = 0;
+    uint64_t sum = 0;
+    for (size_t i = 1; i < n; i += 2)
+        sum += run[i];
+    good_msg(&m), pb.n_counts = 0, pb.counts = NULL, pb.n_sparse = n, pb.sparse = run;
+    m.count = 5 + 4 + sum;
+    expect_bad(&m, what);
+    run[zero_at] = 1;
+    m.count++;
+    assert_int_equal(from_msg(&s, &m, 0), 0);
+    expect_run(&s, run, n, 1, 0, 0);
+    vt_sketch_free(&s);
+}
+
 static void test_sparse_form(void **state)
 {
     (void)state;
@@ -568,35 +603,12 @@ static void test_sparse_form(void **state)
     uint64_t high[6] = {0, 2, 1, 3, 64 * 1025 - 14, 1};
     good_msg(&m), pb.n_counts = 0, pb.counts = NULL, pb.n_sparse = 6, pb.sparse = high;
     expect_bad(&m, "sparse index beyond DBL_MAX");
-    /* runs long enough for the four-pairs-at-once path */
-    uint64_t longrun[12] = {0, 2, 1, 1, 0, 1, 0, 1, 2, 1, 0, 0};
-    good_msg(&m), pb.n_counts = 0, pb.counts = NULL, pb.n_sparse = 12, pb.sparse = longrun;
-    m.count = 5 + 4 + 6;
-    expect_bad(&m, "a sparse count of 0 in a long run");
-    longrun[11] = 1;
-    m.count = 5 + 4 + 7;
-    assert_int_equal(from_msg(&s, &m, 0), 0);
-    assert_int_equal(vt_sketch_bucket_get(&s, 0, 10), 2);
-    assert_int_equal(vt_sketch_bucket_get(&s, 0, 12), 1);
-    assert_int_equal(vt_sketch_bucket_get(&s, 0, 13), 1);
-    assert_int_equal(vt_sketch_bucket_get(&s, 0, 14), 1);
-    assert_int_equal(vt_sketch_bucket_get(&s, 0, 17), 1);
-    assert_int_equal(vt_sketch_bucket_get(&s, 0, 18), 1);
-    vt_sketch_free(&s);
-    /* runs of sixteen one-byte varints and more (eight pairs at once where
-     * SSE2 is there): a zero count inside such a block, and counts of
-     * every size class - the counters must be made wide enough for them */
-    uint64_t block[22] = {0, 2, 1, 1, 0, 1, 0, 1, 2, 1, 0, 0, 0, 1, 3, 1, 0, 1, 0, 1, 0, 1};
-    good_msg(&m), pb.n_counts = 0, pb.counts = NULL, pb.n_sparse = 22, pb.sparse = block;
-    m.count = 5 + 4 + 11;
-    expect_bad(&m, "a sparse count of 0 in an eight-pair block");
-    block[11] = 1;
-    m.count = 5 + 4 + 12;
-    assert_int_equal(from_msg(&s, &m, 0), 0);
-    assert_int_equal(vt_sketch_bucket_get(&s, 0, 18), 1); /* pair 5, inside the block */
-    assert_int_equal(vt_sketch_bucket_get(&s, 0, 26), 1); /* pair 10, after it */
-    assert_int_equal(vt_sketch_bucket_get(&s, 0, 27), 0);
-    vt_sketch_free(&s);
+    /* runs long enough for the four-pairs-at-once path, and of sixteen
+     * one-byte varints and more (eight pairs at once where SSE2 is there) */
+    uint64_t longrun[12] = {0, 2, 1, 1, 0, 1, 0, 1, 2, 1, 0, 1};
+    check_sparse_run(longrun, 12, 11, "a sparse count of 0 in a long run");
+    uint64_t block[22] = {0, 2, 1, 1, 0, 1, 0, 1, 2, 1, 0, 1, 0, 1, 3, 1, 0, 1, 0, 1, 0, 1};
+    check_sparse_run(block, 22, 11, "a sparse count of 0 in an eight-pair block");
     /* 100 twice, then 127, into one bucket: one-byte counters while the
      * block's bound says so, two-byte ones once 200 + 127 would not fit */
     uint64_t big[20];
@@ -611,13 +623,9 @@ static void test_sparse_form(void **state)
         assert_int_equal(merge_msg(&s, &m, i == 2 ? 3 : i), 0);
     }
     assert_int_equal(vt_sketch_count(&s), 3 * (5 + 4 + 8 + 8 * 7) + 100 + 100 + 127);
-    int64_t at = 10;
-    for (int i = 0; i < 20; i += 2) {
-        at += (int64_t)big[i];
-        uint64_t want = i == 4 ? 327 : 3 * big[i + 1];
-        assert_int_equal(vt_sketch_bucket_get(&s, 0, (int32_t)at), want);
-        at++;
-    }
+    big[5] = 0; /* bucket 15 (pair 2) holds 100 + 100 + 127 */
+    expect_run(&s, big, 20, 3, 15, 327);
+    big[5] = 127;
     vt_sketch_free(&s);
     /* the same run merged into counters already 2, 4 and 8 bytes wide (one
      * big count first, in a message of its own) */
@@ -634,13 +642,7 @@ static void test_sparse_form(void **state)
         m.zero_threshold = VT_SKETCH_DEFAULT_ZERO_THRESHOLD;
         m.count = 5 + 4 + big[5] + 8 + 8 * 7;
         assert_int_equal(merge_msg(&s, &m, wi == 1 ? 3 : 1), 0);
-        at = 10;
-        for (int i = 0; i < 20; i += 2) {
-            at += (int64_t)big[i];
-            uint64_t want = big[i + 1] + (at == 13 ? one[1] : 0);
-            assert_int_equal(vt_sketch_bucket_get(&s, 0, (int32_t)at), want);
-            at++;
-        }
+        expect_run(&s, big, 20, 1, 13, one[1]);
         vt_sketch_free(&s);
     }
     uint64_t *wide = calloc(1040, sizeof *wide); /* 520 pairs, skips of 127 */
