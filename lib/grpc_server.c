@@ -59,7 +59,8 @@ struct vt_grpc_server {
     int closing;
     int listener_open; /* handle not yet closed */
     int close_done;    /* close_cb has run */
-    int corked;        /* responses wait for vt_grpc_server_uncork */
+    int corked;        /* responses wait for vt_grpc_server_uncork ... */
+    struct conn *to_flush; /* ... in these connections (by flush_next) */
     vt_grpc_server_close_cb close_cb;
     void *close_data;
     /* request buffers of finished calls, for the next ones: a buffer of a
@@ -87,6 +88,7 @@ struct conn {
     uint64_t last_active;
     int handles; /* open libuv handles (tcp, idle) */
     int flush_wanted; /* a response was submitted while the server was corked */
+    struct conn *flush_next;
 };
 
 struct vt_grpc_call {
@@ -890,9 +892,13 @@ int vt_grpc_respond(vt_grpc_call_t *call, int status, const char *message,
             submit_ok(call, resp, len);
         else
             submit_status(call, 200, status, message, 0);
-        if (srv->corked)
-            c->flush_wanted = 1;
-        else
+        if (srv->corked) {
+            if (!c->flush_wanted) {
+                c->flush_wanted = 1;
+                c->flush_next = srv->to_flush;
+                srv->to_flush = c;
+            }
+        } else
             vt_grpc_conn_flush(&c->io); /* no-op while inside mem_recv: flushed after it */
     }
     call_unref(call);
@@ -906,14 +912,17 @@ void vt_grpc_server_cork(vt_grpc_server_t *srv)
     srv->corked = 1;
 }
 
+/* (A connection on to_flush is not freed before this: connections are
+ * freed by their handles' close callbacks, in a later loop iteration.) */
 void vt_grpc_server_uncork(vt_grpc_server_t *srv)
 {
     srv->corked = 0;
-    for (struct conn *c = srv->conns; c; c = c->next)
-        if (c->flush_wanted) {
-            c->flush_wanted = 0;
-            vt_grpc_conn_flush(&c->io);
-        }
+    for (struct conn *c = srv->to_flush, *next; c; c = next) {
+        next = c->flush_next;
+        c->flush_wanted = 0;
+        vt_grpc_conn_flush(&c->io);
+    }
+    srv->to_flush = NULL;
     if (srv->close_done && srv->held_calls == 0)
         server_free(srv);
 }
