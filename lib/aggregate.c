@@ -689,8 +689,7 @@ static int field_of(struct vt_str name)
     return -1;
 }
 
-/* What a check keeps: each sketch's (kept[n++]) and the rest (NULL: only
- * the sketches'). */
+/* What a check keeps: each sketch's (kept[n++]) and the rest. */
 struct keep {
     struct vt_sketch_kept *kept;
     uint32_t n;
@@ -815,7 +814,7 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst,
                 return -EBADMSG;
             if (dst)
                 merge_count(dst, f.num, name, n);
-            else if (kc && kc->rest) { /* bounded by the three limits above */
+            else if (kc) { /* bounded by the three limits above */
                 struct vt_agg_kept *k = kc->rest;
                 k->counts[k->n_counts].off = (uint32_t)(f.ptr - buf);
                 k->counts[k->n_counts].len = (uint32_t)f.len;
@@ -851,7 +850,7 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst,
             break;
         case 14: emb_count = f.u; break;
         case 17: {
-            struct vt_exemplar x, *to = kc && kc->rest ? &kc->rest->exemplars[n_ex] : &x;
+            struct vt_exemplar x, *to = kc ? &kc->rest->exemplars[n_ex] : &x;
             if (++n_ex > VT_AGG_MAX_EXEMPLARS || wire_exemplar(pb_of(&f), dst, to))
                 return -EBADMSG;
             if (dst)
@@ -872,7 +871,7 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst,
         head->count = count;
     if (dst)
         return merge_totals(dst, count, errors, emb.p, n_emb, emb_count);
-    if (kc && kc->rest) {
+    if (kc) {
         struct vt_agg_kept *k = kc->rest;
         k->count = count, k->errors = errors, k->emb_count = emb_count;
         k->emb = emb.p, k->n_emb = n_emb;
@@ -896,8 +895,8 @@ int vt_aggregate_check_wire_kept(const uint8_t *buf, size_t len, struct vt_agg_h
 {
     struct keep kc = {kept, 0, rest};
     memset(head, 0, sizeof *head);
-    if (rest)
-        rest->buf = buf, rest->n_counts = 0;
+    rest->buf = buf;
+    rest->n_counts = 0;
     int rc = walk(buf, len, NULL, head, &kc);
     *n_kept = kc.n;
     return rc;
