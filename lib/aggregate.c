@@ -981,6 +981,43 @@ void vt_aggregate_prefetch_metrics(const struct vt_aggregate *a)
         vt_sketch_prefetch(&a->metrics[i].sketch);
 }
 
+/* Read prefetches of [p, p + n), n > 0. */
+static void fetch(const void *p, size_t n)
+{
+    const char *c = p;
+    for (size_t o = 0; o < n; o += 64)
+        __builtin_prefetch(c + o);
+    __builtin_prefetch(c + n - 1);
+}
+
+void vt_aggregate_prefetch_read(const struct vt_aggregate *a, const struct vt_agg_reads *r)
+{
+    fetch(a, offsetof(struct vt_aggregate, errors_by_type));
+    for (int i = 0; i < N_FIXED; i++)
+        if (r->fixed & (1u << i)) /* a whole merge reads the store headers too */
+            fetch(fixed_sketch((struct vt_aggregate *)a, i),
+                  r->buckets & (1u << i) ? sizeof(vt_sketch) : offsetof(vt_sketch, pos));
+    if (r->metrics || r->embedding || r->exemplars) /* their pointers and counts */
+        fetch(&a->metrics, offsetof(struct vt_aggregate, exemplars) -
+                               offsetof(struct vt_aggregate, metrics));
+    if (r->exemplars)
+        fetch(a->exemplars, sizeof a->exemplars);
+    if (r->quality)
+        fetch(&a->metrics_dropped, sizeof *a - offsetof(struct vt_aggregate, metrics_dropped));
+}
+
+void vt_aggregate_prefetch_read_parts(const struct vt_aggregate *a, const struct vt_agg_reads *r)
+{
+    for (int i = 0; i < N_FIXED; i++) {
+        const vt_sketch_store *st = &fixed_sketch((struct vt_aggregate *)a, i)->pos;
+        if ((r->buckets & (1u << i)) && st->total) /* negative values are rare */
+            fetch((const char *)st->bins + (size_t)((int64_t)st->lo - st->offset) * st->width,
+                  (size_t)((int64_t)st->hi - st->lo + 1) * st->width);
+    }
+    if (r->metrics && a->n_metrics)
+        fetch(a->metrics, a->n_metrics * sizeof *a->metrics);
+}
+
 int vt_aggregate_merge_wire_checked(struct vt_aggregate *dst, const uint8_t *buf, size_t len)
 {
     return walk(buf, len, dst, NULL, NULL);

@@ -205,6 +205,27 @@ void vt_aggregate_prefetch_metrics(const struct vt_aggregate *a);
 void vt_aggregate_prefetch_kept(const struct vt_aggregate *a, const struct vt_sketch_kept *k,
                                 uint32_t n);
 
+/* What a reader of many rollups reads of each, so that a walk over them
+ * fetches those lines ahead of it and no others (the line fill buffers are
+ * what such a walk waits on): a score reading p95 latency then does not pull
+ * in the data-quality counters, and one reading TTFT gets its counters on
+ * the way. Bit i of `fixed` and `buckets` is fixed sketch i, in the order
+ * latency_ms, ttft_ms, input_tokens, output_tokens, cost_usd. count and
+ * errors are always read. A hint only: the reader may read anything. */
+struct vt_agg_reads {
+    uint8_t fixed;   /* the sketch's totals (count, sum, min, max) */
+    uint8_t buckets; /* ... and its counters */
+    bool metrics;    /* the named metrics */
+    bool exemplars, embedding, quality;
+};
+#define VT_AGG_READS_ALL ((struct vt_agg_reads){0x1f, 0x1f, true, true, true, true})
+
+/* Hints for such a walk, in two steps a little apart: _read fetches the
+ * lines of a itself that r reads; _read_parts (those in cache) what they
+ * point to: the counters of the sketches r reads whole, the metric array. */
+void vt_aggregate_prefetch_read(const struct vt_aggregate *a, const struct vt_agg_reads *r);
+void vt_aggregate_prefetch_read_parts(const struct vt_aggregate *a, const struct vt_agg_reads *r);
+
 /* dst += the aggregate in buf, which passed vt_aggregate_check_wire (a
  * caller that validates a whole batch first, then merges). 0 or -ENOMEM. */
 int vt_aggregate_merge_wire_checked(struct vt_aggregate *dst, const uint8_t *buf, size_t len);

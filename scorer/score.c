@@ -961,9 +961,15 @@ int vt_score_engine_evaluate(struct vt_score_engine *e, const struct vt_score_so
 
     /* 3. read */
     for (uint32_t p = 0; p < e->n_passes; p++) {
-        struct visit_ctx v = {.e = e, .pass = &e->passes[p]};
+        const struct pass *ps = &e->passes[p];
+        struct visit_ctx v = {.e = e, .pass = ps};
+        struct vt_agg_reads reads = {0};
+        for (uint32_t k = ps->first; k < ps->first + ps->n; k++) {
+            const struct score_rt *rt = &e->rt[e->entries[k].score];
+            vt_acc_reads_add(&reads, e->entries[k].slot < 0 ? &rt->cur_needs : &rt->base_needs);
+        }
         e->have_last = false;
-        int rc = src->each(src->ctx, e->passes[p].from, e->passes[p].to, visit, &v);
+        int rc = src->each(src->ctx, ps->from, ps->to, &reads, visit, &v);
         if (rc < 0)
             return rc;
     }

@@ -49,11 +49,13 @@ typedef void (*vt_score_visit_fn)(void *arg, const char *key, size_t len,
  * the series' aggregate over the whole range (cheapest for the engine), or
  * once per stored rollup that starts in the range (the engine merges; a
  * series may be visited any number of times). Rollups are attributed by
- * their start time. Returns 0, or a negative errno that aborts the
- * evaluation (the previous results are then kept). */
+ * their start time. `reads` says what fn reads of an aggregate (a hint a
+ * source may use to fetch ahead; aggregate.h). Returns 0, or a negative
+ * errno that aborts the evaluation (the previous results are then kept). */
 struct vt_score_source {
     void *ctx;
-    int (*each)(void *ctx, int64_t from_ms, int64_t to_ms, vt_score_visit_fn fn, void *arg);
+    int (*each)(void *ctx, int64_t from_ms, int64_t to_ms, const struct vt_agg_reads *reads,
+                vt_score_visit_fn fn, void *arg);
 };
 
 /* --- output --------------------------------------------------------------- */

@@ -188,6 +188,16 @@ static void acc_exemplar(struct vt_aggregate *a, const struct vt_exemplar *x)
 }
 
 /* dst += the parts of src that `n` asks for. */
+void vt_acc_reads_add(struct vt_agg_reads *r, const struct vt_acc_needs *n)
+{
+    r->fixed |= n->fixed;
+    r->buckets |= n->fixed_full;
+    r->metrics |= n->n_names > 0;
+    r->exemplars |= n->exemplars;
+    r->embedding |= n->embedding;
+    r->quality |= n->quality;
+}
+
 int vt_acc_merge(struct vt_aggregate *dst, const struct vt_aggregate *src,
                      const struct vt_acc_needs *n)
 {

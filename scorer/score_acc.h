@@ -38,6 +38,9 @@ int vt_acc_needs_add_metric(struct vt_acc_needs *n, const char *metric);
 int vt_acc_needs_add_component(struct vt_acc_needs *n, const struct vt_score_component_def *c,
                                bool base);
 
+/* *r |= what an accumulator for n reads of the aggregates merged into it. */
+void vt_acc_reads_add(struct vt_agg_reads *r, const struct vt_acc_needs *n);
+
 /* An empty accumulator for n (a must not be initialised). 0 or -ENOMEM;
  * release with vt_aggregate_free either way. */
 int vt_acc_init(struct vt_aggregate *a, const struct vt_acc_needs *n);

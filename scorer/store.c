@@ -966,40 +966,15 @@ void vt_store_expire(vt_store *st, int64_t now_ms)
  * time goes to cache misses, not arithmetic (perf: the first load of each
  * rollup is most of the engine's merge time). So a series' rollups are
  * queued a few ahead of the reader (across series), and when a rollup is
- * queued, the lines readers read most are prefetched: the counters, the
- * latency sketch, the cost totals and the exemplars; one push later (its
- * header is in by then) the buckets of its latency sketch, the distribution
- * nearly every score reads. Only those: prefetching the whole header (the
+ * queued, the lines its reader says it reads (struct vt_agg_reads) are
+ * prefetched; one push later (its header is in by then) the counters of the
+ * sketches it reads whole. Only those: prefetching the whole header (the
  * other sketches, the data-quality counters) measured slower, the line fill
  * buffers being the limit (bench_eval: 63-69 ms a tick vs 66-74 whole
  * header, 113-117 without prefetch). Prefetches are hints: nothing here
  * changes what is visited or in which order. */
 
 #define WALK_AHEAD 3 /* rollups listed (and prefetched) ahead of the reader */
-
-static inline void prefetch_range(const void *p, size_t n)
-{
-    const char *c = p;
-    for (size_t o = 0; o < n; o += 64)
-        __builtin_prefetch(c + o);
-    __builtin_prefetch(c + n - 1);
-}
-
-static inline void prefetch_header(const struct vt_aggregate *a)
-{
-    prefetch_range(a, offsetof(struct vt_aggregate, ttft_ms));
-    __builtin_prefetch(&a->cost_usd.count);
-    prefetch_range(&a->exemplars[0].kind, sizeof *a - offsetof(struct vt_aggregate, exemplars[0].kind));
-}
-
-static inline void prefetch_buckets(const vt_sketch *s)
-{
-    const vt_sketch_store *st = &s->pos;
-    if (!st->total || !st->bins)
-        return;
-    prefetch_range((const char *)st->bins + (size_t)((int64_t)st->lo - st->offset) * st->width,
-                   (size_t)((int64_t)st->hi - st->lo + 1) * st->width);
-}
 
 /* One rollup of the walk: a live aggregate or a packed bucket, and whose. */
 struct walk_item {
@@ -1012,6 +987,7 @@ struct walk_item {
  * WALK_AHEAD items later, across series boundaries, so that the memory of
  * the next ones is on its way meanwhile. Order is the listing order. */
 struct walk {
+    const struct vt_agg_reads *reads;
     struct vt_aggregate *scratch;
     vt_store_visit_cb cb;
     void *ud;
@@ -1045,11 +1021,11 @@ static int walk_push(struct walk *w, const struct vt_aggregate *agg, const struc
             return rc;
     }
     if (agg)
-        prefetch_header(agg);
+        vt_aggregate_prefetch_read(agg, w->reads);
     if (w->n) { /* the previous one's header has had a push's time to come in */
         const struct walk_item *prev = &w->q[(w->head + w->n - 1) % (WALK_AHEAD + 1)];
         if (prev->agg)
-            prefetch_buckets(&prev->agg->latency_ms);
+            vt_aggregate_prefetch_read_parts(prev->agg, w->reads);
     }
     w->q[(w->head + w->n) % (WALK_AHEAD + 1)] = (struct walk_item){agg, bk, e};
     w->n++;
@@ -1110,10 +1086,13 @@ static int visit_series(const vt_store *st, const struct vt_series_entry *e, int
     return 0;
 }
 
+static const struct vt_agg_reads reads_all = VT_AGG_READS_ALL;
+
 int vt_store_query(const vt_store *st, int64_t from_ms, int64_t to_ms,
-                   struct vt_aggregate *scratch, vt_store_visit_cb cb, void *ud)
+                   const struct vt_agg_reads *reads, struct vt_aggregate *scratch,
+                   vt_store_visit_cb cb, void *ud)
 {
-    struct walk w = {.scratch = scratch, .cb = cb, .ud = ud};
+    struct walk w = {.reads = reads ? reads : &reads_all, .scratch = scratch, .cb = cb, .ud = ud};
     uint32_t it = 0;
     struct vt_series_table *t = (struct vt_series_table *)&st->series;
     struct vt_series_entry *e = vt_series_table_next(t, &it);
@@ -1139,7 +1118,7 @@ int vt_store_query_series(const vt_store *st, const char *key, size_t len, int64
     struct vt_series_entry *e = vt_series_table_find(t, key, len, vt_series_hash(key, len));
     if (!e)
         return 0;
-    struct walk w = {.scratch = scratch, .cb = cb, .ud = ud};
+    struct walk w = {.reads = &reads_all, .scratch = scratch, .cb = cb, .ud = ud};
     int rc = visit_series(st, e, from_ms, to_ms, &w);
     return rc ? rc : walk_drain(&w);
 }

@@ -186,8 +186,11 @@ void vt_store_expire(vt_store *st, int64_t now_ms);
  */
 typedef int (*vt_store_visit_cb)(void *ud, const char *key, size_t len,
                                  const struct vt_aggregate *agg);
+/* `reads`: what cb reads of each rollup, the lines the walk fetches ahead
+ * of it (aggregate.h); NULL: all of it. */
 int vt_store_query(const vt_store *st, int64_t from_ms, int64_t to_ms,
-                   struct vt_aggregate *scratch, vt_store_visit_cb cb, void *ud);
+                   const struct vt_agg_reads *reads, struct vt_aggregate *scratch,
+                   vt_store_visit_cb cb, void *ud);
 
 /* Same, for one series only (key in canonical form). 0 if absent. */
 int vt_store_query_series(const vt_store *st, const char *key, size_t len, int64_t from_ms,

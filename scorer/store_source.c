@@ -17,11 +17,12 @@ static int tramp_cb(void *ud, const char *key, size_t len, const struct vt_aggre
     return 0;
 }
 
-static int each(void *ctx, int64_t from_ms, int64_t to_ms, vt_score_visit_fn fn, void *arg)
+static int each(void *ctx, int64_t from_ms, int64_t to_ms, const struct vt_agg_reads *reads,
+                vt_score_visit_fn fn, void *arg)
 {
     struct vt_store_source *s = ctx;
     struct tramp t = {fn, arg};
-    return vt_store_query(s->st, from_ms, to_ms, &s->scratch, tramp_cb, &t);
+    return vt_store_query(s->st, from_ms, to_ms, reads, &s->scratch, tramp_cb, &t);
 }
 
 void vt_store_source_init(struct vt_store_source *s)

@@ -53,7 +53,7 @@ static struct digest digest(vt_store *st)
     struct digest d = {0, 0xcbf29ce484222325ull};
     struct vt_aggregate scratch;
     vt_aggregate_init(&scratch);
-    vt_store_query(st, INT64_MIN / 2, INT64_MAX / 2, &scratch, digest_cb, &d);
+    vt_store_query(st, INT64_MIN / 2, INT64_MAX / 2, NULL, &scratch, digest_cb, &d);
     vt_aggregate_free(&scratch);
     return d;
 }

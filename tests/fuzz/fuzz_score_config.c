@@ -15,9 +15,10 @@
 #include "../../scorer/score_json.c"
 #include "../../scorer/stats.c"
 
-static int empty_each(void *ctx, int64_t from, int64_t to, vt_score_visit_fn fn, void *arg)
+static int empty_each(void *ctx, int64_t from, int64_t to, const struct vt_agg_reads *reads,
+                      vt_score_visit_fn fn, void *arg)
 {
-    (void)ctx, (void)from, (void)to, (void)fn, (void)arg;
+    (void)ctx, (void)from, (void)to, (void)reads, (void)fn, (void)arg;
     return 0;
 }
 

@@ -35,6 +35,8 @@ struct store {
     struct vt_record_decoder *dec;
     int64_t now;                     /* arrival time for records without ts */
     int visits;
+    struct vt_agg_reads reads[4];    /* what the engine said each pass reads */
+    int passes;
 };
 
 static void store_init(struct store *s)
@@ -107,9 +109,13 @@ static void rec(struct store *s, const char *fmt, ...)
     assert_int_equal(store_line(s, line, (size_t)n), VT_RECORD_DATA);
 }
 
-static int store_each(void *ctx, int64_t from, int64_t to, vt_score_visit_fn fn, void *arg)
+static int store_each(void *ctx, int64_t from, int64_t to, const struct vt_agg_reads *reads,
+                      vt_score_visit_fn fn, void *arg)
 {
     struct store *s = ctx;
+    if (s->passes < 4)
+        s->reads[s->passes] = *reads;
+    s->passes++;
     for (int i = 0; i < s->n; i++)
         if (s->items[i].ts >= from && s->items[i].ts < to) {
             s->visits++;
@@ -736,9 +742,10 @@ static void t_selector_exemplars(void **st)
     store_free(&s);
 }
 
-static int failing_each(void *ctx, int64_t from, int64_t to, vt_score_visit_fn fn, void *arg)
+static int failing_each(void *ctx, int64_t from, int64_t to, const struct vt_agg_reads *reads,
+                        vt_score_visit_fn fn, void *arg)
 {
-    (void)ctx, (void)from, (void)to, (void)fn, (void)arg;
+    (void)ctx, (void)from, (void)to, (void)reads, (void)fn, (void)arg;
     return -EIO;
 }
 
@@ -773,6 +780,44 @@ static void t_baseline_pass(void **st)
     /* a failing source aborts the evaluation */
     struct vt_score_source bad = {.ctx = NULL, .each = failing_each};
     assert_int_equal(vt_score_engine_evaluate(e, &bad, now), -EIO);
+    vt_score_engine_free(e);
+    store_free(&s);
+}
+
+/* What each pass tells the source it reads: the union over the scores that
+ * share the pass, and no more (the store fetches just those lines ahead). */
+static void t_pass_reads(void **st)
+{
+    (void)st;
+    struct store s;
+    store_init(&s);
+    int64_t now = T0;
+    rec(&s, "{\"ts\":%lld,\"service\":\"r\",\"latency_ms\":10,\"input_tokens\":5}", now - 1000);
+    struct vt_score_engine *e = engine_from(
+        "{\"version\":1,\"scores\":["
+        "{\"name\":\"a\",\"selector\":{\"service\":\"r\"},\"window\":\"5m\",\"components\":["
+        "{\"name\":\"t\",\"metric\":\"input_tokens\",\"stat\":\"p95\",\"weight\":1,\"good\":1,\"bad\":9},"
+        "{\"name\":\"c\",\"metric\":\"cost_usd\",\"stat\":\"mean\",\"weight\":1,\"good\":1,\"bad\":9}]},"
+        "{\"name\":\"b\",\"selector\":{\"service\":\"x\"},\"window\":\"5m\",\"components\":["
+        "{\"name\":\"q\",\"stat\":\"invalid_rate\",\"weight\":1,\"good\":0,\"bad\":1}]},"
+        "{\"name\":\"c\",\"selector\":{\"service\":\"r\"},\"window\":\"1m\",\"components\":["
+        "{\"name\":\"m\",\"metric\":\"relevance\",\"stat\":\"mean\",\"weight\":1,\"good\":1,\"bad\":0},"
+        "{\"name\":\"l\",\"metric\":\"latency_ms\",\"stat\":\"max\",\"weight\":1,\"good\":1,\"bad\":9}]}]}");
+    eval(e, &s, now);
+    assert_int_equal(s.passes, 2); /* 5m (a, b) and 1m (c) */
+    const struct vt_agg_reads *r = &s.reads[0];
+    assert_int_equal(r->fixed, 1u << 2 | 1u << 4); /* input_tokens, cost_usd */
+    assert_int_equal(r->buckets, 1u << 2);         /* p95 reads its counters, a mean none */
+    assert_true(r->quality);                       /* b's invalid_rate */
+    assert_false(r->metrics);
+    assert_false(r->exemplars);
+    assert_false(r->embedding);
+    r = &s.reads[1];
+    assert_int_equal(r->fixed, 1u << 0); /* max of latency: totals only */
+    assert_int_equal(r->buckets, 0);
+    assert_true(r->metrics);             /* relevance */
+    assert_true(r->exemplars);           /* a latency component shows exemplars */
+    assert_false(r->quality);
     vt_score_engine_free(e);
     store_free(&s);
 }
@@ -962,7 +1007,7 @@ int main(void)
         cmocka_unit_test(t_missing_coverage), cmocka_unit_test(t_states),
         cmocka_unit_test(t_segments),      cmocka_unit_test(t_selector_exemplars),
         cmocka_unit_test(t_baseline_pass), cmocka_unit_test(t_golden),
-        cmocka_unit_test(t_totals_only),
+        cmocka_unit_test(t_totals_only),   cmocka_unit_test(t_pass_reads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

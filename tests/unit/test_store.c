@@ -118,7 +118,7 @@ static struct sum query(vt_store *st, int64_t from, int64_t to)
     struct sum s = {0};
     struct vt_aggregate scratch;
     vt_aggregate_init(&scratch);
-    assert_int_equal(vt_store_query(st, from, to, &scratch, sum_cb, &s), 0);
+    assert_int_equal(vt_store_query(st, from, to, NULL, &scratch, sum_cb, &s), 0);
     vt_aggregate_free(&scratch);
     return s;
 }
