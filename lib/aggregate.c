@@ -171,13 +171,16 @@ static vt_sketch *metric_sketch(struct vt_aggregate *a, const char *name, size_t
     return &m->sketch;
 }
 
-static void add_exemplar(struct vt_aggregate *a, const struct vt_exemplar *x)
+/* Keep exemplar x (request id `id`, a buffer of VT_AGG_EXEMPLAR_ID_LEN + 1
+ * bytes) in a if it ranks. */
+static void add_exemplar(struct vt_aggregate *a, const struct vt_exemplar_rank *x, const char *id)
 {
     uint32_t failed = 0;
     for (uint32_t i = 0; i < a->n_exemplars; i++)
         failed += a->exemplars[i].kind == VT_EXEMPLAR_FAILED;
     if (a->n_exemplars < VT_AGG_MAX_EXEMPLARS &&
         (x->kind != VT_EXEMPLAR_FAILED || failed < MAX_FAILED_EXEMPLARS)) {
+        memcpy(a->exemplar_ids[a->n_exemplars], id, sizeof a->exemplar_ids[0]);
         a->exemplars[a->n_exemplars++] = *x;
         return;
     }
@@ -186,7 +189,7 @@ static void add_exemplar(struct vt_aggregate *a, const struct vt_exemplar *x)
      * slow one if it is faster. */
     int victim = -1;
     for (uint32_t i = 0; i < a->n_exemplars; i++) {
-        const struct vt_exemplar *e = &a->exemplars[i];
+        const struct vt_exemplar_rank *e = &a->exemplars[i];
         if (x->kind == VT_EXEMPLAR_FAILED && failed >= MAX_FAILED_EXEMPLARS) {
             if (e->kind == VT_EXEMPLAR_FAILED &&
                 (victim < 0 || e->ts_ms < a->exemplars[victim].ts_ms))
@@ -198,10 +201,19 @@ static void add_exemplar(struct vt_aggregate *a, const struct vt_exemplar *x)
     }
     if (victim < 0)
         return;
-    const struct vt_exemplar *v = &a->exemplars[victim];
+    const struct vt_exemplar_rank *v = &a->exemplars[victim];
     if (x->kind == VT_EXEMPLAR_FAILED ? (v->kind == VT_EXEMPLAR_SLOWEST || x->ts_ms >= v->ts_ms)
-                                      : x->latency_ms > v->latency_ms)
+                                      : x->latency_ms > v->latency_ms) {
         a->exemplars[victim] = *x;
+        memcpy(a->exemplar_ids[victim], id, sizeof a->exemplar_ids[0]);
+    }
+}
+
+/* add_exemplar of an exemplar whole. */
+static void add_exemplar_whole(struct vt_aggregate *a, const struct vt_exemplar *x)
+{
+    struct vt_exemplar_rank r = {.latency_ms = x->latency_ms, .ts_ms = x->ts_ms, .kind = x->kind};
+    add_exemplar(a, &r, x->request_id);
 }
 
 /* The embedding sum of a, ready to receive the `dim` components of `n` more
@@ -272,7 +284,7 @@ int vt_aggregate_add(struct vt_aggregate *a, const struct vt_record *rec)
                                 .latency_ms = rec->latency_ms, .ts_ms = rec->ts_ms};
         memcpy(x.request_id, rec->request_id.ptr, rec->request_id.len);
         x.request_id[rec->request_id.len] = 0;
-        add_exemplar(a, &x);
+        add_exemplar_whole(a, &x);
     }
     return rc ? -ENOMEM : 0;
 }
@@ -310,7 +322,7 @@ int vt_aggregate_merge(struct vt_aggregate *dst, const struct vt_aggregate *src)
     for (int i = 0; i <= VT_FIELD_LAST; i++)
         dst->missing_by_field[i] += src->missing_by_field[i];
     for (uint32_t i = 0; i < src->n_exemplars; i++)
-        add_exemplar(dst, &src->exemplars[i]);
+        add_exemplar(dst, &src->exemplars[i], src->exemplar_ids[i]);
     return rc ? -ENOMEM : 0;
 }
 
@@ -441,7 +453,7 @@ int vt_aggregate_to_proto(const struct vt_aggregate *a, Vitals__V1__WindowAggreg
         }
         vitals__v1__exemplar__init(x);
         msg->exemplars[msg->n_exemplars++] = x;
-        x->request_id = strdup(a->exemplars[i].request_id);
+        x->request_id = strdup(a->exemplar_ids[i]);
         x->kind = strdup(a->exemplars[i].kind == VT_EXEMPLAR_FAILED ? "failed" : "slowest");
         x->latency_ms = a->exemplars[i].latency_ms;
         x->ts_ms = a->exemplars[i].ts_ms;
@@ -506,9 +518,9 @@ void vt_aggregate_encode(const struct vt_aggregate *a, struct pbw *w)
         if (a->missing_by_field[f])
             encode_count(w, 16, vt_record_field_name(f), a->missing_by_field[f]);
     for (uint32_t i = 0; i < a->n_exemplars; i++) {
-        const struct vt_exemplar *x = &a->exemplars[i];
+        const struct vt_exemplar_rank *x = &a->exemplars[i];
         size_t at = pbw_open(w, 17);
-        pbw_string(w, 1, x->request_id);
+        pbw_string(w, 1, a->exemplar_ids[i]);
         pbw_string(w, 2, x->kind == VT_EXEMPLAR_FAILED ? "failed" : "slowest");
         pbw_double(w, 3, x->latency_ms);
         pbw_uint(w, 4, (uint64_t)x->ts_ms);
@@ -854,7 +866,7 @@ static int walk(const uint8_t *buf, size_t len, struct vt_aggregate *dst,
             if (++n_ex > VT_AGG_MAX_EXEMPLARS || wire_exemplar(pb_of(&f), dst, to))
                 return -EBADMSG;
             if (dst)
-                add_exemplar(dst, to);
+                add_exemplar_whole(dst, to);
             break;
         }
         default: break; /* a field of a newer schema */
@@ -923,7 +935,7 @@ int vt_aggregate_merge_kept(struct vt_aggregate *dst, const struct vt_sketch_kep
             return -ENOMEM;
     }
     for (uint32_t i = 0; i < rest->n_exemplars; i++)
-        add_exemplar(dst, &rest->exemplars[i]);
+        add_exemplar_whole(dst, &rest->exemplars[i]);
     return merge_totals(dst, rest->count, rest->errors, rest->emb, rest->n_emb, rest->emb_count);
 }
 

@@ -730,24 +730,22 @@ static void fill_exemplars(struct vt_component_result *cr, const struct vt_aggre
         kind = VT_EXEMPLAR_FAILED;
     else
         return;
-    const struct vt_exemplar *pick[VT_AGG_MAX_EXEMPLARS];
-    uint32_t n = 0;
+    uint32_t pick[VT_AGG_MAX_EXEMPLARS], n = 0;
     for (uint32_t i = 0; i < a->n_exemplars; i++)
         if (a->exemplars[i].kind == kind)
-            pick[n++] = &a->exemplars[i];
+            pick[n++] = i;
     /* Slowest first, or latest failure first (insertion sort: n <= 4). */
     for (uint32_t i = 1; i < n; i++)
         for (uint32_t j = i; j > 0; j--) {
-            bool sw = kind == VT_EXEMPLAR_SLOWEST ? pick[j]->latency_ms > pick[j - 1]->latency_ms
-                                                  : pick[j]->ts_ms > pick[j - 1]->ts_ms;
-            if (!sw)
+            const struct vt_exemplar_rank *x = &a->exemplars[pick[j]], *y = &a->exemplars[pick[j - 1]];
+            if (kind == VT_EXEMPLAR_SLOWEST ? x->latency_ms <= y->latency_ms : x->ts_ms <= y->ts_ms)
                 break;
-            const struct vt_exemplar *t = pick[j];
+            uint32_t t = pick[j];
             pick[j] = pick[j - 1];
             pick[j - 1] = t;
         }
     for (uint32_t i = 0; i < n; i++)
-        memcpy(cr->exemplars[i], pick[i]->request_id, sizeof cr->exemplars[i]);
+        memcpy(cr->exemplars[i], a->exemplar_ids[pick[i]], sizeof cr->exemplars[i]);
     cr->n_exemplars = n;
 }
 

@@ -151,16 +151,24 @@ void vt_acc_reset(struct vt_aggregate *a, const struct vt_acc_needs *n)
     a->n_exemplars = 0;
 }
 
+/* Slot i of a := exemplar x with request id `id`. */
+static void put_exemplar(struct vt_aggregate *a, uint32_t i, const struct vt_exemplar_rank *x,
+                         const char *id)
+{
+    a->exemplars[i] = *x;
+    memcpy(a->exemplar_ids[i], id, sizeof a->exemplar_ids[i]);
+}
+
 /* Keep the slowest "slow" exemplars and the latest failed ones. */
-static void acc_exemplar(struct vt_aggregate *a, const struct vt_exemplar *x)
+static void acc_exemplar(struct vt_aggregate *a, const struct vt_exemplar_rank *x, const char *id)
 {
     if (a->n_exemplars < VT_AGG_MAX_EXEMPLARS) {
-        a->exemplars[a->n_exemplars++] = *x;
+        put_exemplar(a, a->n_exemplars++, x, id);
         return;
     }
     int victim = -1;
     for (uint32_t i = 0; i < a->n_exemplars; i++) {
-        const struct vt_exemplar *e = &a->exemplars[i];
+        const struct vt_exemplar_rank *e = &a->exemplars[i];
         if (e->kind != x->kind)
             continue;
         if (victim < 0 || (x->kind == VT_EXEMPLAR_FAILED
@@ -177,17 +185,16 @@ static void acc_exemplar(struct vt_aggregate *a, const struct vt_exemplar *x)
             failed * 2 > a->n_exemplars ? VT_EXEMPLAR_FAILED : VT_EXEMPLAR_SLOWEST;
         for (uint32_t i = 0; i < a->n_exemplars; i++)
             if (a->exemplars[i].kind == k) {
-                a->exemplars[i] = *x;
+                put_exemplar(a, i, x, id);
                 return;
             }
         return;
     }
-    const struct vt_exemplar *v = &a->exemplars[victim];
+    const struct vt_exemplar_rank *v = &a->exemplars[victim];
     if (x->kind == VT_EXEMPLAR_FAILED ? x->ts_ms > v->ts_ms : x->latency_ms > v->latency_ms)
-        a->exemplars[victim] = *x;
+        put_exemplar(a, (uint32_t)victim, x, id);
 }
 
-/* dst += the parts of src that `n` asks for. */
 void vt_acc_reads_add(struct vt_agg_reads *r, const struct vt_acc_needs *n)
 {
     r->fixed |= n->fixed;
@@ -198,6 +205,7 @@ void vt_acc_reads_add(struct vt_agg_reads *r, const struct vt_acc_needs *n)
     r->quality |= n->quality;
 }
 
+/* dst += the parts of src that `n` asks for. */
 int vt_acc_merge(struct vt_aggregate *dst, const struct vt_aggregate *src,
                      const struct vt_acc_needs *n)
 {
@@ -242,6 +250,6 @@ int vt_acc_merge(struct vt_aggregate *dst, const struct vt_aggregate *src,
     }
     if (n->exemplars)
         for (uint32_t i = 0; i < src->n_exemplars; i++)
-            acc_exemplar(dst, &src->exemplars[i]);
+            acc_exemplar(dst, &src->exemplars[i], src->exemplar_ids[i]);
     return rc ? -ENOMEM : 0;
 }
