@@ -11,11 +11,13 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "api.h"
@@ -28,6 +30,8 @@
 #include "score_config.h"
 #include "store.h"
 #include "store_source.h"
+
+#define HUGETLB_TUNABLE "glibc.malloc.hugetlb"
 
 struct cfg {
     char *scores;
@@ -45,6 +49,7 @@ struct cfg {
     int64_t max_series;
     int wal_fsync;
     int64_t wal_group_wait;
+    int huge_pages;
 };
 
 static const struct vt_knob knobs[] = {
@@ -86,6 +91,10 @@ static const struct vt_knob knobs[] = {
     {"wal-group-wait", VT_KNOB_DURATION, offsetof(struct cfg, wal_group_wait), "1ms",
      "under load, a WAL group that would start with less than half the last one waits this "
      "long at most for more batches: fewer, fuller fsyncs (0 = never wait)", NULL, 0, 1000},
+    {"huge-pages", VT_KNOB_BOOL, offsetof(struct cfg, huge_pages), "true",
+     "keep the rollups on transparent huge pages: unless GLIBC_TUNABLES already sets "
+     "glibc.malloc.hugetlb, start again once with glibc.malloc.hugetlb=1 (see docs/scorer.md)",
+     NULL, 0, 0},
 };
 #define N_KNOBS (sizeof knobs / sizeof knobs[0])
 
@@ -389,6 +398,10 @@ static int run(struct app *a)
     vt_info("vitals-scorer %s listening grpc=%s (port %d) http=%s (port %d) data_dir=%s",
             VITALS_VERSION, a->cfg.grpc_addr, vt_grpc_server_port(a->grpc), a->cfg.http_addr,
             vt_http_server_port(&a->api.http), a->cfg.data_dir);
+    const char *tun = getenv("GLIBC_TUNABLES");
+    vt_info("rollup heap on %s", tun && strstr(tun, HUGETLB_TUNABLE "=1")
+                                     ? "transparent huge pages (" HUGETLB_TUNABLE "=1)"
+                                     : "4 KiB pages (see --huge-pages)");
     uv_timer_init(a->loop, &a->eval_timer);
     uv_timer_init(a->loop, &a->fresh_timer);
     a->eval_timer.data = a->fresh_timer.data = a;
@@ -402,6 +415,50 @@ static int run(struct app *a)
     uv_signal_start(&a->sig_hup, on_hup, SIGHUP);
     uv_run(a->loop, UV_RUN_DEFAULT);
     return 0;
+}
+
+/* Rollups are hundreds of thousands of small heap objects, and every
+ * evaluation walks them: on 4 KiB pages nearly each one it reads costs a
+ * TLB miss (in a VM a two-dimensional page walk) on top of its cache misses.
+ * glibc keeps its heap on transparent huge pages when the tunable
+ * glibc.malloc.hugetlb=1 is set, but reads tunables only when a program
+ * starts. So, unless the operator set that tunable (to anything) or the
+ * kernel's THP is off, add it and execute this program again, once, before
+ * anything is opened. If that fails, go on as we are. */
+static void restart_on_huge_pages(char **argv)
+{
+    const char *old = getenv("GLIBC_TUNABLES");
+    if (old && strstr(old, HUGETLB_TUNABLE))
+        return;
+    char mode[128] = "";
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (!f)
+        return;
+    bool thp = fgets(mode, sizeof mode, f) && !strstr(mode, "[never]");
+    fclose(f);
+    if (!thp)
+        return;
+    size_t n = (old ? strlen(old) : 0) + sizeof ":" HUGETLB_TUNABLE "=1";
+    char *v = malloc(n), *keep = old ? strdup(old) : NULL;
+    if (!v || (old && !keep)) {
+        free(v);
+        free(keep);
+        return;
+    }
+    snprintf(v, n, "%s%s" HUGETLB_TUNABLE "=1", old ? old : "", old && *old ? ":" : "");
+    /* by its own path, not /proc/self/exe: that would rename the process "exe" */
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len > 0 && (self[len] = 0, access(self, X_OK) == 0) &&
+        setenv("GLIBC_TUNABLES", v, 1) == 0) {
+        execv(self, argv);
+        if (keep) /* still here: as we were */
+            setenv("GLIBC_TUNABLES", keep, 1);
+        else
+            unsetenv("GLIBC_TUNABLES");
+    }
+    free(v);
+    free(keep);
 }
 
 int main(int argc, char **argv)
@@ -428,6 +485,8 @@ int main(int argc, char **argv)
     if (a->cfg.check_config && *a->cfg.check_config) {
         code = vt_score_config_check(a->cfg.check_config, stdout);
     } else {
+        if (a->cfg.huge_pages)
+            restart_on_huge_pages(argv);
         vt_log_set_level((enum vt_log_level)a->cfg.log_level);
         a->loop = uv_default_loop();
         vt_store_source_init(&a->source);

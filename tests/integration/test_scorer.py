@@ -315,6 +315,20 @@ def run(tmp):
     now = int(time.time() * 1000)
     w0 = now - now % 10000 - 60000  # a closed window, one minute ago
 
+    # --huge-pages (on by default): the scorer started itself again with
+    # glibc's THP tunable, as the same process (pid, name); off: as it was
+    thp_path = "/sys/kernel/mm/transparent_hugepage/enabled"
+    thp = open(thp_path).read() if os.path.exists(thp_path) else "[never]"
+    with open("/proc/%d/comm" % s.p.pid) as f:
+        assert f.read().strip() == "vitals-scorer"
+    heap = [l for l in open(s.log) if "rollup heap on" in l]
+    assert len(heap) == 1, heap
+    assert ("transparent huge pages" in heap[0]) == ("[never]" not in thp), (heap, thp)
+    s4k = Scorer(tmp, ["--huge-pages", "false"], data_dir=os.path.join(tmp, "data-4k"))
+    assert "4 KiB pages" in "".join(l for l in open(s4k.log) if "rollup heap on" in l)
+    s4k.p.terminate()
+    assert s4k.p.wait(timeout=20) == 0
+
     # Two series: openai fast, anthropic slow with errors.
     fast = [100.0 + i for i in range(20)]          # p50 ~ 110
     slow = [800.0 + 10 * i for i in range(10)]     # p50 ~ 850
