@@ -430,32 +430,28 @@ static void restart_on_huge_pages(char **argv)
     const char *old = getenv("GLIBC_TUNABLES");
     if (old && strstr(old, HUGETLB_TUNABLE))
         return;
-    char mode[128] = "";
+    char mode[128] = "", self[4096];
     FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
     if (!f)
         return;
     bool thp = fgets(mode, sizeof mode, f) && !strstr(mode, "[never]");
     fclose(f);
-    if (!thp)
+    /* by its own path: an exec of /proc/self/exe would rename the process "exe" */
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self);
+    if (!thp || len <= 0 || (size_t)len >= sizeof self)
         return;
+    self[len] = 0;
     size_t n = (old ? strlen(old) : 0) + sizeof ":" HUGETLB_TUNABLE "=1";
     char *v = malloc(n), *keep = old ? strdup(old) : NULL;
-    if (!v || (old && !keep)) {
-        free(v);
-        free(keep);
-        return;
-    }
-    snprintf(v, n, "%s%s" HUGETLB_TUNABLE "=1", old ? old : "", old && *old ? ":" : "");
-    /* by its own path, not /proc/self/exe: that would rename the process "exe" */
-    char self[4096];
-    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (len > 0 && (self[len] = 0, access(self, X_OK) == 0) &&
-        setenv("GLIBC_TUNABLES", v, 1) == 0) {
-        execv(self, argv);
-        if (keep) /* still here: as we were */
-            setenv("GLIBC_TUNABLES", keep, 1);
-        else
-            unsetenv("GLIBC_TUNABLES");
+    if (v && (!old || keep)) {
+        snprintf(v, n, "%s%s" HUGETLB_TUNABLE "=1", old ? old : "", old && *old ? ":" : "");
+        if (setenv("GLIBC_TUNABLES", v, 1) == 0) {
+            execv(self, argv);
+            if (keep) /* still here: as we were */
+                setenv("GLIBC_TUNABLES", keep, 1);
+            else
+                unsetenv("GLIBC_TUNABLES");
+        }
     }
     free(v);
     free(keep);
