@@ -1020,6 +1020,9 @@ void vt_aggregate_prefetch_read(const struct vt_aggregate *a, const struct vt_ag
 
 void vt_aggregate_prefetch_read_parts(const struct vt_aggregate *a, const struct vt_agg_reads *r)
 {
+    /* The counters fetched here, not by calling vt_sketch_prefetch (the same
+     * lines, the same instruction): that call measured 27% slower per
+     * evaluation (bench_eval, 7 alternating runs: 84.6 against 66.3 ms). */
     for (int i = 0; i < N_FIXED; i++) {
         const vt_sketch_store *st = &fixed_sketch((struct vt_aggregate *)a, i)->pos;
         if ((r->buckets & (1u << i)) && st->total) /* negative values are rare */
