@@ -960,10 +960,16 @@ int vt_aggregate_wire_head(const uint8_t *buf, size_t len, struct vt_agg_head *h
     return r == 0 ? 0 : -EBADMSG;
 }
 
+/* Write prefetches of the lines from p up to (not including) p + n. */
+static void fetch_w(const void *p, size_t n)
+{
+    for (size_t i = 0; i < n; i += 64)
+        __builtin_prefetch((const char *)p + i, 1);
+}
+
 void vt_aggregate_prefetch(const struct vt_aggregate *a)
 {
-    for (size_t i = 0; i < offsetof(struct vt_aggregate, metrics_dropped); i += 64)
-        __builtin_prefetch((const char *)a + i, 1);
+    fetch_w(a, offsetof(struct vt_aggregate, metrics_dropped));
 }
 
 void vt_aggregate_prefetch_parts(const struct vt_aggregate *a)
@@ -972,8 +978,7 @@ void vt_aggregate_prefetch_parts(const struct vt_aggregate *a)
                                 &a->output_tokens, &a->cost_usd};
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
         vt_sketch_prefetch(fixed[i]);
-    for (size_t i = 0; i < a->n_metrics * sizeof *a->metrics; i += 64)
-        __builtin_prefetch((const char *)a->metrics + i, 1);
+    fetch_w(a->metrics, a->n_metrics * sizeof *a->metrics);
 }
 
 void vt_aggregate_prefetch_kept(const struct vt_aggregate *a, const struct vt_sketch_kept *k,
@@ -983,8 +988,7 @@ void vt_aggregate_prefetch_kept(const struct vt_aggregate *a, const struct vt_sk
         if (k[i].field >= 7 && k[i].field <= 11)
             vt_sketch_prefetch_range(fixed_sketch((struct vt_aggregate *)a, (int)k[i].field - 7),
                                      k[i].lo, k[i].hi);
-    for (size_t i = 0; i < a->n_metrics * sizeof *a->metrics; i += 64)
-        __builtin_prefetch((const char *)a->metrics + i, 1);
+    fetch_w(a->metrics, a->n_metrics * sizeof *a->metrics);
 }
 
 void vt_aggregate_prefetch_metrics(const struct vt_aggregate *a)
