@@ -26,7 +26,10 @@
  * BENCH_INGEST_PASSES (default 5) passes over them, each with batches of its
  * own; the first is a warm-up that creates the series, and the figures are
  * the best of the others (the same work each time: the spread between them
- * is the machine's, not the code's).
+ * is the machine's, not the code's). BENCH_INGEST_VERBOSE=1 prints every
+ * pass's figures to stderr: later passes merge into fuller rollups (their
+ * counters pass 255 after ~100 merges and widen), so a long run
+ * (BENCH_INGEST_PASSES=17) shows what dense windows cost.
  */
 #include "../scorer/batch.c"
 #include "../scorer/store.c"
@@ -136,6 +139,9 @@ int main(int argc, char **argv)
         }
         if (p > 0 && pc + pa < check + apply)
             check = pc, apply = pa;
+        if (getenv("BENCH_INGEST_VERBOSE"))
+            fprintf(stderr, "bench_ingest: pass %d: check %.2f, apply %.2f us per batch\n", p,
+                    pc / (double)n * 1e6, pa / (double)n * 1e6);
     }
     uint64_t m = total < 1000 ? total : 1000;
     bench_report("check_us_per_batch", check / (double)n * 1e6, "us", NULL);

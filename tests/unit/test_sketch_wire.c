@@ -727,6 +727,113 @@ static void test_encode(void **state)
     vt_sketch_free(&c);
 }
 
+/* Counters that outgrow a byte, then two: every merge path (in memory, from
+ * the wire, from a kept check, one value at a time) against exact counts
+ * per bucket, through the one-, two- and four-byte widths, one message
+ * taking every bucket past a byte boundary at once; then collapsing stores,
+ * copies and the encoder on them. */
+static void test_counter_widths_exact(void **state)
+{
+    (void)state;
+    enum { NV = 40, ROUNDS = 700 };
+    double vals[NV];
+    int32_t idx[NV];
+    rng r = {4242};
+    for (int i = 0; i < NV; i++) { /* distinct buckets over ~1.5 decades */
+        vals[i] = 2 * pow(1.09, i);
+        idx[i] = vt_sketch_index(6, vals[i]);
+    }
+    vt_sketch mem, wire, kept, one, part;
+    vt_sketch *all[] = {&mem, &wire, &kept, &one};
+    for (int k = 0; k < 4; k++)
+        vt_sketch_init_default(all[k]);
+    vt_sketch_init_default(&part);
+    uint64_t want[NV] = {0}, count = 0;
+    unsigned widths[4] = {0}; /* of each, every width it had */
+    for (int round = 0; round < ROUNDS; round++) {
+        vt_sketch_reset(&part);
+        for (int i = 0; i < NV; i++) {
+            /* mostly a few per bucket (sparse and dense forms), now and
+             * then a heap into one bucket (carries; late: beyond 2^16) */
+            uint64_t n = rng_next(&r) % 3 == 0 ? 0 : rng_next(&r) % 4;
+            if (rng_next(&r) % 97 == 0)
+                n += round > ROUNDS * 3 / 4 ? 40000 : 200 + rng_next(&r) % 100;
+            if (round == ROUNDS / 2) /* every bucket past a byte boundary at once */
+                n += 255;
+            if (!n)
+                continue;
+            assert_int_equal(vt_sketch_add_n(&part, vals[i], n), 0);
+            assert_int_equal(vt_sketch_add_n(&one, vals[i], n), 0);
+            want[i] += n;
+            count += n;
+        }
+        uint8_t *buf;
+        size_t len;
+        struct vt_sketch_kept kp;
+        assert_int_equal(vt_sketch_pack(&part, &buf, &len), 0);
+        assert_int_equal(vt_sketch_merge(&mem, &part), 0);
+        assert_int_equal(vt_sketch_merge_wire(&wire, buf, len), 0);
+        assert_int_equal(vt_sketch_check_wire_kept(buf, len, &kp), 0);
+        assert_int_equal(vt_sketch_merge_kept(&kept, &kp), 0);
+        free(buf);
+        for (int k = 0; k < 4; k++) {
+            widths[k] |= all[k]->pos.width;
+            assert_int_equal(vt_sketch_count(all[k]), count);
+            for (int i = 0; i < NV; i++)
+                assert_int_equal(vt_sketch_bucket_get(all[k], 0, idx[i]), want[i]);
+        }
+    }
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(widths[k], 1 | 2 | 4);
+    /* wide sources into fresh and into equally wide stores */
+    vt_sketch twice, copy;
+    vt_sketch_init_default(&twice);
+    vt_sketch_init_default(&copy);
+    assert_int_equal(vt_sketch_copy(&copy, &mem), 0);
+    assert_true(vt_sketch_same(&copy, &mem));
+    assert_int_equal(vt_sketch_merge(&twice, &mem), 0);
+    assert_int_equal(vt_sketch_merge(&twice, &copy), 0);
+    for (int i = 0; i < NV; i++)
+        assert_int_equal(vt_sketch_bucket_get(&twice, 0, idx[i]), 2 * want[i]);
+    /* a store collapsing under a small max_bins, its counters two bytes */
+    vt_sketch narrow[3];
+    for (int k = 0; k < 3; k++)
+        assert_int_equal(vt_sketch_init(&narrow[k], 6, 24, VT_SKETCH_DEFAULT_ZERO_THRESHOLD), 0);
+    for (int round = 0; round < 40; round++) {
+        vt_sketch_reset(&part);
+        for (int i = 0; i < NV; i++)
+            assert_int_equal(vt_sketch_add_n(&part, vals[i], 1 + (uint64_t)(i + round) % 9), 0);
+        uint8_t *buf;
+        size_t len;
+        assert_int_equal(vt_sketch_pack(&part, &buf, &len), 0);
+        assert_int_equal(vt_sketch_merge(&narrow[0], &part), 0);
+        assert_int_equal(vt_sketch_merge_wire(&narrow[1], buf, len), 0);
+        free(buf);
+        assert_int_equal(vt_sketch_merge(&narrow[2], &narrow[0]), 0);
+    }
+    assert_true(narrow[0].pos.width == 2 && vt_sketch_collapsed_count(&narrow[0]) > 0);
+    assert_true(vt_sketch_same(&narrow[0], &narrow[1]));
+    /* the encoder: what it writes of each form reads back the same */
+    vt_sketch *enc[] = {&mem, &wire, &twice, &narrow[0], &narrow[2]};
+    for (size_t k = 0; k < sizeof enc / sizeof *enc; k++) {
+        uint8_t *buf;
+        size_t len;
+        vt_sketch back;
+        assert_int_equal(vt_sketch_pack(enc[k], &buf, &len), 0);
+        assert_int_equal(vt_sketch_unpack(&back, buf, len, enc[k]->max_bins), 0);
+        assert_true(vt_sketch_same(&back, enc[k]));
+        free(buf);
+        vt_sketch_free(&back);
+    }
+    for (int k = 0; k < 3; k++)
+        vt_sketch_free(&narrow[k]);
+    for (int k = 0; k < 4; k++)
+        vt_sketch_free(all[k]);
+    vt_sketch_free(&part);
+    vt_sketch_free(&twice);
+    vt_sketch_free(&copy);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -738,6 +845,7 @@ int main(void)
         cmocka_unit_test(test_merge_wire_fast_path),
         cmocka_unit_test(test_kept_other_scale),
         cmocka_unit_test(test_encode),
+        cmocka_unit_test(test_counter_widths_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
