@@ -18,6 +18,13 @@
  *     buckets keeps one-byte counters (half the cache lines to merge and
  *     read). Adds raise the peak to what they wrote; merges reserve for
  *     peak + the most one bucket can gain (everything, when buckets fold).
+ *
+ * Tried and dropped: two-byte counters as two planes (low bytes, then high
+ * bytes), so that a merge into a widened store would touch one byte per
+ * bucket and the high plane only on a carry. On bench_ingest's 17-pass run
+ * cachegrind counted 11% fewer D1 read misses in add_counts and 12% more
+ * instructions, the late (widened) passes did not get measurably faster,
+ * and evaluation, which reads both planes, got slower.
  */
 #include "sketch.h"
 #include "sketch_index.h"
