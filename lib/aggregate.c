@@ -171,6 +171,13 @@ static vt_sketch *metric_sketch(struct vt_aggregate *a, const char *name, size_t
     return &m->sketch;
 }
 
+void vt_aggregate_put_exemplar(struct vt_aggregate *a, uint32_t i,
+                               const struct vt_exemplar_rank *x, const char *id)
+{
+    a->exemplars[i] = *x;
+    memcpy(a->exemplar_ids[i], id, sizeof a->exemplar_ids[i]);
+}
+
 /* Keep exemplar x (request id `id`, a buffer of VT_AGG_EXEMPLAR_ID_LEN + 1
  * bytes) in a if it ranks. */
 static void add_exemplar(struct vt_aggregate *a, const struct vt_exemplar_rank *x, const char *id)
@@ -180,8 +187,7 @@ static void add_exemplar(struct vt_aggregate *a, const struct vt_exemplar_rank *
         failed += a->exemplars[i].kind == VT_EXEMPLAR_FAILED;
     if (a->n_exemplars < VT_AGG_MAX_EXEMPLARS &&
         (x->kind != VT_EXEMPLAR_FAILED || failed < MAX_FAILED_EXEMPLARS)) {
-        memcpy(a->exemplar_ids[a->n_exemplars], id, sizeof a->exemplar_ids[0]);
-        a->exemplars[a->n_exemplars++] = *x;
+        vt_aggregate_put_exemplar(a, a->n_exemplars++, x, id);
         return;
     }
     /* Choose a victim: for a failed call, the oldest failed one if the failed
@@ -203,10 +209,8 @@ static void add_exemplar(struct vt_aggregate *a, const struct vt_exemplar_rank *
         return;
     const struct vt_exemplar_rank *v = &a->exemplars[victim];
     if (x->kind == VT_EXEMPLAR_FAILED ? (v->kind == VT_EXEMPLAR_SLOWEST || x->ts_ms >= v->ts_ms)
-                                      : x->latency_ms > v->latency_ms) {
-        a->exemplars[victim] = *x;
-        memcpy(a->exemplar_ids[victim], id, sizeof a->exemplar_ids[0]);
-    }
+                                      : x->latency_ms > v->latency_ms)
+        vt_aggregate_put_exemplar(a, (uint32_t)victim, x, id);
 }
 
 /* add_exemplar of an exemplar whole. */

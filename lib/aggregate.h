@@ -110,6 +110,12 @@ int vt_aggregate_add(struct vt_aggregate *a, const struct vt_record *rec);
 /* Count one rejected record against this aggregate's data-quality counters. */
 void vt_aggregate_add_invalid(struct vt_aggregate *a, enum vt_record_reject reason);
 
+/* Exemplar slot i of a := x with request id `id` (a buffer of
+ * VT_AGG_EXEMPLAR_ID_LEN + 1 bytes), i < VT_AGG_MAX_EXEMPLARS; the caller keeps
+ * n_exemplars. For the merges that choose which exemplars an aggregate keeps. */
+void vt_aggregate_put_exemplar(struct vt_aggregate *a, uint32_t i,
+                               const struct vt_exemplar_rank *x, const char *id);
+
 /* dst += src. Returns 0 or -ENOMEM. */
 int vt_aggregate_merge(struct vt_aggregate *dst, const struct vt_aggregate *src);
 

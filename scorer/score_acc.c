@@ -151,19 +151,11 @@ void vt_acc_reset(struct vt_aggregate *a, const struct vt_acc_needs *n)
     a->n_exemplars = 0;
 }
 
-/* Slot i of a := exemplar x with request id `id`. */
-static void put_exemplar(struct vt_aggregate *a, uint32_t i, const struct vt_exemplar_rank *x,
-                         const char *id)
-{
-    a->exemplars[i] = *x;
-    memcpy(a->exemplar_ids[i], id, sizeof a->exemplar_ids[i]);
-}
-
 /* Keep the slowest "slow" exemplars and the latest failed ones. */
 static void acc_exemplar(struct vt_aggregate *a, const struct vt_exemplar_rank *x, const char *id)
 {
     if (a->n_exemplars < VT_AGG_MAX_EXEMPLARS) {
-        put_exemplar(a, a->n_exemplars++, x, id);
+        vt_aggregate_put_exemplar(a, a->n_exemplars++, x, id);
         return;
     }
     int victim = -1;
@@ -185,14 +177,14 @@ static void acc_exemplar(struct vt_aggregate *a, const struct vt_exemplar_rank *
             failed * 2 > a->n_exemplars ? VT_EXEMPLAR_FAILED : VT_EXEMPLAR_SLOWEST;
         for (uint32_t i = 0; i < a->n_exemplars; i++)
             if (a->exemplars[i].kind == k) {
-                put_exemplar(a, i, x, id);
+                vt_aggregate_put_exemplar(a, i, x, id);
                 return;
             }
         return;
     }
     const struct vt_exemplar_rank *v = &a->exemplars[victim];
     if (x->kind == VT_EXEMPLAR_FAILED ? x->ts_ms > v->ts_ms : x->latency_ms > v->latency_ms)
-        put_exemplar(a, (uint32_t)victim, x, id);
+        vt_aggregate_put_exemplar(a, (uint32_t)victim, x, id);
 }
 
 void vt_acc_reads_add(struct vt_agg_reads *r, const struct vt_acc_needs *n)
